@@ -1,0 +1,161 @@
+"""Plain data passed between the agent loop, its strategies and the invokers.
+
+Kept free of ROS imports so the loop, the parsers and the benchmarks run and
+are tested without a DDS graph; the node maps these to the ``slm_agent``
+messages (status values equal the ``ToolResult.msg`` constants on purpose, so
+the mapping is a plain ``int()``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Optional, Union
+
+from slm_agent.engines.base import CallMetrics
+
+#: Name of the pseudo tool a model "calls" to give its final answer.  Reserved:
+#: a tool set may not define a tool with this name.
+FINAL_ANSWER_TOOL = "final_answer"
+
+
+class Status(IntEnum):
+    """Outcome of a tool call; values mirror ``slm_agent/msg/ToolResult`` constants."""
+
+    OK = 0
+    REFUSED = 1
+    INVALID_ARGUMENTS = 2
+    TIMEOUT = 3
+    FAILED = 4
+
+
+@dataclass
+class ToolSpec:
+    """A tool the model may call, bound to one ROS 2 service.
+
+    ``parameters`` is the JSON schema of the arguments object (derived from the
+    service request type and merged with the tool set's bounds).  ``defaults``
+    holds values the tool set fills in for optional fields the model omits.
+    """
+
+    name: str
+    description: str = ""
+    service_name: str = ""
+    service_type: str = ""
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}, "additionalProperties": False}
+    )
+    timeout_s: float = 5.0
+    requires_confirmation: bool = False
+    max_rate_hz: float = 0.0
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def to_function(self) -> dict[str, Any]:
+        """OpenAI-style ``tools`` entry (for chat engines with native tool support)."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def to_msg_fields(self) -> dict[str, Any]:
+        """Keyword arguments for ``slm_agent.msg.ToolSpec(**fields)``."""
+        import json
+
+        return {
+            "name": self.name,
+            "description": self.description,
+            "service_name": self.service_name,
+            "service_type": self.service_type,
+            "parameters_json_schema": json.dumps(self.parameters, separators=(",", ":")),
+            "timeout_s": float(self.timeout_s),
+            "requires_confirmation": bool(self.requires_confirmation),
+            "max_rate_hz": float(self.max_rate_hz),
+        }
+
+    @classmethod
+    def from_msg(cls, msg: Any) -> "ToolSpec":
+        """Build from a ``slm_agent.msg.ToolSpec`` (duck-typed: no ROS import here).
+
+        An empty ``parameters_json_schema`` means "derive it from the service
+        type", which :func:`slm_agent.agent.toolset.spec_from_dict` does.
+        """
+        import json
+
+        schema_text = getattr(msg, "parameters_json_schema", "") or ""
+        parameters = json.loads(schema_text) if schema_text.strip() else None
+        if parameters is None:
+            from slm_agent.agent.toolset import spec_from_dict
+
+            return spec_from_dict(
+                {
+                    "name": msg.name,
+                    "description": msg.description,
+                    "service": msg.service_name,
+                    "type": msg.service_type,
+                    "timeout_s": msg.timeout_s or 5.0,
+                    "requires_confirmation": msg.requires_confirmation,
+                    "max_rate_hz": msg.max_rate_hz,
+                },
+                where=f"ToolSpec '{msg.name}'",
+            )
+        return cls(
+            name=msg.name,
+            description=msg.description,
+            service_name=msg.service_name,
+            service_type=msg.service_type,
+            parameters=parameters,
+            timeout_s=float(msg.timeout_s) if msg.timeout_s > 0 else 5.0,
+            requires_confirmation=bool(msg.requires_confirmation),
+            max_rate_hz=float(msg.max_rate_hz),
+        )
+
+
+@dataclass
+class ToolCall:
+    """A call as the model asked for it (``raw`` is the text it was parsed from)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    raw: str = ""
+
+
+@dataclass
+class ToolResult:
+    """What came back from a call, or why nothing did.
+
+    ``latency_ms`` is NaN when no service was called (refused, invalid, not
+    executed) so averages over real round trips are never diluted by zeros.
+    """
+
+    call_id: str
+    name: str
+    status: Status = Status.OK
+    content: Union[dict[str, Any], str] = ""
+    error: str = ""
+    latency_ms: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+
+@dataclass
+class AgentResult:
+    """Everything one agent run produced; ``metrics`` has one entry per LLM call."""
+
+    final_text: str = ""
+    calls: list[tuple[ToolCall, ToolResult]] = field(default_factory=list)
+    metrics: list[CallMetrics] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    success: bool = False
+    error: str = ""
+    steps: int = 0
+    raw_outputs: list[str] = field(default_factory=list)
+    parse_errors: list[str] = field(default_factory=list)
+
