@@ -137,18 +137,28 @@ class JtopReader(Reader):
             return False
 
     def __init__(self, root: str = "/", clock_ns: Clock = time.monotonic_ns,
-                 interval_s: float = 0.5) -> None:
+                 interval_s: float = 0.5, retry_s: float = 5.0) -> None:
         super().__init__(root, clock_ns)
         self._interval_s = interval_s
+        self._retry_s = retry_s
         self._lock = threading.Lock()
         self._jetson: Any = None
         self._error = ""
+        self._next_attempt = 0.0
 
     def _client(self) -> Any:
-        """Connect lazily, so constructing the reader never blocks or raises."""
+        """Connect lazily, so constructing the reader never blocks or raises.
+
+        A failed connection is retried at most every ``retry_s`` so a stopped
+        service costs one socket attempt per few seconds, not one per read.
+        """
         with self._lock:
             if self._jetson is not None and self._jetson.is_alive():
                 return self._jetson
+            self._jetson = None
+            now = time.monotonic()
+            if now < self._next_attempt:
+                return None
             try:
                 from jtop import jtop  # type: ignore[import-not-found]
 
@@ -156,7 +166,8 @@ class JtopReader(Reader):
                 client.start()
                 self._jetson, self._error = client, ""
             except Exception as exc:  # noqa: BLE001
-                self._jetson, self._error = None, f"jtop unavailable: {exc!r}"
+                self._error = f"jtop unavailable: {exc!r}"
+                self._next_attempt = now + self._retry_s
             return self._jetson
 
     def _read_power(self, stamp_ns: int) -> PowerSample:
