@@ -1,0 +1,297 @@
+"""Serve a BFCL multi-turn scenario's functions as ROS 2 services.
+
+Every function of the scenario (including held-out ``miss_func`` ones: BFCL
+only hides their docs, see ``environment``) becomes a
+``slm_agent/srv/InvokeTool`` service ``<namespace>/<token>``, where ``token``
+is the function name made a valid ROS name token (:func:`service_names_for`;
+both sides compute the same mapping from the scenario, so no discovery
+protocol is needed).  So every multi-turn tool call of a benchmark run
+crosses DDS, like a robot's tools would.
+
+Wire format (``InvokeTool``):
+
+* request ``arguments_json``: the call's arguments as a JSON object;
+* response ``success``: the call was executed (a BFCL-level failure such as
+  "Error during execution: ..." is still ``success=True`` -- that text is
+  what BFCL feeds back to the model); ``False`` only when the request could
+  not be executed (bad JSON, not an object, no environment);
+* ``result_json``: ``json.dumps`` of BFCL's result *string*, so
+  ``json.loads(result_json)`` returns it byte for byte.
+
+Run standalone (used by the tests, and handy for manual probing)::
+
+    python -m slm_agent.bench.bfcl.tool_server --case multi_turn_base_0 --namespace /bfcl
+
+It prints one JSON line ``{"ready": true, ...}`` on stdout when serving, and
+also serves ``<namespace>/_control/reset`` (``InvokeTool``, arguments
+``{"case_id": ...}``) to switch to another case without restarting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+from typing import Any, Optional, Union
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.validate_full_topic_name import validate_full_topic_name
+
+from slm_agent.bench.bfcl.environment import MultiTurnEnvironment
+from slm_agent.bench.bfcl.loader import load_scenario
+from slm_agent.bench.scenario import Scenario
+from slm_agent.srv import InvokeTool
+
+CONTROL_RESET = "_control/reset"
+
+
+def normalize_namespace(namespace: str) -> str:
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return ns
+
+
+def ros_token(name: str) -> str:
+    """A valid ROS name token for a function name (alnum/underscore, not
+    starting with a digit)."""
+    token = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not token or token[0].isdigit():
+        token = "f_" + token
+    return token
+
+
+def service_names_for(scenario: Scenario, namespace: str = "/bfcl") -> dict[str, str]:
+    """Original function name -> full service name, for every function of
+    the scenario (all turns), collision-free and validated."""
+    ns = normalize_namespace(namespace)
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for doc in scenario.all_functions():
+        original = doc["name"]
+        if original in out:
+            continue
+        token, base, n = ros_token(original), ros_token(original), 2
+        while token in used:
+            token = f"{base}_{n}"
+            n += 1
+        used.add(token)
+        full = f"{ns}/{token}"
+        validate_full_topic_name(full, is_service=True)
+        out[original] = full
+    return out
+
+
+class ScenarioToolServer:
+    """InvokeTool services for one scenario's functions, on ``node``.
+
+    Callbacks serialize on an internal lock, so any executor works.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        environment: Optional[MultiTurnEnvironment] = None,
+        namespace: str = "/bfcl",
+    ) -> None:
+        self.node = node
+        self.namespace = normalize_namespace(namespace)
+        self._lock = threading.RLock()
+        self._env: Optional[MultiTurnEnvironment] = None
+        self._services: dict[str, Any] = {}
+        self._names: dict[str, str] = {}
+        if environment is not None:
+            self._serve(environment)
+
+    # ----------------------------------------------------------------- state
+    @property
+    def environment(self) -> Optional[MultiTurnEnvironment]:
+        return self._env
+
+    @property
+    def service_names(self) -> dict[str, str]:
+        """Original function name -> full service name currently served."""
+        return dict(self._names)
+
+    def reset(self, scenario: Union[Scenario, MultiTurnEnvironment]) -> dict[str, str]:
+        """Serve the next case: closes the old environment, replaces the
+        services, and returns the new :attr:`service_names`."""
+        env = scenario if isinstance(scenario, MultiTurnEnvironment) else MultiTurnEnvironment(scenario)
+        with self._lock:
+            self._teardown()
+            self._serve(env)
+            return dict(self._names)
+
+    def close(self) -> None:
+        with self._lock:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        for srv in self._services.values():
+            self.node.destroy_service(srv)
+        self._services.clear()
+        self._names = {}
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def _serve(self, env: MultiTurnEnvironment) -> None:
+        self._env = env
+        self._names = service_names_for(env.scenario, self.namespace)
+        for original, full in self._names.items():
+            self._services[original] = self.node.create_service(
+                InvokeTool, full, self._make_callback(original)
+            )
+
+    # ----------------------------------------------------------------- calls
+    def _make_callback(self, original: str):
+        def _cb(request: InvokeTool.Request, response: InvokeTool.Response):
+            return self._handle(original, request, response)
+
+        return _cb
+
+    def _handle(
+        self, original: str, request: InvokeTool.Request, response: InvokeTool.Response
+    ) -> InvokeTool.Response:
+        try:
+            args = json.loads(request.arguments_json) if request.arguments_json.strip() else {}
+        except json.JSONDecodeError as exc:
+            response.success = False
+            response.error = f"arguments_json is not valid JSON: {exc}"
+            return response
+        if not isinstance(args, dict):
+            response.success = False
+            response.error = "arguments_json must be a JSON object"
+            return response
+        with self._lock:
+            env = self._env
+            if env is None:
+                response.success = False
+                response.error = "no scenario loaded"
+                return response
+            try:
+                result = env.execute(original, args)
+            except Exception as exc:  # noqa: BLE001 - report, never kill the server
+                response.success = False
+                response.error = f"{type(exc).__name__}: {exc}"
+                return response
+        response.success = True
+        response.result_json = json.dumps(result, ensure_ascii=False)
+        response.error = ""
+        return response
+
+
+class InvokeToolClient:
+    """Client side: call a scenario's tools over ROS without spinning.
+
+    The caller must spin ``node`` in an executor on another thread (never
+    ``spin_until_future_complete``, which busy-loops in rclpy 7.1); calls
+    wait on the future's done-callback.
+    """
+
+    def __init__(self, node: Node, service_names: dict[str, str]) -> None:
+        self.node = node
+        self.service_names = dict(service_names)
+        self._clients = {
+            name: node.create_client(InvokeTool, full) for name, full in service_names.items()
+        }
+        self._seq = 0
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        import time
+
+        end = time.monotonic() + timeout_s
+        for client in self._clients.values():
+            while not client.service_is_ready():
+                if time.monotonic() > end:
+                    return False
+                time.sleep(0.02)
+        return True
+
+    def invoke(self, name: str, arguments: dict[str, Any], timeout_s: float = 10.0) -> InvokeTool.Response:
+        client = self._clients[name]
+        self._seq += 1
+        req = InvokeTool.Request()
+        req.call_id = str(self._seq)
+        req.arguments_json = json.dumps(arguments)
+        done = threading.Event()
+        future = client.call_async(req)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s):
+            future.cancel()
+            raise TimeoutError(f"{client.srv_name}: no answer within {timeout_s} s")
+        return future.result()
+
+    def execute(self, name: str, arguments: dict[str, Any]) -> str:
+        """``execute(name, args) -> BFCL result text`` (the Executor shape)."""
+        resp = self.invoke(name, arguments)
+        if not resp.success:
+            raise RuntimeError(f"{name}: {resp.error}")
+        return json.loads(resp.result_json)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            self.node.destroy_client(client)
+        self._clients.clear()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _ready_line(server: ScenarioToolServer, case_id: str) -> str:
+    return json.dumps(
+        {
+            "ready": True,
+            "case_id": case_id,
+            "namespace": server.namespace,
+            "services": server.service_names,
+            "control_reset": f"{server.namespace}/{CONTROL_RESET}",
+        }
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description="Serve a BFCL multi-turn case as ROS 2 InvokeTool services")
+    ap.add_argument("--case", required=True, help="BFCL case id, e.g. multi_turn_base_0")
+    ap.add_argument("--namespace", default="/bfcl")
+    ap.add_argument("--node-name", default="bfcl_tool_server")
+    ns = ap.parse_args(argv)
+
+    scenario = load_scenario(ns.case)
+    rclpy.init(args=None)
+    node = rclpy.create_node(ns.node_name)
+    server = ScenarioToolServer(node, MultiTurnEnvironment(scenario), ns.namespace)
+
+    def _reset(request: InvokeTool.Request, response: InvokeTool.Response):
+        try:
+            case_id = json.loads(request.arguments_json)["case_id"]
+            server.reset(load_scenario(case_id))
+        except Exception as exc:  # noqa: BLE001
+            response.success = False
+            response.error = f"{type(exc).__name__}: {exc}"
+            return response
+        response.success = True
+        response.result_json = _ready_line(server, case_id)
+        return response
+
+    node.create_service(InvokeTool, f"{server.namespace}/{CONTROL_RESET}", _reset)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    print(_ready_line(server, ns.case), flush=True)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        server.close()
+        try:
+            node.destroy_node()
+        except Exception:  # noqa: BLE001 - context may be gone after a signal
+            pass
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
