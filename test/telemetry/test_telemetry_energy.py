@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slm_agent.telemetry.energy import EnergyCounterIntegrator, EnergyIntegrator
+from slm_agent.telemetry.model import PowerSample
 
 
 def feed(integ, times, fn):
@@ -172,6 +173,20 @@ def test_concurrent_add_and_query():
     assert est.complete and est.joules == pytest.approx(150.0, rel=1e-12)
 
 
+def test_add_power_sample_uses_stamp_and_treats_unavailable_as_gap():
+    integ = EnergyIntegrator(max_gap_s=0.5)
+    for i in range(21):
+        ok = i != 10
+        integ.add_power_sample(PowerSample(int(i * 0.1e9), "test", [], 8.0 if ok else math.nan, ok, "VDD_IN"))
+    est = integ.energy(0.0, 2.0)
+    assert not est.complete and est.covered_s == pytest.approx(1.8) and est.joules == pytest.approx(14.4)
+    # an "unavailable" sample that still carries a number must not be integrated
+    integ2 = EnergyIntegrator(max_gap_s=0.5)
+    integ2.add_power_sample(PowerSample(0, "t", [], 5.0, True, "x"))
+    integ2.add_power_sample(PowerSample(100_000_000, "t", [], 99.0, False, "x"))
+    assert integ2.energy(0.0, 0.1).covered_s == 0.0
+
+
 # ---------------------------------------------------------------- counters
 
 def test_counter_with_wraps_is_exact_at_sample_edges():
@@ -217,7 +232,7 @@ _sorted_times = st.lists(st.floats(min_value=0.0, max_value=100.0, allow_nan=Fal
                          min_size=2, max_size=60, unique=True).map(sorted)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(times=_sorted_times, power=st.floats(min_value=0.0, max_value=500.0),
        a=st.floats(0.0, 1.0), b=st.floats(0.0, 1.0))
 def test_property_constant_power_any_sampling(times, power, a, b):
@@ -230,7 +245,7 @@ def test_property_constant_power_any_sampling(times, power, a, b):
     assert est.joules == pytest.approx(power * (t1 - t0), rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(times=_sorted_times,
        values=st.lists(st.one_of(st.floats(0.0, 100.0), st.just(math.nan)), min_size=60, max_size=60),
        cuts=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3), gap=st.floats(0.5, 20.0))

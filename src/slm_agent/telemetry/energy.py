@@ -31,6 +31,8 @@ import math
 import threading
 from dataclasses import dataclass
 
+from .model import PowerSample
+
 NAN = math.nan
 _REL_TOL = 1e-9
 
@@ -169,6 +171,15 @@ class EnergyIntegrator(_Series):
     def __init__(self, max_gap_s: float = 1.0, horizon_s: float = 3600.0,
                  max_samples: int = 1_000_000) -> None:
         super().__init__(max_gap_s, horizon_s, max_samples)
+
+    def add_power_sample(self, sample: PowerSample) -> bool:
+        """Add a reader's ``PowerSample`` (its total; an unavailable total is a gap).
+
+        Uses ``stamp_ns`` as the time base, so query with the same clock
+        (monotonic seconds unless the reader was given another ``clock_ns``).
+        """
+        power = sample.total_power_w if sample.total_available else NAN
+        return self.add(sample.stamp_ns / 1e9, power)
 
     def _segment_energy(self, ta: float, tb: float, a: float, b: float, lo: float, hi: float) -> float:
         slope = (b - a) / (tb - ta)
