@@ -152,6 +152,7 @@ class AgentResult:
     final_text: str = ""
     calls: list[tuple[ToolCall, ToolResult]] = field(default_factory=list)
     metrics: list[CallMetrics] = field(default_factory=list)
+    metric_steps: list[int] = field(default_factory=list)   # step of each metrics entry
     messages: list[dict[str, Any]] = field(default_factory=list)
     success: bool = False
     error: str = ""
