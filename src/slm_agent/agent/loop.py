@@ -1,0 +1,326 @@
+"""The agent loop: generate, parse, check, invoke, feed back, repeat.
+
+Plain Python so the same loop runs inside the ROS node, in benchmarks and in
+tests; the node supplies a :class:`ToolInvoker` that calls ROS services and
+turns :class:`AgentEvent` callbacks into action feedback and topics.
+
+Design points:
+
+* Every tool call passes the :class:`SafetyEnvelope` before the invoker sees
+  it; refusals and validation errors are fed back to the model as
+  observations so it can correct itself.
+* One :class:`CallMetrics` per LLM call, in order, with its step index.
+* Cancellation is checked between streamed chunks (the generator is closed,
+  which stops llama.cpp decoding) and between tool calls.
+* Nothing here raises for a model's or an engine's misbehaviour: the result
+  carries ``success=False`` and ``error`` instead.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Callable, Optional, Protocol, Sequence, Union, runtime_checkable
+
+from slm_agent.agent.safety import SafetyEnvelope
+from slm_agent.agent.strategies import Strategy, get_strategy
+from slm_agent.agent.types import AgentResult, Status, ToolCall, ToolResult, ToolSpec
+from slm_agent.engines.base import ChatRequest, Engine
+
+log = logging.getLogger(__name__)
+
+
+class EventKind(IntEnum):
+    """Mirrors ``RunTask`` feedback ``KIND_*`` constants."""
+
+    TEXT = 0
+    TOOL_CALL = 1
+    TOOL_RESULT = 2
+
+
+@dataclass
+class AgentEvent:
+    kind: EventKind
+    step: int
+    text_delta: str = ""
+    call: Optional[ToolCall] = None
+    result: Optional[ToolResult] = None
+
+
+@runtime_checkable
+class ToolInvoker(Protocol):
+    """Executes one already-checked call.  Must not raise; must honour ``spec.timeout_s``."""
+
+    def invoke(self, spec: ToolSpec, call: ToolCall) -> ToolResult: ...
+
+
+class CallableToolInvoker:
+    """In-process tools (Python callables) for tests and benchmarks.
+
+    Each call runs in a worker thread so ``spec.timeout_s`` is enforced the
+    same way the ROS invoker enforces it (a call that overruns reports
+    TIMEOUT; its thread is abandoned, not killed).  A callable returns a dict
+    (the response) or anything JSON-able; raising means FAILED.
+    """
+
+    def __init__(self, functions: dict[str, Callable[..., Any]], max_workers: int = 4) -> None:
+        self.functions = dict(functions)
+        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tool")
+
+    def invoke(self, spec: ToolSpec, call: ToolCall) -> ToolResult:
+        fn = self.functions.get(spec.name)
+        if fn is None:
+            return ToolResult(call.id, call.name, Status.REFUSED, error=f"no implementation for tool '{spec.name}'")
+        t0 = time.perf_counter()
+        future = self._pool.submit(fn, **call.arguments)
+        try:
+            content = future.result(timeout=spec.timeout_s)
+        except cf.TimeoutError:
+            future.cancel()
+            return ToolResult(call.id, call.name, Status.TIMEOUT,
+                              error=f"no answer within {spec.timeout_s:g} s",
+                              latency_ms=(time.perf_counter() - t0) * 1e3)
+        except Exception as exc:  # the tool failed, the agent goes on
+            return ToolResult(call.id, call.name, Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                              latency_ms=(time.perf_counter() - t0) * 1e3)
+        latency = (time.perf_counter() - t0) * 1e3
+        if not isinstance(content, (dict, str)):
+            content = {"result": content}
+        return ToolResult(call.id, call.name, Status.OK, content=content, latency_ms=latency)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _normalise_messages(messages: Optional[Sequence[Any]]) -> list[dict[str, Any]]:
+    """OpenAI-style dicts from dicts or ChatMessage-like objects (duck-typed)."""
+    out: list[dict[str, Any]] = []
+    for m in messages or []:
+        if isinstance(m, dict):
+            out.append(dict(m))
+            continue
+        d: dict[str, Any] = {"role": getattr(m, "role", "user"), "content": getattr(m, "content", "")}
+        for key in ("name", "tool_call_id"):
+            if getattr(m, key, ""):
+                d[key] = getattr(m, key)
+        calls = getattr(m, "tool_calls", None) or []
+        if calls:
+            d["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments_json or "{}"}}
+                for c in calls
+            ]
+        out.append(d)
+    return out
+
+
+class AgentLoop:
+    """Multi-step tool-calling agent over one :class:`Engine`.
+
+    ``strategy`` is a registry name (``direct``/``react``/``reflact``), built
+    with ``serialization``, ``chat_format`` and ``example``; or a ready
+    :class:`Strategy` (then those three are ignored).  ``envelope`` defaults to
+    one built from ``tools``; pass a shared one to keep rate limits across
+    loops.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        tools: Sequence[ToolSpec],
+        invoker: ToolInvoker,
+        strategy: Union[str, Strategy] = "direct",
+        serialization: str = "json",
+        max_steps: int = 6,
+        constrained: bool = False,
+        chat_format: str = "raw",
+        example: Optional[dict[str, Any]] = None,
+        parallel_execution: bool = False,
+        envelope: Optional[SafetyEnvelope] = None,
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        self.engine = engine
+        self.tools = list(tools)
+        self.invoker = invoker
+        self.strategy = (
+            strategy if isinstance(strategy, Strategy)
+            else get_strategy(strategy, serialization=serialization, chat_format=chat_format, example=example)
+        )
+        self.max_steps = max_steps
+        self.constrained = constrained
+        self.parallel_execution = parallel_execution
+        self.envelope = envelope or SafetyEnvelope(self.tools)
+
+    # ------------------------------------------------------------------ events
+    @staticmethod
+    def _emit(on_event: Optional[Callable[[AgentEvent], None]], event: AgentEvent) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # a broken listener must not stop the robot task
+            log.exception("agent event callback failed")
+
+    # ------------------------------------------------------------------ LLM
+    def _generate(self, request: ChatRequest, step: int, on_event, cancel) -> tuple[str, Any, bool, str]:
+        parts: list[str] = []
+        metrics = None
+        stream = None
+        try:
+            stream = self.engine.stream(request)
+            for chunk in stream:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    self._emit(on_event, AgentEvent(EventKind.TEXT, step, text_delta=chunk.text))
+                if chunk.metrics is not None:
+                    metrics = chunk.metrics
+                if cancel is not None and cancel.is_set():
+                    return "".join(parts), metrics, True, ""
+        except Exception as exc:
+            return "".join(parts), metrics, False, f"{type(exc).__name__}: {exc}"
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing the engine stream failed")
+        return "".join(parts), metrics, False, ""
+
+    # ------------------------------------------------------------------ tools
+    def _invoke_one(self, call: ToolCall, allow_confirmation: bool) -> ToolResult:
+        refusal = self.envelope.check(call, allow_confirmation)
+        if refusal is not None:
+            return refusal
+        spec = self.envelope.spec(call.name)
+        if spec is None:  # unreachable: check() refuses unknown names; kept for -O runs
+            return ToolResult(call.id, call.name, Status.REFUSED, error=f"unknown tool '{call.name}'")
+        try:
+            result = self.invoker.invoke(spec, call)
+        except Exception as exc:  # invokers should not raise; never trust that
+            result = ToolResult(call.id, call.name, Status.FAILED, error=f"invoker error: {type(exc).__name__}: {exc}")
+        result.call_id, result.name = call.id, call.name
+        return result
+
+    def _execute(self, calls: list[ToolCall], allow_confirmation: bool, cancel) -> list[ToolResult]:
+        def cancelled(c: ToolCall) -> ToolResult:
+            return ToolResult(c.id, c.name, Status.REFUSED, error="task cancelled before this call ran")
+
+        if self.parallel_execution and len(calls) > 1:
+            with cf.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+                futures = [
+                    None if cancel is not None and cancel.is_set() else pool.submit(self._invoke_one, c, allow_confirmation)
+                    for c in calls
+                ]
+                return [f.result() if f is not None else cancelled(c) for f, c in zip(futures, calls)]
+        results = []
+        for c in calls:
+            if cancel is not None and cancel.is_set():
+                results.append(cancelled(c))
+            else:
+                results.append(self._invoke_one(c, allow_confirmation))
+        return results
+
+    # ------------------------------------------------------------------ run
+    def run(
+        self,
+        messages: Optional[Sequence[Any]] = None,
+        prompt: Optional[str] = None,
+        allow_confirmation: bool = False,
+        execute_tools: bool = True,
+        on_event: Optional[Callable[[AgentEvent], None]] = None,
+        cancel: Optional[threading.Event] = None,
+        max_steps: Optional[int] = None,
+        task_id: str = "",
+    ) -> AgentResult:
+        """Run until a final answer, ``max_steps`` LLM calls, an error or cancellation.
+
+        With ``execute_tools=False`` the first step that produces calls ends
+        the run; those calls are returned with status REFUSED ("not executed")
+        and no service is touched (benchmarks that only score the calls).
+        """
+        transcript = _normalise_messages(messages)
+        if prompt:
+            transcript.append({"role": "user", "content": prompt})
+        result = AgentResult(messages=transcript)
+        if not any(m.get("role") == "user" for m in transcript):
+            result.error = "no user message or prompt given"
+            return result
+        steps = max_steps or self.max_steps
+        tools = self.tools
+        for step in range(steps):
+            if cancel is not None and cancel.is_set():
+                result.error = "cancelled"
+                return result
+            request = self.strategy.build_request(transcript, tools, constrained=self.constrained)
+            request.request_id = f"{task_id}:{step}" if task_id else str(step)
+            text, metrics, was_cancelled, engine_error = self._generate(request, step, on_event, cancel)
+            result.steps = step + 1
+            if metrics is not None:
+                result.metrics.append(metrics)
+                result.metric_steps.append(step)
+            result.raw_outputs.append(text)
+            if engine_error:
+                result.error = f"engine error: {engine_error}"
+                return result
+            if was_cancelled:
+                result.error = "cancelled"
+                return result
+            decision = self.strategy.interpret(text, tools, step=step, constrained=self.constrained)
+            result.parse_errors.extend(decision.errors)
+            for i, call in enumerate(decision.calls):
+                call.id, call.step = f"call_{step}_{i}", step
+            assistant: dict[str, Any] = {
+                "role": "assistant",
+                "content": self.strategy.assistant_content(text, self.constrained),
+            }
+            if decision.calls:
+                assistant["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                    for c in decision.calls
+                ]
+            transcript.append(assistant)
+            if decision.calls:
+                for c in decision.calls:
+                    self._emit(on_event, AgentEvent(EventKind.TOOL_CALL, step, call=c))
+                if not execute_tools:
+                    for c in decision.calls:
+                        r = ToolResult(c.id, c.name, Status.REFUSED, error="not executed (execute_tools is false)")
+                        result.calls.append((c, r))
+                    result.success = True
+                    return result
+                results = self._execute(decision.calls, allow_confirmation, cancel)
+                for c, r in zip(decision.calls, results):
+                    if r.latency_ms is None:
+                        r.latency_ms = math.nan
+                    result.calls.append((c, r))
+                    self._emit(on_event, AgentEvent(EventKind.TOOL_RESULT, step, call=c, result=r))
+                    transcript.append({
+                        "role": "tool",
+                        "tool_call_id": c.id,
+                        "name": c.name,
+                        "content": self.strategy.observation(r),
+                    })
+                if cancel is not None and cancel.is_set():
+                    result.error = "cancelled"
+                    return result
+                continue
+            if decision.final_text is not None:
+                result.final_text = decision.final_text
+                result.success = True
+                return result
+            transcript.append({
+                "role": "tool",
+                "tool_call_id": "",
+                "name": "",
+                "content": "Error: " + "; ".join(decision.errors),
+            })
+        result.error = f"no final answer within max_steps={steps}"
+        return result
