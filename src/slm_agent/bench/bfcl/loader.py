@@ -151,13 +151,21 @@ def _build(category: str, hinted: dict[str, Any], raw: dict[str, Any], gt: Any) 
     )
 
 
-def _load_category(category: str) -> list[Scenario]:
+def _load_category(
+    category: str, wanted: Optional[set[str]] = None, limit: Optional[int] = None
+) -> list[Scenario]:
+    """Build scenarios of one category, only for the wanted ids (deep copies
+    of long-context configs are the expensive part)."""
     hinted_entries = _entries(category, True)
     raw_by_id = {e["id"]: e for e in _entries(category, False)}
     gts = _ground_truth(category)
-    out = []
+    out: list[Scenario] = []
     for entry in hinted_entries:
+        if limit is not None and len(out) >= limit:
+            break
         cid = entry["id"]
+        if wanted is not None and cid not in wanted:
+            continue
         if category not in RELEVANCE_CATEGORIES and cid not in gts:
             raise RuntimeError(f"BFCL data has no ground truth for {cid}")
         out.append(_build(category, entry, raw_by_id[cid], gts.get(cid)))
@@ -191,9 +199,10 @@ def load_scenarios(
     wanted = set(id_list) if id_list is not None else None
     out: list[Scenario] = []
     for cat in cats:
-        for sc in _load_category(cat):
-            if wanted is None or sc.case_id in wanted:
-                out.append(sc)
+        remaining = None if limit is None else limit - len(out)
+        if remaining is not None and remaining <= 0 and wanted is None:
+            break
+        out.extend(_load_category(cat, wanted, None if wanted is not None else remaining))
     if wanted is not None:
         missing = sorted(wanted - {s.case_id for s in out})
         if missing:
