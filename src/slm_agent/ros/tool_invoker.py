@@ -1,0 +1,136 @@
+"""Tool calls as ROS 2 service calls (the only agent piece that imports rclpy).
+
+:class:`RosServiceToolInvoker` creates one client per tool in the loaded tool
+set, and only those: a name outside the set has no client to reach, whatever
+the caller passes.  ``invoke`` never spins: it sends with ``call_async`` and
+waits on a ``threading.Event`` set by the future's done callback, so the
+node's executor must be spinning in another thread (``spin_until_future_complete``
+busy-loops at ~10 ms a call in rclpy 7.1; waiting on the future costs one
+DDS round trip).  Clients use their own reentrant callback group so a
+response can be processed while an action-server callback of the same node
+blocks in ``invoke`` (with a multi-threaded executor).
+
+A call that is not answered within ``timeout_s`` is removed from the
+client's pending requests (a late answer is dropped) and reported as
+TIMEOUT; the client stays usable for the next call.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from rclpy.callback_groups import CallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+
+from slm_agent.agent.safety import validate_arguments
+from slm_agent.agent.schema import SchemaError, import_interface, json_to_request, response_to_dict
+from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
+
+#: polling interval while waiting for a service to appear (rclpy's own wait
+#: sleeps 0.25 s per check, too coarse for a 2 s tool timeout)
+READY_POLL_S = 0.005
+
+
+@dataclass
+class _Entry:
+    spec: ToolSpec
+    srv_type: Any
+    client: Any
+
+
+class RosServiceToolInvoker:
+    """One service client per tool; ``invoke(spec, call) -> ToolResult``."""
+
+    def __init__(self, node: Node, tool_specs: Iterable[ToolSpec],
+                 callback_group: Optional[CallbackGroup] = None) -> None:
+        self._node = node
+        self._group = callback_group or ReentrantCallbackGroup()
+        self._entries: dict[str, _Entry] = {}
+        for spec in tool_specs:
+            if spec.name in self._entries:
+                raise ValueError(f"duplicate tool name '{spec.name}'")
+            if "/srv/" not in spec.service_type:
+                raise SchemaError(f"tool '{spec.name}': '{spec.service_type}' is not a service type")
+            srv_type = import_interface(spec.service_type)
+            client = node.create_client(srv_type, spec.service_name, callback_group=self._group)
+            self._entries[spec.name] = _Entry(spec, srv_type, client)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return list(self._entries)
+
+    def wait_ready(self, timeout_s: float = 5.0) -> bool:
+        """True once every tool's service is on the graph (for startup checks)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(e.client.service_is_ready() for e in self._entries.values()):
+                return True
+            time.sleep(READY_POLL_S)
+        return all(e.client.service_is_ready() for e in self._entries.values())
+
+    def invoke(self, spec: ToolSpec, call: ToolCall) -> ToolResult:
+        """Call the tool's service.  Never raises; never spins."""
+        entry = self._entries.get(spec.name)
+        if entry is None or entry.spec.service_name != spec.service_name or call.name != spec.name:
+            names = ", ".join(sorted(self._entries)) or "none"
+            return ToolResult(call.id, call.name, Status.REFUSED,
+                              error=f"tool '{call.name}' is not in this invoker's tool set ({names})")
+        spec = entry.spec  # the invoker's own copy is authoritative
+        errors = validate_arguments(spec, call.arguments)
+        if errors:
+            return ToolResult(call.id, call.name, Status.INVALID_ARGUMENTS, error="; ".join(errors))
+        try:
+            request = json_to_request(entry.srv_type.Request, call.arguments, spec.defaults)
+        except ValueError as exc:
+            return ToolResult(call.id, call.name, Status.INVALID_ARGUMENTS, error=str(exc))
+
+        start = time.monotonic()
+        deadline = start + spec.timeout_s
+        client = entry.client
+        while not client.service_is_ready():
+            if time.monotonic() >= deadline:
+                return ToolResult(call.id, call.name, Status.FAILED,
+                                  error=f"service {spec.service_name} is not available "
+                                        f"(waited {spec.timeout_s:g} s)")
+            time.sleep(READY_POLL_S)
+
+        done = threading.Event()
+        t0 = time.perf_counter()
+        try:
+            future = client.call_async(request)
+        except Exception as exc:
+            return ToolResult(call.id, call.name, Status.FAILED, error=f"send failed: {type(exc).__name__}: {exc}")
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            client.remove_pending_request(future)
+            future.cancel()
+            return ToolResult(call.id, call.name, Status.TIMEOUT,
+                              error=f"{spec.service_name} did not answer within {spec.timeout_s:g} s",
+                              latency_ms=(time.perf_counter() - t0) * 1e3)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        if future.cancelled():
+            return ToolResult(call.id, call.name, Status.FAILED, error="call was cancelled", latency_ms=latency_ms)
+        exc = future.exception()
+        if exc is not None:
+            return ToolResult(call.id, call.name, Status.FAILED,
+                              error=f"{type(exc).__name__}: {exc}", latency_ms=latency_ms)
+        response = future.result()
+        if response is None:
+            return ToolResult(call.id, call.name, Status.FAILED, error="empty response", latency_ms=latency_ms)
+        try:
+            content = response_to_dict(response)
+        except Exception as exc:
+            return ToolResult(call.id, call.name, Status.FAILED,
+                              error=f"cannot convert the response: {exc}", latency_ms=latency_ms)
+        return ToolResult(call.id, call.name, Status.OK, content=content, latency_ms=latency_ms)
+
+    def destroy(self) -> None:
+        """Destroy the clients (the node stays)."""
+        for entry in self._entries.values():
+            try:
+                self._node.destroy_client(entry.client)
+            except Exception:
+                pass
+        self._entries.clear()
