@@ -1,0 +1,58 @@
+"""Engines: one streaming interface over llama.cpp, OpenAI-compatible HTTP
+servers and TensorRT-LLM.
+
+Call :func:`create_engine` with a profile (or a profile name); backends are
+imported lazily so a machine without llama-cpp-python, httpx or
+tensorrt_llm can still use the others.
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+from slm_agent.engines.base import (
+    CallMetrics,
+    ChatRequest,
+    Completion,
+    Engine,
+    EngineError,
+    StreamChunk,
+    StreamTimer,
+)
+from slm_agent.profiles import Profile, load_profile
+
+__all__ = [
+    "CallMetrics",
+    "ChatRequest",
+    "Completion",
+    "Engine",
+    "EngineError",
+    "StreamChunk",
+    "StreamTimer",
+    "create_engine",
+]
+
+
+def create_engine(profile: Union[Profile, str, "os.PathLike[str]"]) -> Engine:
+    """Build the engine a profile describes (loading the model if local).
+
+    ``profile`` may be a :class:`Profile` or a profile name/path for
+    :func:`slm_agent.profiles.load_profile`.  Raises :class:`EngineError`
+    when the backend cannot start and ``ProfileError`` for a bad profile.
+    """
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    kind = profile.backend.type
+    if kind == "llama_cpp":
+        from slm_agent.engines.llama_cpp import LlamaCppEngine
+
+        return LlamaCppEngine(profile)
+    if kind == "openai_http":
+        from slm_agent.engines.openai_http import OpenAIHttpEngine
+
+        return OpenAIHttpEngine(profile)
+    if kind == "tensorrt_llm":
+        from slm_agent.engines.tensorrt_llm import TensorRTLLMEngine
+
+        return TensorRTLLMEngine(profile)
+    raise EngineError(f"unknown backend type {kind!r}")  # unreachable: profiles validate it

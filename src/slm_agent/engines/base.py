@@ -120,6 +120,13 @@ class Engine(ABC):
     def close(self) -> None:
         """Release the model or connection; safe to call twice."""
 
+    def reset_cache(self) -> None:
+        """Drop reusable prompt (prefix/KV) state so the next call is cold.
+
+        Benchmarks need cold-vs-warm comparisons; a no-op where the backend
+        has no such state or cannot reach it (a remote server).
+        """
+
 
 class StreamTimer:
     """Monotonic timing around a token stream, shared by every backend.

@@ -1,0 +1,527 @@
+"""llama.cpp backend (llama-cpp-python), the default engine.
+
+Why the engine drives ``Llama.generate()`` itself instead of calling
+``create_completion(stream=True)``:
+
+* exact token accounting -- every sampled token passes through
+  :class:`StreamTimer` the moment it exists, so TTFT is the first *token*,
+  not the first chunk that survived stop-string hold-back, and
+  ``decode_tokens`` is a count, not a guess from chunks;
+* prefix KV reuse stays visible -- ``generate(reset=True)`` keeps the longest
+  common token prefix of the previous call's ``_input_ids`` in the KV cache
+  and only prefills the rest.  The engine never calls ``reset()`` (unless the
+  profile turns reuse off), predicts the reused length from the token lists
+  before the call, and checks it against llama.cpp's own prompt-eval counter
+  afterwards (hybrid/recurrent models cannot truncate their state, so
+  llama.cpp silently re-prefills; that is then reported, not hidden);
+* chat templating happens here (GGUF template, a profile template, or a
+  named llama-cpp-python format -- never llama-cpp-python's silent
+  ``llama-2`` fallback, which is wrong for most models) and the rendered
+  prompt is tokenized here, so prompt token counts are exact.
+
+llama.cpp's perf counters (``llama_perf_context``) are reset before every
+call and reported in ``engine_counters`` next to our own timings.
+"""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Iterator, Optional
+
+from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
+from slm_agent.engines._streaming import StopFilter
+from slm_agent.profiles import Profile
+
+try:  # import-guarded so the package imports without llama-cpp-python
+    import llama_cpp
+    import llama_cpp._internals as _llama_internals
+    from llama_cpp import llama_chat_format
+    from llama_cpp.llama_grammar import LlamaGrammar
+except ImportError as _exc:  # pragma: no cover - exercised only without the wheel
+    llama_cpp = None  # type: ignore[assignment]
+    _IMPORT_ERROR: Optional[BaseException] = _exc
+else:
+    _IMPORT_ERROR = None
+
+__all__ = ["LlamaCppEngine", "moe_override_patterns"]
+
+_KV_TYPES = {
+    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
+    "iq4_nl": 20, "bf16": 30,
+}
+#: expert FFN tensors of MoE models as llama.cpp names them (same set as
+#: llama.cpp's --cpu-moe / --n-cpu-moe helpers).
+_EXPERT_TENSORS = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+_PATCH_LOCK = threading.Lock()
+
+
+def moe_override_patterns(n_cpu_moe: int, cpu_moe: bool) -> list[tuple[str, str]]:
+    """``--cpu-moe`` / ``--n-cpu-moe N`` as (regex, buffer type) overrides."""
+    if cpu_moe:
+        return [(_EXPERT_TENSORS, "CPU")]
+    return [(rf"^blk\.{i}{_EXPERT_TENSORS}", "CPU") for i in range(n_cpu_moe)]
+
+
+class _BuftOverride(ctypes.Structure):
+    """``struct llama_model_tensor_buft_override`` (llama.h)."""
+
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def _buffer_types() -> dict[str, int]:
+    """Buffer-type name -> ``ggml_backend_buffer_type_t`` for every device."""
+    from llama_cpp import _ggml
+
+    lib = _ggml.libggml
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_buffer_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_buffer_type.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_host_buffer_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_host_buffer_type.restype = ctypes.c_void_p
+    lib.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_buft_name.restype = ctypes.c_char_p
+    out: dict[str, int] = {}
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        for getter in (lib.ggml_backend_dev_buffer_type, lib.ggml_backend_dev_host_buffer_type):
+            buft = getter(dev)
+            if buft:
+                out.setdefault(lib.ggml_backend_buft_name(buft).decode(), buft)
+    return out
+
+
+@contextlib.contextmanager
+def _tensor_overrides_installed(address: int) -> Iterator[None]:
+    """Make the next ``Llama(...)`` load use our ``tensor_buft_overrides``.
+
+    llama-cpp-python 0.3.x builds ``llama_model_params`` and loads the model
+    inside ``Llama.__init__`` without exposing this field, so for the load
+    only, ``_internals.LlamaModel`` is swapped for a subclass that sets it.
+    """
+    original = _llama_internals.LlamaModel
+
+    class _LlamaModelWithOverrides(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
+            params.tensor_buft_overrides = address
+            super().__init__(path_model=path_model, params=params, verbose=verbose)
+
+    with _PATCH_LOCK:
+        _llama_internals.LlamaModel = _LlamaModelWithOverrides
+        try:
+            yield
+        finally:
+            _llama_internals.LlamaModel = original
+
+
+class LlamaCppEngine(Engine):
+    """A GGUF model loaded in-process with llama-cpp-python."""
+
+    backend = "llama_cpp"
+
+    def __init__(self, profile: Profile, *, model_path: Optional[str] = None) -> None:
+        if llama_cpp is None:
+            raise EngineError(
+                f"llama_cpp: llama-cpp-python is not installed ({_IMPORT_ERROR}); "
+                "pip install 'llama-cpp-python[server]'"
+            )
+        super().__init__(model=profile.model.name, engine_name=f"llama_cpp:{profile.name}")
+        self.profile = profile
+        self.model_path = model_path or profile.resolved_model_path()
+        self._lock = threading.Lock()
+        self._grammars: "OrderedDict[str, LlamaGrammar]" = OrderedDict()
+        self._pieces: dict[int, bytes] = {}
+        self._keepalive: list[Any] = []
+        self._llm = self._load()
+        self._vocab = self._llm._model.vocab
+        self._bos = self._llm.token_bos()
+        self._formatter: Any = None  # built lazily on the first messages request
+        self._formatter_kind = ""
+
+    # ------------------------------------------------------------------ load
+
+    def _load(self) -> "llama_cpp.Llama":
+        p = self.profile
+        c, cpu, gpu = p.context, p.cpu, p.gpu
+        threads = cpu.n_threads or len(os.sched_getaffinity(0))
+        kwargs: dict[str, Any] = dict(
+            n_ctx=c.n_ctx,
+            n_batch=c.n_batch,
+            n_ubatch=c.n_ubatch,
+            n_threads=threads,
+            n_threads_batch=cpu.n_threads_batch or threads,
+            n_gpu_layers=gpu.n_gpu_layers,
+            main_gpu=gpu.main_gpu,
+            offload_kqv=gpu.offload_kqv,
+            use_mmap=cpu.use_mmap,
+            use_mlock=cpu.use_mlock,
+            flash_attn=c.flash_attn,
+            swa_full=c.swa_full,
+            verbose=p.backend.llama_cpp.verbose,
+        )
+        if c.cache_type_k:
+            kwargs["type_k"] = _KV_TYPES[c.cache_type_k]
+        if c.cache_type_v:
+            kwargs["type_v"] = _KV_TYPES[c.cache_type_v]
+        overrides = moe_override_patterns(gpu.n_cpu_moe, gpu.cpu_moe)
+        for entry in gpu.override_tensor:
+            pattern, _, buft = entry.rpartition("=")
+            overrides.append((pattern, buft))
+        guard: Any = contextlib.nullcontext()
+        if overrides:
+            guard = _tensor_overrides_installed(self._override_array(overrides))
+        try:
+            with guard:
+                return llama_cpp.Llama(self.model_path, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - llama-cpp raises ValueError/RuntimeError
+            raise EngineError(f"llama_cpp: failed to load {self.model_path}: {exc}") from exc
+
+    def _override_array(self, overrides: list[tuple[str, str]]) -> int:
+        limit = llama_cpp.llama_max_tensor_buft_overrides()
+        if len(overrides) >= limit:
+            raise EngineError(
+                f"llama_cpp: {len(overrides)} tensor overrides, this build allows {limit - 1}"
+            )
+        types = _buffer_types()
+        arr = (_BuftOverride * (len(overrides) + 1))()
+        for i, (pattern, name) in enumerate(overrides):
+            if name not in types:
+                raise EngineError(
+                    f"llama_cpp: gpu.override_tensor buffer type {name!r} is not available in "
+                    f"this llama.cpp build (available: {', '.join(sorted(types))})"
+                )
+            raw = pattern.encode()
+            self._keepalive.append(raw)
+            arr[i].pattern = raw
+            arr[i].buft = types[name]
+        self._keepalive.append(arr)
+        return ctypes.addressof(arr)
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def llama(self) -> "llama_cpp.Llama":
+        """The underlying ``llama_cpp.Llama`` (benchmarks compare against it)."""
+        if self._llm is None:
+            raise EngineError("llama_cpp: engine is closed")
+        return self._llm
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
+
+    def reset_cache(self) -> None:
+        """Forget the cached prompt so the next call prefills from scratch."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.reset()
+
+    def tokenize_request(self, request: ChatRequest) -> tuple[list[int], list[str]]:
+        """Prompt tokens exactly as :meth:`stream` would feed them, plus the
+        stop strings the chat format adds."""
+        llm = self.llama
+        if request.prompt is not None:
+            tokens = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
+            extra_stops: list[str] = []
+        else:
+            if self.profile.chat.mode == "raw":
+                raise EngineError(
+                    f"llama_cpp: profile {self.profile.name} has chat.mode raw; "
+                    "send ChatRequest.prompt instead of messages"
+                )
+            if not request.messages:
+                raise EngineError("llama_cpp: ChatRequest has neither prompt nor messages")
+            formatter = self._chat_formatter()
+            try:
+                result = formatter(
+                    messages=request.messages,
+                    tools=request.tools,
+                    **self.profile.chat.template_kwargs,
+                )
+            except Exception as exc:  # noqa: BLE001 - jinja errors, raise_exception()
+                raise EngineError(f"llama_cpp: chat template ({self._formatter_kind}) failed: {exc}") from exc
+            tokens = llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+            stop = result.stop or []
+            extra_stops = [stop] if isinstance(stop, str) else list(stop)
+        if len(tokens) >= 2 and tokens[0] == self._bos and tokens[1] == self._bos:
+            tokens = tokens[1:]  # template text already had <bos>
+        return tokens, extra_stops
+
+    # -------------------------------------------------------------- stream
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamChunk]:
+        # One sequence, one KV cache: calls are serialised.  The clock starts
+        # once the model is ours, so time spent queueing is not TTFT.
+        if not self._lock.acquire(timeout=self.profile.backend.llama_cpp.busy_timeout_s):
+            raise EngineError("llama_cpp: engine busy (another stream did not finish in time)")
+        try:
+            yield from self._stream_locked(request)
+        finally:
+            self._lock.release()
+
+    def _stream_locked(self, request: ChatRequest) -> Iterator[StreamChunk]:
+        timer = StreamTimer()
+        timer.start()  # templating + tokenization count towards TTFT
+        llm = self.llama
+        ctx = llm.ctx
+        tokens, format_stops = self.tokenize_request(request)
+        prep_ms = (time.perf_counter() - timer.start_mono) * 1e3
+        n_prompt = len(tokens)
+        n_ctx = llm.n_ctx()
+        if n_prompt >= n_ctx:
+            raise EngineError(
+                f"llama_cpp: prompt has {n_prompt} tokens, context.n_ctx is {n_ctx}"
+            )
+        max_new = max(1, min(request.max_tokens, n_ctx - n_prompt))
+        stop_ids, stop_texts = self._split_stops(
+            list(request.stop) + list(self.profile.chat.stop) + format_stops
+        )
+        grammar = self._grammar_for(request)
+        if self.profile.context.prefix_reuse:
+            predicted = self._predict_reuse(tokens)
+        else:
+            llm.reset()
+            predicted = 0
+        if request.seed is not None:
+            llm.set_seed(request.seed)
+        s = self.profile.sampling
+        llama_cpp.llama_perf_context_reset(ctx)
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopFilter(stop_texts)
+        finish = "length"
+        n = 0
+        first_perf = None
+        gen = llm.generate(
+            tokens,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            min_p=s.min_p,
+            temp=request.temperature,
+            repeat_penalty=s.repeat_penalty,
+            reset=True,  # True = "prefix-match against the cache", not "clear"
+            grammar=grammar,
+        )
+        try:
+            for tok in gen:
+                timer.token()
+                n += 1
+                if n == 1:
+                    first_perf = llama_cpp.llama_perf_context(ctx)
+                if tok in stop_ids or llama_cpp.llama_vocab_is_eog(self._vocab, tok):
+                    finish = "stop"
+                    break
+                text, stopped = stops.push(decoder.decode(self._piece(tok)))
+                if text:
+                    yield StreamChunk(text=text)
+                if stopped:
+                    finish = "stop"
+                    break
+                if n >= max_new:
+                    break
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - llama_decode failures surface here
+            raise EngineError(f"llama_cpp: generation failed: {exc}") from exc
+        finally:
+            gen.close()
+        tail = ""
+        if stops.stopped_on is None:
+            tail, hit = stops.push(decoder.decode(b"", final=True))
+            if hit:
+                finish = "stop"
+            else:
+                tail += stops.flush()
+        perf = llama_cpp.llama_perf_context(ctx)
+        counters, evaluated = _perf_counters(first_perf, perf)
+        cached = predicted
+        if evaluated is not None and evaluated != n_prompt - predicted:
+            # llama.cpp re-evaluated more than predicted (e.g. recurrent state
+            # that cannot be truncated): report what really happened.
+            cached = max(n_prompt - evaluated, 0)
+        counters["prefix_reuse_predicted_tokens"] = float(predicted)
+        counters["prompt_prep_ms"] = prep_ms
+        counters["constrained"] = 1.0 if grammar is not None else 0.0
+        metrics = timer.finish(
+            engine=self.engine_name,
+            backend=self.backend,
+            model=self.model,
+            prompt_tokens=n_prompt,
+            cached_prompt_tokens=cached,
+            decode_tokens=n,
+            finish_reason=finish,
+            engine_counters=counters,
+        )
+        yield StreamChunk(text=tail, metrics=metrics)
+
+    # ------------------------------------------------------------- helpers
+
+    def _predict_reuse(self, tokens: list[int]) -> int:
+        """Tokens ``Llama.generate`` will keep from the KV cache for ``tokens``.
+
+        Mirrors llama-cpp-python 0.3.x: longest common prefix with the cached
+        ``_input_ids``; a fully matched prompt keeps all tokens only if the
+        cache holds exactly the prompt with live logits, else the last token
+        is replayed to refresh the logits.
+        """
+        llm = self.llama
+        cached = llm.n_tokens
+        if cached == 0:
+            return 0
+        prev = llm.input_ids[:cached].tolist()
+        lcp = 0
+        for a, b in zip(prev, tokens):
+            if a != b:
+                break
+            lcp += 1
+        if lcp == len(tokens):
+            if cached == len(tokens) and not getattr(llm, "_requires_eval", True):
+                return lcp
+            return lcp - 1
+        return lcp
+
+    def _piece(self, tok: int) -> bytes:
+        piece = self._pieces.get(tok)
+        if piece is None:
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._vocab, tok, buf, size, 0, False)
+                if n >= 0:
+                    piece = buf.raw[:n]
+                    break
+                size = -n
+            self._pieces[tok] = piece
+        return piece
+
+    def _split_stops(self, stops: list[str]) -> tuple[set[int], list[str]]:
+        """Stops that are a single control token (``<end_of_turn>``) never
+        appear in detokenized text, so they become stop token ids."""
+        ids: set[int] = set()
+        texts: list[str] = []
+        for s in dict.fromkeys(stops):
+            if not s:
+                continue
+            toks = self.llama.tokenize(s.encode("utf-8"), add_bos=False, special=True)
+            if len(toks) == 1 and llama_cpp.llama_vocab_get_attr(self._vocab, toks[0]) & (
+                llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            ):
+                ids.add(toks[0])
+            else:
+                texts.append(s)
+        return ids, texts
+
+    def _grammar_for(self, request: ChatRequest) -> Optional["LlamaGrammar"]:
+        if request.json_schema is not None and request.grammar is not None:
+            raise EngineError("llama_cpp: give json_schema or grammar, not both")
+        if request.json_schema is not None:
+            key = "schema:" + json.dumps(request.json_schema, sort_keys=True)
+        elif request.grammar is not None:
+            key = "gbnf:" + request.grammar
+        else:
+            return None
+        grammar = self._grammars.get(key)
+        if grammar is not None:
+            self._grammars.move_to_end(key)
+            return grammar
+        try:
+            if request.json_schema is not None:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+            else:
+                grammar = LlamaGrammar.from_string(request.grammar or "", verbose=False)
+        except Exception as exc:  # noqa: BLE001 - schema converter raises many kinds
+            raise EngineError(f"llama_cpp: cannot build grammar: {exc}") from exc
+        # llama.cpp returns NULL for a grammar it cannot parse; adding NULL to
+        # the sampler chain would crash, so check before generate() does.
+        probe = llama_cpp.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not probe:
+            raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
+        llama_cpp.llama_sampler_free(probe)
+        self._grammars[key] = grammar
+        if len(self._grammars) > 32:
+            self._grammars.popitem(last=False)
+        return grammar
+
+    def _chat_formatter(self) -> Any:
+        if self._formatter is not None:
+            return self._formatter
+        llm = self.llama
+        model = llm._model
+        eos = model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
+        bos = model.token_get_text(self._bos) if self._bos != -1 else ""
+        template = self.profile.chat_template_text()
+        kind = "profile template"
+        if template is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            kind = "GGUF template"
+        if template is not None:
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True
+            )
+        elif self.profile.chat.chat_format:
+            name = self.profile.chat.chat_format
+            kind = f"chat_format {name}"
+            for attr in (name.replace("-", "_").replace(".", "_"), name.replace("-", "").replace(".", "")):
+                fn = getattr(llama_chat_format, f"format_{attr}", None)
+                if callable(fn):
+                    self._formatter = fn
+                    break
+            else:
+                raise EngineError(f"llama_cpp: unknown chat.chat_format {name!r}")
+        else:
+            raise EngineError(
+                f"llama_cpp: {self.model_path} has no chat template and profile "
+                f"{self.profile.name} sets neither chat.template, chat.template_file nor "
+                "chat.chat_format; send ChatRequest.prompt or add one"
+            )
+        self._formatter_kind = kind
+        return self._formatter
+
+
+def _perf_counts(data: Any) -> tuple[int, float, int, float]:
+    """(prompt tokens, prompt ms, eval tokens, eval ms) from llama_perf_context.
+
+    llama.cpp reports ``max(1, n)`` for both token counters, so a counter
+    with zero accumulated time is really zero.
+    """
+    n_p = int(data.n_p_eval) if data.t_p_eval_ms > 0 else 0
+    n_e = int(data.n_eval) if data.t_eval_ms > 0 else 0
+    return n_p, float(data.t_p_eval_ms), n_e, float(data.t_eval_ms)
+
+
+def _perf_counters(first: Any, last: Any) -> tuple[dict[str, float], Optional[int]]:
+    """llama.cpp's own timings split into the prompt phase and the decode phase.
+
+    llama.cpp books a 1-token batch as "eval" even when it is prompt, so the
+    prompt phase is everything counted up to the first sampled token (the
+    counters are synchronised when that token is sampled).
+    """
+    if first is None:
+        return {}, None
+    fp_n, fp_ms, fe_n, fe_ms = _perf_counts(first)
+    _, _, le_n, le_ms = _perf_counts(last)
+    p_tokens, p_ms = fp_n + fe_n, fp_ms + fe_ms
+    d_tokens, d_ms = le_n - fe_n, le_ms - fe_ms
+    nan = float("nan")
+    counters = {
+        "llama_prompt_eval_tokens": float(p_tokens),
+        "llama_prompt_eval_ms": p_ms,
+        "llama_eval_tokens": float(d_tokens),
+        "llama_eval_ms": d_ms,
+        "llama_prefill_tokens_per_s": p_tokens / (p_ms / 1e3) if p_ms > 0 and p_tokens else nan,
+        "llama_decode_tokens_per_s": d_tokens / (d_ms / 1e3) if d_ms > 0 and d_tokens else nan,
+        "llama_graph_reuses": float(last.n_reused),
+    }
+    return counters, p_tokens
