@@ -172,8 +172,7 @@ def message_schema(msg_cls: type) -> dict[str, Any]:
         named = {k: v for k, v in constants.items() if k.startswith(prefix)}
         if named and s.get("type") in ("integer", "number", "string"):
             values = sorted(set(named.values()), key=lambda v: (str(type(v)), v))
-            # the enum already lies inside the type's range; the range is noise in a prompt
-            s = {"type": s["type"], "enum": values}
+            s["enum"] = values
             s["description"] = "one of " + ", ".join(f"{k}={v}" for k, v in named.items())
         props[name] = s
     return {

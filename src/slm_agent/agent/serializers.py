@@ -38,6 +38,8 @@ def prompt_schema(schema: dict[str, Any]) -> dict[str, Any]:
                     continue
                 if k in ("$schema", "title"):
                     continue
+                if k in ("minimum", "maximum") and "enum" in node:  # the enum says it all
+                    continue
                 out[k] = strip(v)
             return out
         if isinstance(node, list):
