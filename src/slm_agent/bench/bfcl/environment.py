@@ -21,6 +21,7 @@ such as ``open`` resolve).  Arguments are always passed as ``repr`` literals.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import threading
 from typing import Any, Optional
@@ -33,8 +34,6 @@ from slm_agent.bench.bfcl.tools import ToolSet, build_toolset
 from slm_agent.bench.scenario import Call, Scenario
 
 ensure_bfcl()
-import importlib  # noqa: E402
-
 from bfcl_eval.constants.executable_backend_config import (  # noqa: E402
     CLASS_FILE_PATH_MAPPING,
     OMIT_STATE_INFO_CLASSES,

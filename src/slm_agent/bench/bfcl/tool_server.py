@@ -29,10 +29,12 @@ also serves ``<namespace>/_control/reset`` (``InvokeTool``, arguments
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
 import threading
+import time
 from typing import Any, Optional, Union
 
 import rclpy
@@ -196,11 +198,10 @@ class InvokeToolClient:
         self._clients = {
             name: node.create_client(InvokeTool, full) for name, full in service_names.items()
         }
-        self._seq = 0
+        self._seq = itertools.count(1)
 
     def wait_ready(self, timeout_s: float = 10.0) -> bool:
-        import time
-
+        """Wait until every service has a matched server."""
         end = time.monotonic() + timeout_s
         for client in self._clients.values():
             while not client.service_is_ready():
@@ -209,12 +210,15 @@ class InvokeToolClient:
                 time.sleep(0.02)
         return True
 
-    def invoke(self, name: str, arguments: dict[str, Any], timeout_s: float = 10.0) -> InvokeTool.Response:
+    def invoke(
+        self, name: str, arguments: Union[dict[str, Any], str, Any], timeout_s: float = 10.0
+    ) -> InvokeTool.Response:
+        """Send one request; ``arguments`` is JSON-encoded unless it already
+        is a string (sent verbatim, e.g. the model's raw argument text)."""
         client = self._clients[name]
-        self._seq += 1
         req = InvokeTool.Request()
-        req.call_id = str(self._seq)
-        req.arguments_json = json.dumps(arguments)
+        req.call_id = str(next(self._seq))
+        req.arguments_json = arguments if isinstance(arguments, str) else json.dumps(arguments)
         done = threading.Event()
         future = client.call_async(req)
         future.add_done_callback(lambda _f: done.set())
