@@ -1,0 +1,16 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make bench   set up, then run the main job on the embedded default model
+#   make test    set up, then run the tests
+# Set-up is tools/bootstrap.py: idempotent, seconds when nothing changed.
+VENV := .venv
+BOOTSTRAP := python3 tools/bootstrap.py
+
+.PHONY: setup test demo bench
+setup:
+	@$(BOOTSTRAP)
+
+test: setup
+	$(VENV)/bin/python -m pytest test
+
+demo: setup
+	$(VENV)/bin/slm-agent demo
