@@ -29,6 +29,7 @@ from slm_agent.agent.types import ToolCall
 
 MAX_CHARS = 64_000          # longer input is cut (and reported): bounds parse time
 MAX_JSON_STARTS = 512       # JSON decode attempts per input
+MAX_JSON_WORK = 50_000     # characters scanned by failed JSON decodes per input (bounds O(n^2) cases)
 MAX_PY_CANDIDATES = 128     # Python-call candidates per input
 MAX_PY_SEGMENT = 8_000      # longest f(...) text considered
 MAX_CALLS = 32              # calls kept from one output
@@ -40,7 +41,7 @@ _NAME_KEYS = ("name", "tool", "tool_name", "function", "action", "recipient_name
 _ARG_KEYS = ("arguments", "parameters", "args", "input", "action_input", "params")
 _WRAPPER_RE = re.compile(r"<tool_call>\s*(.*?)\s*(</tool_call>|\Z)", re.IGNORECASE | re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z_]*)[ \t]*\n?(.*?)(```|\Z)", re.DOTALL)
-_ACTION_RE = re.compile(r"^[ \t]*Action[ \t]*:[ \t]*(?P<name>[^\n]*)", re.MULTILINE)
+_ACTION_RE = re.compile(r"(?<![A-Za-z])Action[ \t]*:[ \t]*(?P<name>[^\n]*)")
 _ACTION_INPUT_RE = re.compile(r"\A\s*\n?[ \t]*Action[ \t]*Input[ \t]*:[ \t]*", re.IGNORECASE)
 _PY_CALL_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _NON_TOOL_ACTIONS = {"final answer", "final_answer", "finish", "none", "answer"}
@@ -87,6 +88,7 @@ class _Parser:
         self.errors: list[str] = []
         self.found: list[_Found] = []
         self.truncated: list[tuple[int, int]] = []
+        self.json_work = 0
 
     # ------------------------------------------------------------- bookkeeping
     def error(self, msg: str) -> None:
@@ -190,10 +192,21 @@ class _Parser:
             j = min((p for p in (region.find("{", i), region.find("[", i)) if p >= 0), default=-1)
             if j < 0:
                 break
+            if self.json_work > MAX_JSON_WORK:
+                self.error("output too irregular: stopped looking for more JSON calls")
+                break
             attempts += 1
             try:
                 value, stop = decoder.raw_decode(region, j)
-            except (ValueError, RecursionError):
+            except RecursionError:
+                # absurdly deep nesting: no sane call starts inside it, so skip to
+                # the first closing bracket instead of re-descending from every start
+                self.json_work += len(region) - j
+                closers = [p for p in (region.find("}", j), region.find("]", j)) if p >= 0]
+                i = min(closers) + 1 if closers else len(region)
+                continue
+            except ValueError as exc:
+                self.json_work += max(getattr(exc, "pos", len(region)) - j, 1)
                 self.note_truncation(region, j, start)
                 i = j + 1
                 continue
@@ -210,6 +223,8 @@ class _Parser:
 
     def note_truncation(self, region: str, j: int, offset: int) -> None:
         """Record a '{'/'[' that never closes before the end (the output was cut)."""
+        if any(a <= offset + j < b for a, b in self.truncated):
+            return  # inside a span already known to run to the end: O(n) scan once, not per start
         depth, in_str, esc = 0, False, False
         for ch in region[j:]:
             if in_str:
@@ -227,8 +242,6 @@ class _Parser:
                 depth -= 1
                 if depth == 0:
                     return
-        if any(a <= offset + j < b for a, b in self.truncated):
-            return
         self.truncated.append((offset + j, offset + len(region)))
         fragment = region[j:]
         if '"name"' in fragment or '"function"' in fragment or '"action"' in fragment:
@@ -409,6 +422,8 @@ def _matching_paren(s: str, open_pos: int) -> int:
             quote = ch
         elif ch in "([{":
             depth += 1
+            if depth > MAX_DEPTH:  # no sane call nests this deep
+                return -1
         elif ch in ")]}":
             depth -= 1
             if depth == 0:
@@ -457,7 +472,9 @@ def parse_tool_calls(text: Any, known_tools: Optional[Iterable[str]] = None, ste
     visibly.
     """
     try:
-        if not isinstance(text, str):
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", "replace")
+        elif not isinstance(text, str):
             text = "" if text is None else str(text)
         errors: list[str] = []
         if len(text) > MAX_CHARS:
