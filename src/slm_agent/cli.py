@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 #: executable name -> module with ``main(args)``; scripts/ has one file per entry
 NODES: dict[str, str] = {
     "demo_robot_node": "slm_agent.nodes.demo_robot_node",
+    "telemetry_node": "slm_agent.nodes.telemetry_node",
 }
 
 
