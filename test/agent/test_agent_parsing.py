@@ -43,6 +43,13 @@ def names_args(result):
         ('{"thought": "t", "action": "gripper", "action_input": {"data": true}}', [("gripper", {"data": True})]),
         ('{"name": "get_battery"}', [("get_battery", {})]),
         ('{"name": "self_destruct", "arguments": {}}', [("self_destruct", {})]),  # the envelope refuses it
+        ("<tool_call>\n<function=move_to>\n<parameter=goal>\n{\"x\": 1, \"y\": 2}\n</parameter>\n"
+         "<parameter=speed>\n0.5\n</parameter>\n</function>\n</tool_call>",
+         [("move_to", {"goal": {"x": 1, "y": 2}, "speed": 0.5})]),                          # Qwen3-Coder
+        ("<function=lookup_location><parameter=name>the lab</parameter></function>",
+         [("lookup_location", {"name": "the lab"})]),
+        ("<|channel|>commentary to=functions.gripper <|constrain|>json<|message|>{\"data\": true}<|call|>",
+         [("gripper", {"data": True})]),                                                      # gpt-oss harmony
     ],
 )
 def test_formats(text, expected):
@@ -144,13 +151,19 @@ def _render(call: dict, style: int) -> str:
         return "```json\n" + json.dumps(call, indent=2) + "\n```"
     if style == 3:
         return f"Action: {call['name']}\nAction Input: {json.dumps(call['arguments'])}\n"
+    if style == 5:
+        params = "".join(f"<parameter={k}>\n{json.dumps(v)}\n</parameter>\n" for k, v in call["arguments"].items())
+        return f"<tool_call>\n<function={call['name']}>\n{params}</function>\n</tool_call>"
+    if style == 6:
+        return (f"<|channel|>commentary to=functions.{call['name']} <|constrain|>json"
+                f"<|message|>{json.dumps(call['arguments'])}<|call|>")
     return json.dumps({"type": "function", "function": {"name": call["name"],
                                                         "arguments": json.dumps(call["arguments"])}})
 
 
 @st.composite
 def _mutated(draw) -> str:
-    text = _render(draw(_calls), draw(st.integers(0, 4)))
+    text = _render(draw(_calls), draw(st.integers(0, 6)))
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.integers(0, 5))
         i = draw(st.integers(0, len(text)))
@@ -213,7 +226,7 @@ _noise = st.text(st.sampled_from(list("abcdefghijklmnopqrstuvwxyz ABCXYZ01234567
 
 
 @settings(max_examples=1000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_noise, _calls, _noise, st.integers(0, 4))
+@given(_noise, _calls, _noise, st.integers(0, 6))
 def test_fuzz_valid_call_in_noise_is_recovered(before, call, after, style):
     text = f"{before} {_render(call, style)}\n{after}"
     r = parse_tool_calls(text, KNOWN)

@@ -9,6 +9,8 @@ shapes and never raises (a parser crash would end a robot task for a typo):
   ``{"function": {"name": .., "arguments": "<json string>"}}``,
   ``{"tool_calls": [..]}`` and ``[..]`` lists for parallel calls;
 * ``<tool_call>..</tool_call>`` wrappers and fenced code blocks;
+* Qwen3-Coder ``<function=name><parameter=p>v</parameter></function>`` and
+  gpt-oss harmony ``to=functions.name ... <|message|>{..}<|call|>``;
 * ReAct ``Action: name`` / ``Action Input: {..}``;
 * Python-call syntax ``f(a=1, b="x")`` as in BFCL prompts (parsed with
   :mod:`ast`, literals only, never evaluated);
@@ -43,6 +45,10 @@ _WRAPPER_RE = re.compile(r"<tool_call>\s*(.*?)\s*(</tool_call>|\Z)", re.IGNORECA
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z_]*)[ \t]*\n?(.*?)(```|\Z)", re.DOTALL)
 _ACTION_RE = re.compile(r"(?<![A-Za-z])Action[ \t]*:[ \t]*(?P<name>[^\n]*)")
 _ACTION_INPUT_RE = re.compile(r"\A\s*\n?[ \t]*Action[ \t]*Input[ \t]*:[ \t]*", re.IGNORECASE)
+_XML_FUNC_RE = re.compile(r"<function=([^>\s]+)>(.*?)(</function>|\Z)", re.DOTALL)
+_XML_PARAM_RE = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL)
+_HARMONY_RE = re.compile(
+    r"to=(?:functions\.)?([A-Za-z_][\w.\-]*)[^\n<]*?(?:<\|constrain\|>\s*[\w\-]+\s*)?<\|message\|>")
 _PY_CALL_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _NON_TOOL_ACTIONS = {"final answer", "final_answer", "finish", "none", "answer"}
 
@@ -308,6 +314,47 @@ class _Parser:
             return None
         return ToolCall(id="", name=name, arguments=args, step=self.step, raw=seg)
 
+    # ------------------------------------------------------------- model-specific markup
+    def xml_functions(self) -> None:
+        """Qwen3-Coder style ``<function=name><parameter=p>value</parameter></function>``."""
+        for m in _XML_FUNC_RE.finditer(self.text):
+            name = m.group(1).strip()
+            if not m.group(3):
+                self.error(f"<function={name[:40]}> is not closed (truncated output?)")
+                self.found.append(_Found(m.start(), m.end(), []))
+                continue
+            args: dict[str, Any] = {}
+            for pm in _XML_PARAM_RE.finditer(m.group(2)):
+                raw = pm.group(2).strip()
+                try:
+                    args[pm.group(1).strip()] = json.loads(raw)
+                except (ValueError, RecursionError):
+                    args[pm.group(1).strip()] = raw
+            call = self.call_from_dict({"name": name, "arguments": args}, m.group(0), m.start())
+            self.found.append(_Found(m.start(), m.end(), [call] if call else []))
+
+    def harmony(self) -> None:
+        """gpt-oss harmony ``... to=functions.name <|constrain|>json<|message|>{..}<|call|>``."""
+        for m in _HARMONY_RE.finditer(self.text):
+            if self.consumed(m.start()):
+                continue
+            name, pos = m.group(1), m.end()
+            while pos < len(self.text) and self.text[pos].isspace():
+                pos += 1
+            try:
+                args, stop = json.JSONDecoder().raw_decode(self.text, pos)
+            except (ValueError, RecursionError):
+                self.error(f"arguments of '{name}' after <|message|> are not valid JSON (truncated?)")
+                self.found.append(_Found(m.start(), len(self.text), []))
+                continue
+            if self.text.startswith("<|call|>", stop):
+                stop += len("<|call|>")
+            call = self.call_from_dict({"name": name, "arguments": args}, self.text[m.start():stop], m.start())
+            self.found.append(_Found(m.start(), stop, [call] if call else []))
+
+    def overlaps(self, a: int, b: int) -> bool:
+        return any(f.start < b and a < f.end for f in self.found)
+
     # ------------------------------------------------------------- segments
     def parse_segment(self, start: int, end: int) -> list[ToolCall]:
         calls = self.scan_json(start, end, record=False)
@@ -318,6 +365,9 @@ class _Parser:
     def wrappers(self) -> None:
         for m in _WRAPPER_RE.finditer(self.text):
             if self.consumed(m.start()):
+                continue
+            if self.overlaps(m.start(), m.end()):  # already parsed as model-specific markup
+                self.found.append(_Found(m.start(), m.end(), []))
                 continue
             if not m.group(2):
                 self.error("<tool_call> is not closed (truncated output?)")
@@ -383,6 +433,10 @@ class _Parser:
 
     # ------------------------------------------------------------- driver
     def run(self) -> ParseResult:
+        if "<function=" in self.text:
+            self.xml_functions()
+        if "<|message|>" in self.text:
+            self.harmony()
         self.wrappers()
         self.fences()
         self.react()
