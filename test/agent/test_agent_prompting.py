@@ -185,3 +185,11 @@ def test_reflact_prompt_asks_for_goal_state_reflection(demo_tool_set):
     assert "relative to the goal" in req.prompt
     assert "Reflection: Nothing is done yet" in req.prompt  # the example reflects before acting
     assert req.prompt.endswith("Question: Go to the lab.\nReflection:")
+
+
+def test_example_for_a_tool_not_offered_is_replaced(demo_tool_set):
+    gripper_only = [demo_tool_set.by_name()["gripper"]]
+    st = get_strategy("direct", example=demo_tool_set.example)  # the example calls get_battery
+    prompt = st.build_request([{"role": "user", "content": "Open."}], gripper_only).prompt
+    assert "get_battery" not in prompt
+    assert 'Assistant: {"name":"gripper","arguments":{"data":true}}' in prompt

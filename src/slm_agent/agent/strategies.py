@@ -183,11 +183,17 @@ class Strategy(ABC):
             parts.append(extra)
         parts.append("Tools:\n" + self.serializer.tools(tools))
         parts.append(self.format_rules(tools, constrained))
-        parts.append("Example:\n" + self.example_text(tools, constrained))
+        example = self.example_text(tools, constrained)
+        if example:
+            parts.append("Example:\n" + example)
         return "\n\n".join(p.strip() for p in parts if p.strip())
 
     def example_text(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
-        ex = self.example or default_example(tools)
+        if not tools:
+            return ""
+        ex = self.example
+        if not ex or ex.get("call", {}).get("name") not in {t.name for t in tools}:
+            ex = default_example(tools)  # never show a call to a tool this run does not offer
         call = ex["call"]
         call = {"name": call["name"], "arguments": call.get("arguments") or {}}
         result = ToolResult(call_id="example", name=call["name"], status=Status.OK, content=ex.get("result", {}))
