@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from slm_agent.engines.base import CallMetrics
 
