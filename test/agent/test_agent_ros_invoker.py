@@ -5,6 +5,7 @@ the service" is asserted on the server side, not inferred from the client.
 """
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -17,7 +18,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from slm_agent.agent.loop import AgentLoop  # noqa: E402
-from slm_agent.agent.types import Status, ToolCall, ToolSpec  # noqa: E402
+from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec  # noqa: E402
 from slm_agent.ros.tool_invoker import RosServiceToolInvoker  # noqa: E402
 from slm_agent.srv import GetBattery, LookupLocation, MoveTo  # noqa: E402
 
@@ -197,8 +198,6 @@ def test_invalid_arguments_never_reach_the_service(invoker, robot, namespaced_to
         assert r.status == Status.INVALID_ARGUMENTS, args
         assert r.error and math.isnan(r.latency_ms)
     # through the loop, several in one turn, then a corrected call
-    import json
-
     engine = scripted_engine_cls([
         json.dumps([{"name": "move_to", "arguments": a} for a in bad[:3]]),
         '{"name": "move_to", "arguments": {"goal": {"x": 9.5, "y": -3}, "speed": 1.5}}',
@@ -273,3 +272,16 @@ def test_end_to_end_loop_over_ros(invoker, robot, namespaced_tools, scripted_eng
     # the observation of step 0 is in the prompt of step 1, in the react format
     assert '\nObservation: {"status":"ok","result":{"found":true' in engine.requests[1].prompt
     assert len(result.metrics) == 3 and result.metric_steps == [0, 1, 2]
+
+
+def test_tool_call_record_msg():
+    from slm_agent.ros.tool_invoker import tool_call_record_msg
+
+    call = ToolCall(id="call_1_0", name="move_to", arguments={"goal": {"x": 1.0, "y": 2.0}, "speed": 0.5}, step=1)
+    ok = tool_call_record_msg("t1", call, ToolResult("call_1_0", "move_to", Status.OK, content={"success": True},
+                                                     latency_ms=0.4))
+    assert ok.task_id == "t1" and ok.call.step == 1 and ok.result.status == Status.OK == 0
+    assert json.loads(ok.call.arguments_json) == call.arguments
+    assert json.loads(ok.result.content_json) == {"success": True} and ok.result.latency_ms == 0.4
+    refused = tool_call_record_msg("t1", call, ToolResult("call_1_0", "move_to", Status.REFUSED, error="no"))
+    assert refused.result.status == 1 and math.isnan(refused.result.latency_ms) and refused.result.error == "no"

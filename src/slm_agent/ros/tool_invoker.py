@@ -16,6 +16,7 @@ TIMEOUT; the client stays usable for the next call.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -134,3 +135,26 @@ class RosServiceToolInvoker:
             except Exception:
                 pass
         self._entries.clear()
+
+
+def tool_call_record_msg(task_id: str, call: ToolCall, result: ToolResult, stamp: Any = None) -> Any:
+    """``slm_agent/msg/ToolCallRecord`` for one (call, result) of an AgentResult.
+
+    ``stamp`` (a ``builtin_interfaces/Time``, e.g. ``node.get_clock().now().to_msg()``)
+    goes into both headers when given.  Content that is not JSON-able is sent as
+    its ``str()``; non-finite floats follow Python's ``json`` spelling.
+    """
+    from slm_agent.msg import ToolCall as ToolCallMsg
+    from slm_agent.msg import ToolCallRecord
+    from slm_agent.msg import ToolResult as ToolResultMsg
+
+    call_msg = ToolCallMsg(id=call.id, name=call.name, step=int(call.step),
+                           arguments_json=json.dumps(call.arguments, ensure_ascii=False, default=str))
+    content = result.content if isinstance(result.content, str) else json.dumps(
+        result.content, ensure_ascii=False, default=str)
+    result_msg = ToolResultMsg(call_id=result.call_id, name=result.name, status=int(result.status),
+                               content_json=content, error=result.error, latency_ms=float(result.latency_ms))
+    if stamp is not None:
+        call_msg.header.stamp = stamp
+        result_msg.header.stamp = stamp
+    return ToolCallRecord(task_id=task_id, call=call_msg, result=result_msg)
