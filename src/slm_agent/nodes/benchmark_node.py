@@ -1,0 +1,550 @@
+"""Benchmark node: replays BFCL cases through the agent's RunTask action and scores them.
+
+Node ``benchmark`` (relative names, so ``__ns:=/x`` moves its topics).
+
+Per case
+    publishes the case on ``~/scenarios`` (slm_agent/msg/Scenario, one
+    message per user turn); sends RunTask goal(s) to ``agent_action``:
+
+    * single-turn: one goal, ``execute_tools=false`` (the agent returns the
+      calls of its first response without invoking anything); scored on the
+      calls of the lowest ``step``;
+    * multi-turn: one goal per user turn carrying the conversation so far
+      (the previous goal's transcript plus the next user message); the
+      turn's functions are ``slm_agent/srv/InvokeTool`` services served by a
+      :class:`~slm_agent.bench.bfcl.tool_server.ScenarioToolServer` in this
+      process (reset per case), so every tool call crosses DDS;
+      ``execute_tools=true``; scored per turn on the calls grouped by ``step``.
+
+    Scores with BFCL's own checkers; integrates ``power_topic``
+    (slm_agent/msg/PowerState) over the case window for ``energy_j`` (NaN
+    when power is not measured, or not for the whole window) and fills each
+    LLM call's ``energy_j`` the agent left NaN the same way; publishes
+    ``~/results`` (slm_agent/msg/ScenarioResult); appends one line to
+    ``<output_dir>/results.jsonl`` (flush + fsync); logs a progress line
+    (done/total, accuracy so far, ETA).
+
+Run
+    ``<output_dir>/run.json`` records the configuration, model profile, power
+    mode, start time(s) and versions.  A rerun with the same ``output_dir``
+    resumes: case ids already in results.jsonl are skipped (a torn last line
+    from a kill is dropped and the case rerun); the model, strategy,
+    serialization, suite and max_steps must match the first run.  At the end
+    the node logs a per-category summary and its ``main`` returns (exit 0;
+    2 = bad parameters or a mismatching resume; 3 = the agent was unreachable,
+    nothing recorded for the unfinished case; 130 = interrupted).
+
+Parameters: see :data:`PARAMETERS` (defaults also in ``config/benchmark.yaml``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import rclpy
+from action_msgs.msg import GoalStatus
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.action import ActionClient
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from rclpy.time import Time
+
+from slm_agent.action import RunTask
+from slm_agent.bench import runner
+from slm_agent.bench.results import RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_dict, read_json, write_json_atomic
+from slm_agent.bench.scenario import CaseResult, Scenario
+from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
+from slm_agent.msg import Scenario as ScenarioMsg
+from slm_agent.ros.runtime import SpinThread
+from slm_agent.telemetry import EnergyIntegrator
+
+NODE_NAME = "benchmark"
+EXIT_OK, EXIT_CONFIG, EXIT_AGENT, EXIT_INTERRUPTED = 0, 2, 3, 130
+_STATUS = {GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CANCELED",
+           GoalStatus.STATUS_UNKNOWN: "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    description: str
+
+
+#: name -> declaration; config/benchmark.yaml holds the same defaults.
+PARAMETERS: dict[str, Param] = {
+    "suite": Param("bfcl", "benchmark suite (bfcl)"),
+    "categories": Param("simple_python", "comma-separated BFCL categories (aliases simple, java, js accepted); "
+                        "ignored when ids is set"),
+    "ids": Param("", "comma-separated case ids to run (empty: all cases of the categories)"),
+    "limit": Param(0, "cases per category, 0 = all"),
+    "strategy": Param("direct", "prompt strategy sent in each goal: direct | react | reflact"),
+    "serialization": Param("json", "tool-spec serialization sent in each goal: json | toon | natural"),
+    "max_steps": Param(0, "agent loop step limit per goal, 0 = agent default"),
+    "model": Param("", "model profile name (label in results; run.json lists the profile)"),
+    "power_mode": Param("", "power mode label; empty = from the latest power_topic message"),
+    "output_dir": Param("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)"),
+    "run_id": Param("", "run label; empty = taken from run.json on resume, else generated"),
+    "case_timeout_s": Param(300.0, "per-case deadline over all its goals; the case fails on timeout [s]"),
+    "agent_action": Param("/agent/run_task", "RunTask action of the agent"),
+    "agent_wait_s": Param(300.0, "how long to wait for the agent's action server at start [s]"),
+    "tool_namespace": Param("/bfcl", "namespace of the multi-turn InvokeTool services hosted by this node"),
+    "tool_timeout_s": Param(10.0, "per-call timeout given to the agent for each InvokeTool service [s]"),
+    "power_topic": Param("/telemetry/power", "PowerState topic integrated for energy"),
+    "seed": Param(0, "seed of Python's RNG in this process (recorded in run.json)"),
+}
+
+
+def _descriptor(name: str, p: Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=p.description, read_only=True)
+    if isinstance(p.default, bool):
+        d.type = ParameterType.PARAMETER_BOOL
+    elif isinstance(p.default, int):
+        d.type = ParameterType.PARAMETER_INTEGER
+    elif isinstance(p.default, float):
+        d.type = ParameterType.PARAMETER_DOUBLE
+    else:
+        d.type = ParameterType.PARAMETER_STRING
+    return d
+
+
+class BenchmarkConfigError(RuntimeError):
+    pass
+
+
+class AgentUnavailable(RuntimeError):
+    pass
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def _chat_msgs(dicts: list[dict[str, Any]]) -> list[ChatMessage]:
+    out = []
+    for d in dicts:
+        m = ChatMessage(role=d.get("role", ""), content=d.get("content", ""), name=d.get("name", ""),
+                        tool_call_id=d.get("tool_call_id", ""))
+        m.tool_calls = [ToolCall(id=c.get("id", ""), name=c.get("name", ""),
+                                 arguments_json=c.get("arguments_json", ""), step=int(c.get("step", 0)))
+                        for c in d.get("tool_calls", []) or []]
+        out.append(m)
+    return out
+
+
+def _tool_msgs(dicts: list[dict[str, Any]]) -> list[ToolSpec]:
+    return [ToolSpec(**d) for d in dicts]
+
+
+class BenchmarkNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            for name, p in PARAMETERS.items():
+                self.declare_parameter(name, p.default, _descriptor(name, p))
+            v = {name: self.get_parameter(name).value for name in PARAMETERS}
+        except ParameterException as exc:
+            self.get_logger().error(f"bad benchmark parameter: {exc}")
+            raise BenchmarkConfigError(str(exc)) from exc
+        self.cfg = runner.BenchConfig(
+            suite=v["suite"], categories=runner.split_list(v["categories"]), ids=runner.split_list(v["ids"]),
+            limit=int(v["limit"]), strategy=v["strategy"], serialization=v["serialization"],
+            max_steps=int(v["max_steps"]), model=v["model"], power_mode=v["power_mode"],
+            output_dir=v["output_dir"], run_id=v["run_id"], case_timeout_s=float(v["case_timeout_s"]),
+            agent_action=v["agent_action"], agent_wait_s=float(v["agent_wait_s"]),
+            tool_namespace=v["tool_namespace"], tool_timeout_s=float(v["tool_timeout_s"]),
+            power_topic=v["power_topic"], seed=int(v["seed"]))
+        random.seed(self.cfg.seed)
+
+        self._stop = threading.Event()
+        self.exit_code = EXIT_OK
+        self.energy = EnergyIntegrator(max_gap_s=1.0, horizon_s=7200.0)
+        self._power_seen = False
+        self._power_mode_seen = ""
+        self._power_lock = threading.Lock()
+
+        self._cb_group = ReentrantCallbackGroup()
+        self.pub_scenarios = self.create_publisher(ScenarioMsg, "~/scenarios", 10)
+        self.pub_results = self.create_publisher(ScenarioResult, "~/results", 10)
+        self.create_subscription(PowerState, self.cfg.power_topic, self._on_power,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.action = ActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
+        self._tool_server = None
+        self.results: Optional[ResultsLog] = None
+        self._current_goal = None
+        self.get_logger().info(
+            f"benchmark: suite={self.cfg.suite} categories={','.join(self.cfg.categories)} "
+            f"ids={len(self.cfg.ids)} limit={self.cfg.limit} strategy={self.cfg.strategy} "
+            f"serialization={self.cfg.serialization} model={self.cfg.model or '?'} "
+            f"agent={self.cfg.agent_action} output_dir={self.cfg.output_dir}")
+
+    # ------------------------------------------------------------------ power
+    def _on_power(self, msg: PowerState) -> None:
+        t = Time.from_msg(msg.header.stamp).nanoseconds / 1e9
+        ok = bool(msg.total_available) and math.isfinite(msg.total_power_w)
+        with self._power_lock:
+            self.energy.add(t, msg.total_power_w if ok else math.nan)
+            self._power_seen = self._power_seen or ok
+            if msg.power_mode:
+                self._power_mode_seen = msg.power_mode
+
+    @property
+    def power_mode(self) -> str:
+        if self.cfg.power_mode:
+            return self.cfg.power_mode
+        with self._power_lock:
+            return self._power_mode_seen
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    def _energy(self, t0: float, t1: float) -> tuple[float, float]:
+        """(joules or NaN, covered seconds) over [t0, t1] on the node clock."""
+        if not self._power_seen or not (t1 >= t0):
+            return math.nan, 0.0
+        # the sample after t1 may still be in flight: wait up to ~1 s for it
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and not (self.energy.span()[1] >= t1) and not self._stop.is_set():
+            time.sleep(0.05)
+        est = self.energy.energy(t0, t1)
+        return (est.joules if est.complete else math.nan), est.covered_s
+
+    def _fill_call_energy(self, metrics: list) -> None:
+        if not self._power_seen:
+            return
+        for m in metrics:
+            if math.isfinite(m.energy_j):
+                continue
+            t0 = Time.from_msg(m.header.stamp).nanoseconds / 1e9
+            t1 = Time.from_msg(m.end_stamp).nanoseconds / 1e9
+            if t0 > 0 and t1 >= t0:
+                est = self.energy.energy(t0, t1)
+                if est.complete:
+                    m.energy_j = float(est.joules)
+
+    # ------------------------------------------------------------------ waiting
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or not self.context.ok()
+
+    def _wait(self, future, timeout_s: float):
+        """Result of an rclpy future; waits on a done-callback, never spins."""
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        end = time.monotonic() + max(0.0, timeout_s)
+        while not done.wait(0.1):
+            if self._interrupted():
+                raise Interrupted()
+            if time.monotonic() > end:
+                raise TimeoutError
+        exc = future.exception()
+        if exc is not None:
+            raise exc
+        return future.result()
+
+    # ------------------------------------------------------------------ the run
+    def _prepare_output(self, scenarios: list[Scenario]) -> None:
+        out = Path(self.cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        run_path = out / RUN_FILE
+        previous = read_json(run_path)
+        now = time.time()
+        if previous:
+            old = previous.get("config", {})
+            diff = [k for k in runner.BenchConfig.IDENTITY if old.get(k) != getattr(self.cfg, k)]
+            if diff:
+                raise BenchmarkConfigError(
+                    f"{out} holds a run with a different " + ", ".join(
+                        f"{k} ({old.get(k)!r} there, {getattr(self.cfg, k)!r} now)" for k in diff)
+                    + "; use another output_dir")
+            if not self.cfg.run_id:
+                self.cfg.run_id = old.get("run_id", "")
+        if not self.cfg.run_id:
+            self.cfg.run_id = f"{self.cfg.model or 'run'}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        info = previous or {"started_at": now, "started_at_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "sessions": []}
+        info["config"] = self.cfg.to_dict()
+        info["run_id"] = self.cfg.run_id
+        info["model_profile"] = runner.model_info(self.cfg.model)
+        info["power_mode"] = self.power_mode
+        info["cases_planned"] = len(scenarios)
+        info["categories"] = sorted({s.category for s in scenarios})
+        info["versions"] = runner.versions()
+        info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid()})
+        write_json_atomic(run_path, info)
+        self.results = ResultsLog(out / RESULTS_FILE)
+        if self.results.repaired_bytes:
+            self.get_logger().warning(
+                f"{RESULTS_FILE}: dropped a torn last line ({self.results.repaired_bytes} bytes) "
+                "left by an interrupted run; that case runs again")
+
+    def run(self) -> int:
+        """Run every case not yet in results.jsonl; returns the exit status."""
+        try:
+            scenarios = runner.select_scenarios(self.cfg.suite, [] if self.cfg.ids else self.cfg.categories,
+                                                self.cfg.ids, self.cfg.limit)
+            self._prepare_output(scenarios)
+        except (ValueError, KeyError, BenchmarkConfigError) as exc:
+            self.get_logger().error(f"benchmark not started: {exc}")
+            return EXIT_CONFIG
+        assert self.results is not None
+        done = self.results.done_ids
+        todo = [s for s in scenarios if s.case_id not in done]
+        prev_passed = sum(1 for r in self.results.records
+                          if r.get("passed") and r.get("case_id") in {s.case_id for s in scenarios})
+        progress = runner.Progress(len(scenarios), len(scenarios) - len(todo), prev_passed)
+        if len(todo) < len(scenarios):
+            self.get_logger().info(f"resuming {self.cfg.output_dir}: {len(scenarios) - len(todo)} of "
+                                   f"{len(scenarios)} cases already done")
+        if todo:
+            self.get_logger().info(f"waiting for the agent at {self.cfg.agent_action} ...")
+            if not self._wait_for_agent():
+                if self._interrupted():
+                    return EXIT_INTERRUPTED
+                self.get_logger().error(f"no RunTask action server at {self.cfg.agent_action} "
+                                        f"after {self.cfg.agent_wait_s:.0f} s")
+                return EXIT_AGENT
+        try:
+            for sc in todo:
+                if self._interrupted():
+                    return EXIT_INTERRUPTED
+                record, result_msg = self.run_case(sc)
+                self.results.append(record)
+                self.pub_results.publish(result_msg)
+                progress.add(record["passed"], record["wall_time_s"])
+                self.get_logger().info(progress.line(sc.case_id, record["passed"])
+                                       + ("" if record["passed"] else f" ({record['error_type']})"))
+        except Interrupted:
+            self.get_logger().warning("interrupted; finished cases are in results.jsonl, rerun to resume")
+            return EXIT_INTERRUPTED
+        except AgentUnavailable as exc:
+            self.get_logger().error(f"agent unavailable: {exc}; rerun with the same output_dir to resume")
+            return EXIT_AGENT
+        records = [r for r in self.results.records if r.get("case_id") in {s.case_id for s in scenarios}]
+        self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
+                               + "\n".join(runner.summary_lines(records)))
+        return EXIT_OK
+
+    def _wait_for_agent(self) -> bool:
+        end = time.monotonic() + self.cfg.agent_wait_s
+        while time.monotonic() < end:
+            if self._interrupted():
+                return False
+            if self.action.server_is_ready():
+                return True
+            time.sleep(0.1)
+        return self.action.server_is_ready()
+
+    # ------------------------------------------------------------------ one case
+    def _send_goal(self, goal: RunTask.Goal, deadline: float):
+        """(result or None, error text); raises AgentUnavailable / Interrupted."""
+        if not self.action.server_is_ready():
+            if not self._wait_ready(min(30.0, max(1.0, deadline - time.monotonic()))):
+                raise AgentUnavailable(f"action server {self.cfg.agent_action} went away")
+        try:
+            handle = self._wait(self.action.send_goal_async(goal), min(30.0, max(1.0, deadline - time.monotonic())))
+        except TimeoutError:
+            raise AgentUnavailable(f"goal {goal.task_id} was not acknowledged") from None
+        if not handle.accepted:
+            return None, f"goal {goal.task_id} rejected by the agent"
+        self._current_goal = handle
+        try:
+            wrapped = self._wait(handle.get_result_async(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            try:
+                self._wait(handle.cancel_goal_async(), 5.0)
+            except (TimeoutError, Interrupted, Exception):  # noqa: BLE001 - best effort
+                pass
+            return None, "timeout"
+        finally:
+            self._current_goal = None
+        result = wrapped.result
+        if wrapped.status != GoalStatus.STATUS_SUCCEEDED and not result.error:
+            result.error = f"goal ended with status {_STATUS.get(wrapped.status, wrapped.status)}"
+            result.success = False
+        return result, ""
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self._interrupted():
+            if self.action.server_is_ready():
+                return True
+            time.sleep(0.1)
+        return self.action.server_is_ready()
+
+    def _goal(self, sc: Scenario, turn: int, messages: list[dict], tools: list[dict], execute: bool) -> RunTask.Goal:
+        return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn), messages=_chat_msgs(messages),
+                            tools=_tool_msgs(tools), tool_set="", strategy=self.cfg.strategy,
+                            serialization=self.cfg.serialization, max_steps=self.cfg.max_steps,
+                            allow_confirmation=False, execute_tools=execute)
+
+    def _publish_scenario(self, sc: Scenario, turn: int, messages: list[dict], tools: list[dict]) -> None:
+        msg = ScenarioMsg(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
+                          turn=turn, messages=_chat_msgs(messages), tools=_tool_msgs(tools))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_scenarios.publish(msg)
+
+    def run_case(self, sc: Scenario) -> tuple[dict[str, Any], ScenarioResult]:
+        started_at = time.time()
+        t0_wall = time.monotonic()
+        deadline = t0_wall + self.cfg.case_timeout_s
+        t0 = self._now_s()
+        metrics_msgs: list = []
+        call_msgs: list = []
+        calls: list[dict[str, Any]] = []
+        agent_errors: list[str] = []
+        timed_out = False
+        invalid_error = ""
+        turns_run = 0
+        try:
+            if runner.is_multi_turn(sc):
+                result, turns_run, timed_out, invalid_error = self._run_multi_turn(
+                    sc, deadline, metrics_msgs, call_msgs, calls, agent_errors)
+            else:
+                tools = runner.turn_tools(sc, 0)
+                messages = runner.turn_messages(sc, 0)
+                self._publish_scenario(sc, 0, messages, tools)
+                res, err = self._send_goal(self._goal(sc, 0, messages, tools, False), deadline)
+                final_text = ""
+                if res is not None:
+                    turns_run = 1
+                    metrics_msgs.extend(res.metrics)
+                    records = [msg_to_dict(r) for r in res.tool_calls]
+                    first = runner.first_response_calls(records)
+                    if first:
+                        call_msgs.extend(r.call for r in res.tool_calls if int(r.call.step) == first[0]["step"])
+                    calls.extend(first)
+                    final_text = res.final_text
+                    if not res.success and res.error:
+                        agent_errors.append(res.error)
+                elif err == "timeout":
+                    timed_out = True
+                else:
+                    invalid_error = err
+                result = runner.score_single_turn(sc, calls, final_text)
+        except (Interrupted, AgentUnavailable):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken case must not end the run
+            self.get_logger().error(f"{sc.case_id}: harness error {type(exc).__name__}: {exc}")
+            result = CaseResult(sc.case_id, sc.category, valid=False, passed=False,
+                                error_type="harness:exception", error=f"{type(exc).__name__}: {exc}")
+        if invalid_error:
+            result = CaseResult(sc.case_id, sc.category, valid=False, passed=False,
+                                error_type="harness:goal_rejected", error=invalid_error,
+                                raw_output=result.raw_output, calls=result.calls)
+        elif timed_out:
+            result.passed = False
+            result.error_type = "bench:case_timeout"
+            result.error = f"no answer within case_timeout_s={self.cfg.case_timeout_s:g}"
+        wall = time.monotonic() - t0_wall
+        t1 = self._now_s()
+        energy_j, covered = self._energy(t0, t1)
+        self._fill_call_energy(metrics_msgs)
+        metrics = [msg_to_dict(m) for m in metrics_msgs]
+        power_mode = self.power_mode
+        record = runner.case_record(self.cfg, sc, result, power_mode=power_mode, calls=calls, metrics=metrics,
+                                    wall_time_s=wall, energy_j=energy_j, energy_covered_s=covered,
+                                    started_at=started_at, turns_run=turns_run, agent_errors=agent_errors)
+        msg = ScenarioResult(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
+                             model=self.cfg.model, power_mode=power_mode, valid=bool(result.valid),
+                             passed=bool(result.passed), error_type=result.error_type, error=result.error,
+                             raw_output=result.raw_output, calls=call_msgs, metrics=metrics_msgs,
+                             wall_time_s=float(wall), energy_j=float(energy_j))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return record, msg
+
+    def _run_multi_turn(self, sc: Scenario, deadline: float, metrics_msgs: list, call_msgs: list,
+                        calls: list, agent_errors: list) -> tuple[CaseResult, int, bool, str]:
+        from slm_agent.bench.bfcl.tool_server import ScenarioToolServer
+
+        if self._tool_server is None:
+            self._tool_server = ScenarioToolServer(self, None, self.cfg.tool_namespace)
+        names = self._tool_server.reset(sc)
+        conversation: list[dict[str, Any]] = []
+        turn_steps: list[list[list[dict[str, Any]]]] = []
+        texts: list[str] = []
+        timed_out = False
+        invalid = ""
+        for turn in range(sc.num_turns):
+            tools = runner.turn_tools(sc, turn, names, self.cfg.tool_timeout_s)
+            sent = conversation + runner.turn_messages(sc, turn)
+            self._publish_scenario(sc, turn, sent, tools)
+            res, err = self._send_goal(self._goal(sc, turn, sent, tools, True), deadline)
+            if res is None:
+                timed_out = err == "timeout"
+                invalid = "" if timed_out else err
+                break
+            metrics_msgs.extend(res.metrics)
+            call_msgs.extend(r.call for r in res.tool_calls)
+            steps = runner.group_steps([msg_to_dict(r) for r in res.tool_calls], turn)
+            turn_steps.append(steps)
+            calls.extend(c for step in steps for c in step)
+            texts.append(res.final_text)
+            if not res.success and res.error:
+                agent_errors.append(f"turn {turn}: {res.error}")
+            conversation = runner.carry_conversation(sent, [msg_to_dict(m) for m in res.messages])
+        result = runner.score_multi_turn(sc, turn_steps, "\n".join(texts))
+        return result, len(turn_steps), timed_out, invalid
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        self._stop.set()
+        handle = self._current_goal
+        if handle is not None and self.context.ok():
+            try:
+                handle.cancel_goal_async()
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+        if self._tool_server is not None:
+            try:
+                self._tool_server.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.results is not None:
+            self.results.close()
+
+
+def main(args=None) -> int:
+    """Run the benchmark to the end (or until SIGINT/SIGTERM) and return its exit status."""
+    rclpy.init(args=list(args) if args is not None else sys.argv,
+               signal_handler_options=SignalHandlerOptions.ALL)
+    node = None
+    spin = None
+    code = EXIT_CONFIG
+    try:
+        node = BenchmarkNode()
+        spin = SpinThread(node)
+        code = node.run()
+    except BenchmarkConfigError:
+        code = EXIT_CONFIG
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    finally:
+        if node is not None:
+            node.close()
+        if spin is not None:
+            spin.stop()
+        if node is not None:
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - context may already be gone
+                pass
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Gold agent: a RunTask action server that answers with BFCL's ground truth.
+
+It stands in for the agent node so the harness can be checked end to end
+*through ROS* without a model: scenario message -> RunTask goal -> ToolCall
+messages -> BFCL checker -> ScenarioResult message and results.jsonl.  Gold
+answers must score 100 %; with ``corrupt:=true`` one argument value is
+changed and they must fail.
+
+The goal's ``task_id`` is ``<case_id>#<turn>`` (``slm_agent.bench.runner.task_id``).
+
+* Single-turn: the gold calls (``slm_agent.bench.bfcl.gold.gold_calls``, tool
+  names as the goal's tools name them) as step-0 ToolCallRecords, nothing
+  executed; irrelevance cases answer with text and no call.
+* Multi-turn: the gold calls of that turn, one per step, each **executed**
+  through the InvokeTool service named by the goal's ToolSpec
+  (``service_name``), so the calls cross DDS like a real agent's; the
+  transcript (goal messages + assistant tool calls + tool results) is returned.
+
+Publishes ``/agent/metrics`` (InferenceMetrics: one per "response", engine
+and backend ``gold``, measured wall times, no tokens) and ``/agent/tool_calls``
+(ToolCallRecord) like the real agent.  Node name ``gold_agent``; parameters in
+:data:`PARAMETERS`.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import sys
+import threading
+import time
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from slm_agent.action import RunTask
+from slm_agent.bench.runner import parse_task_id
+from slm_agent.msg import ChatMessage, InferenceMetrics, ToolCall, ToolCallRecord, ToolResult
+from slm_agent.ros.runtime import run_node
+from slm_agent.srv import InvokeTool
+
+NODE_NAME = "gold_agent"
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "action_name": ("/agent/run_task", "RunTask action served"),
+    "metrics_topic": ("/agent/metrics", "InferenceMetrics topic"),
+    "tool_calls_topic": ("/agent/tool_calls", "ToolCallRecord topic"),
+    "corrupt": (False, "change one argument value of the first gold call (the checker must fail)"),
+    "tool_timeout_s": (10.0, "InvokeTool call timeout when the goal's ToolSpec has none [s]"),
+}
+
+
+def corrupt_value(value: Any) -> Any:
+    """A different value of the same kind (the checker must reject it)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 7
+    if isinstance(value, float):
+        return value + 7.5
+    if isinstance(value, str):
+        return value + "_corrupted"
+    if isinstance(value, list):
+        return value + ["corrupted"]
+    if isinstance(value, dict):
+        return {**value, "corrupted": 1}
+    return "corrupted"
+
+
+def corrupt_calls(calls: list[tuple[str, dict[str, Any]]], first_tool: str) -> list[tuple[str, dict[str, Any]]]:
+    """Change one argument value of the first call that has arguments (or add
+    an unknown argument; with no call at all, call ``first_tool``)."""
+    calls = copy.deepcopy(calls)
+    for i, (name, args) in enumerate(calls):
+        if args:
+            key = next(iter(args))
+            args[key] = corrupt_value(args[key])
+            return calls
+    if calls:
+        calls[0][1]["corrupted_argument"] = 1
+        return calls
+    return [(first_tool, {})] if first_tool else calls
+
+
+class GoldAgentNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, desc) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=True))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.corrupt = bool(p["corrupt"])
+        self.tool_timeout_s = float(p["tool_timeout_s"])
+        self._group = ReentrantCallbackGroup()
+        self._tool_clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._call_seq = 0
+        self.pub_metrics = self.create_publisher(InferenceMetrics, p["metrics_topic"], 50)
+        self.pub_calls = self.create_publisher(ToolCallRecord, p["tool_calls_topic"], 50)
+        self.server = ActionServer(self, RunTask, p["action_name"], self._execute,
+                                   goal_callback=lambda _g: GoalResponse.ACCEPT,
+                                   cancel_callback=lambda _g: CancelResponse.ACCEPT,
+                                   callback_group=self._group)
+        self.get_logger().info(f"gold agent ready at {p['action_name']}"
+                               + (" (CORRUPTED answers)" if self.corrupt else ""))
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def scenario(case_id: str):
+        from slm_agent.bench.bfcl.loader import load_scenario
+
+        return load_scenario(case_id)
+
+    def _gold_calls(self, sc, turn: int, tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        from slm_agent.bench.bfcl.environment import class_method_signatures
+        from slm_agent.bench.bfcl.gold import gold_calls, gold_turns
+        from slm_agent.bench.bfcl.loader import MULTI_TURN_CATEGORIES, RELEVANCE_CATEGORIES, tools_for
+
+        if sc.category in MULTI_TURN_CATEGORIES:
+            sanitized: dict[str, str] = {}
+            for t in range(turn + 1):
+                sanitized.update(tools_for(sc, t).to_sanitized)
+            turns = gold_turns(sc, class_method_signatures(sc.involved_classes).__getitem__)
+            calls = [(sanitized.get(n, n), a) for n, a in turns[turn]]
+        elif sc.category in RELEVANCE_CATEGORIES:
+            calls = [] if "irrelevance" in sc.category else [(tool_names[0], {})]
+        else:
+            calls = [(c["name"], c["arguments"]) for c in gold_calls(sc, tools_for(sc, 0))]
+        if self.corrupt and turn == 0:
+            calls = corrupt_calls(calls, tool_names[0] if tool_names else "")
+        return calls
+
+    # ------------------------------------------------------------------ tools
+    def _client(self, service: str):
+        with self._clients_lock:
+            if service not in self._tool_clients:
+                self._tool_clients[service] = self.create_client(InvokeTool, service, callback_group=self._group)
+            return self._tool_clients[service]
+
+    def _invoke(self, spec, call_id: str, arguments_json: str) -> ToolResult:
+        res = ToolResult(call_id=call_id, name=spec.name if spec else "", latency_ms=math.nan)
+        if spec is None or not spec.service_name:
+            res.status, res.error = ToolResult.STATUS_REFUSED, "tool not offered in this goal"
+            return res
+        timeout = spec.timeout_s if spec.timeout_s > 0 else self.tool_timeout_s
+        client = self._client(spec.service_name)
+        end = time.monotonic() + timeout
+        while not client.service_is_ready():
+            if time.monotonic() > end:
+                res.status, res.error = ToolResult.STATUS_FAILED, f"{spec.service_name} not available"
+                return res
+            time.sleep(0.02)
+        req = InvokeTool.Request(call_id=call_id, arguments_json=arguments_json)
+        done = threading.Event()
+        t0 = time.perf_counter()
+        fut = client.call_async(req)
+        fut.add_done_callback(lambda _f: done.set())
+        if not done.wait(max(0.1, end - time.monotonic())):
+            fut.cancel()
+            res.status, res.error = ToolResult.STATUS_TIMEOUT, f"no answer within {timeout:g} s"
+            return res
+        res.latency_ms = (time.perf_counter() - t0) * 1e3
+        resp = fut.result()
+        if not resp.success:
+            res.status, res.error = ToolResult.STATUS_FAILED, resp.error
+            return res
+        res.status, res.content_json = ToolResult.STATUS_OK, resp.result_json
+        return res
+
+    # ------------------------------------------------------------------ action
+    def _metrics(self, task: str, step: int, start, t0: float, finish: str) -> InferenceMetrics:
+        ms = (time.perf_counter() - t0) * 1e3
+        m = InferenceMetrics(task_id=task, request_id=f"{task}/{step}", step=step, engine="gold", backend="gold",
+                             model="gold", power_mode="", prompt_tokens=0, cached_prompt_tokens=0,
+                             decode_tokens=0, ttft_ms=ms, prefill_tokens_per_s=math.nan,
+                             decode_tokens_per_s=math.nan, total_ms=ms, energy_j=math.nan,
+                             finish_reason=finish)
+        m.header.stamp = start
+        m.end_stamp = self.get_clock().now().to_msg()
+        self.pub_metrics.publish(m)
+        return m
+
+    def _execute(self, goal_handle) -> RunTask.Result:
+        goal = goal_handle.request
+        result = RunTask.Result()
+        result.messages = list(goal.messages)
+        case_id, turn = parse_task_id(goal.task_id)
+        try:
+            sc = self.scenario(case_id)
+            calls = self._gold_calls(sc, turn, [t.name for t in goal.tools])
+        except Exception as exc:  # noqa: BLE001 - unknown case: a failed goal, not a dead node
+            goal_handle.succeed()
+            result.success, result.error = False, f"gold answer unavailable for {goal.task_id!r}: {exc}"
+            return result
+        specs = {t.name: t for t in goal.tools}
+        multi = bool(sc.involved_classes)
+        records: list[ToolCallRecord] = []
+        metrics: list[InferenceMetrics] = []
+        if multi and goal.execute_tools:
+            for step, (name, args) in enumerate(calls):
+                if goal_handle.is_cancel_requested:
+                    goal_handle.canceled()
+                    result.success, result.error = False, "canceled"
+                    return result
+                start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+                call = self._call(name, args, step)
+                metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
+                tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
+                rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
+                self.pub_calls.publish(rec)
+                records.append(rec)
+                result.messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
+                text = json.loads(tool_result.content_json) if tool_result.content_json else tool_result.error
+                result.messages.append(ChatMessage(role="tool", name=name, tool_call_id=call.id,
+                                                   content=text if isinstance(text, str) else json.dumps(text)))
+            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+            metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
+            result.final_text = "Done."
+            result.messages.append(ChatMessage(role="assistant", content=result.final_text))
+        else:
+            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+            call_msgs = [self._call(name, args, 0) for name, args in calls]
+            metrics.append(self._metrics(goal.task_id, 0, start, t0, "tool_calls" if call_msgs else "stop"))
+            for call in call_msgs:
+                rec = ToolCallRecord(task_id=goal.task_id, call=call,
+                                     result=ToolResult(call_id=call.id, name=call.name, latency_ms=math.nan,
+                                                       status=ToolResult.STATUS_OK))
+                self.pub_calls.publish(rec)
+                records.append(rec)
+            if call_msgs:
+                result.messages.append(ChatMessage(role="assistant", content="", tool_calls=call_msgs))
+            else:
+                result.final_text = "None of the available functions is relevant to this request."
+                result.messages.append(ChatMessage(role="assistant", content=result.final_text))
+        result.tool_calls = records
+        result.metrics = metrics
+        result.success = True
+        goal_handle.succeed()
+        return result
+
+    def _call(self, name: str, args: dict[str, Any], step: int) -> ToolCall:
+        with self._clients_lock:
+            self._call_seq += 1
+            seq = self._call_seq
+        call = ToolCall(id=f"gold-{seq}", name=name, arguments_json=json.dumps(args, ensure_ascii=False),
+                        step=step)
+        call.header.stamp = self.get_clock().now().to_msg()
+        return call
+
+
+def main(args=None) -> int:
+    return run_node(GoldAgentNode, args if args is not None else sys.argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
