@@ -1,0 +1,449 @@
+"""Benchmark report: Markdown, CSV and PNG plots from a run directory or a bag.
+
+Sources (:func:`load_run`):
+
+* a run directory's ``results.jsonl`` (+ ``run.json``), as the benchmark node
+  writes them;
+* a rosbag2 bag alone (the recorder's, or ``ros2 bag record``'s): the
+  ``slm_agent/msg/ScenarioResult`` messages (each carries its cases'
+  InferenceMetrics), decoded with the **bag's own message definitions**
+  (``rosbags``; slm_agent's interfaces need not be installed), plus the
+  ``slm_agent/msg/PowerState`` samples, integrated to fill energies the
+  results left NaN.  An unclosed bag (killed recorder) is salvaged first.
+
+Tables (Markdown ``report.md``; all numbers also in ``report.csv``, one row per
+group with a ``level`` column, and per case in ``cases.csv``):
+
+* the summary, **Model | TTFT ms | Prefill tok/s | Decode tok/s | Accuracy**
+  (medians over LLM calls; accuracy = passed / cases, a case that could not be
+  run counts as failed and is listed as invalid), then the same per category
+  and per power mode;
+* details: p50/p95 TTFT, energy per LLM call, energy per correct answer
+  (all energy of the cases / passed cases), tokens per case, wall time per
+  case and in total; energy reads "n/a (power not measured)" when no power
+  was measured.
+
+Plots (matplotlib, Agg): ``ttft.png`` (TTFT distribution), ``decode_rate.png``
+(decode tokens/s per call), ``accuracy_vs_latency.png`` (accuracy against median
+case wall time, one point per model and category).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, msg_to_dict, num, read_json, read_results
+
+NA_POWER = "n/a (power not measured)"
+NA = "n/a"
+
+
+class ReportError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunData:
+    records: list[dict[str, Any]]
+    source: str                          # "results.jsonl" | "bag"
+    path: Path
+    run_info: dict[str, Any] = field(default_factory=dict)
+    power_samples: int = 0
+    power_measured_samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- loading
+
+def is_bag(path: Path) -> bool:
+    return path.is_dir() and ((path / "metadata.yaml").exists() or any(path.glob("*.mcap")))
+
+
+def find_bag(run_dir: Path) -> Optional[Path]:
+    for cand in (run_dir / "bag", run_dir):
+        if is_bag(cand):
+            return cand
+    return None
+
+
+def load_run(path: os.PathLike | str, source: str = "auto") -> RunData:
+    """Records of a run from ``results.jsonl`` or a bag (``source``: auto | jsonl | bag)."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportError(f"{path} does not exist")
+    if path.is_file() and path.name.endswith(".jsonl"):
+        path = path.parent
+    if source == "auto":
+        source = "bag" if is_bag(path) or not (path / RESULTS_FILE).exists() else "jsonl"
+    if source == "jsonl":
+        records = read_results(path / RESULTS_FILE)
+        if not records:
+            raise ReportError(f"no results in {path / RESULTS_FILE}")
+        return RunData(records, "results.jsonl", path, read_json(path / RUN_FILE) or {})
+    bag = path if is_bag(path) else find_bag(path)
+    if bag is None:
+        raise ReportError(f"{path} has neither {RESULTS_FILE} nor a bag")
+    return load_bag(bag)
+
+
+def _call_from_msg(call: dict[str, Any]) -> dict[str, Any]:
+    return {"name": call.get("name", ""), "arguments": call.get("arguments_json", ""),
+            "step": int(call.get("step", 0)), "id": call.get("id", "")}
+
+
+def _t(stamp: dict[str, Any]) -> float:
+    sec, nsec = int(stamp.get("sec", 0)), int(stamp.get("nanosec", 0))
+    return math.nan if sec == 0 and nsec == 0 else sec + nsec * 1e-9
+
+
+def load_bag(bag: os.PathLike | str) -> RunData:
+    """Rebuild the run's records from a bag using only its embedded definitions."""
+    from slm_agent.bench.bag import read_messages
+    from slm_agent.telemetry import EnergyIntegrator
+
+    bag = Path(bag)
+    results: list[dict[str, Any]] = []
+    power = EnergyIntegrator(max_gap_s=1.0, horizon_s=10 * 86400.0)
+    n_power = n_measured = 0
+    power_modes: list[str] = []
+    for m in read_messages(bag, msgtypes=["slm_agent/msg/ScenarioResult", "slm_agent/msg/PowerState"]):
+        d = msg_to_dict(m.msg)
+        if m.msgtype.endswith("/PowerState"):
+            n_power += 1
+            ok = bool(d.get("total_available")) and math.isfinite(num(d.get("total_power_w")))
+            n_measured += int(ok)
+            power.add(_t(d["header"]["stamp"]), num(d.get("total_power_w")) if ok else math.nan)
+            if d.get("power_mode"):
+                power_modes.append(d["power_mode"])
+        else:
+            results.append(d)
+    if not results:
+        raise ReportError(f"{bag}: no slm_agent/msg/ScenarioResult messages")
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for d in results:
+        if d["case_id"] in seen:   # a resumed run can publish a case once per session at most; keep first
+            continue
+        seen.add(d["case_id"])
+        metrics = d.get("metrics") or []
+        if n_measured:
+            for mm in metrics:
+                if not math.isfinite(num(mm.get("energy_j"))):
+                    t0, t1 = _t(mm["header"]["stamp"]), _t(mm["end_stamp"])
+                    if math.isfinite(t0) and math.isfinite(t1) and t1 >= t0:
+                        est = power.energy(t0, t1)
+                        mm["energy_j"] = est.joules if est.complete else math.nan
+        energy = num(d.get("energy_j"))
+        wall = num(d.get("wall_time_s"))
+        if n_measured and not math.isfinite(energy) and math.isfinite(wall):
+            t1 = _t(d["header"]["stamp"])
+            if math.isfinite(t1):
+                est = power.energy(t1 - wall, t1)
+                energy = est.joules if est.complete else math.nan
+        records.append({
+            "run_id": d.get("run_id", ""), "suite": d.get("suite", ""), "category": d.get("category", ""),
+            "case_id": d["case_id"], "model": d.get("model", ""),
+            "power_mode": d.get("power_mode") or (power_modes[-1] if power_modes else ""),
+            "valid": bool(d.get("valid")), "passed": bool(d.get("passed")),
+            "error_type": d.get("error_type", ""), "error": d.get("error", ""),
+            "raw_output": d.get("raw_output", ""), "calls": [_call_from_msg(c) for c in d.get("calls") or []],
+            "metrics": metrics, "wall_time_s": wall, "energy_j": energy,
+            "prompt_tokens": sum(int(m.get("prompt_tokens", 0)) for m in metrics),
+            "decode_tokens": sum(int(m.get("decode_tokens", 0)) for m in metrics),
+            "llm_calls": len(metrics),
+        })
+    data = RunData(records, "bag", bag, power_samples=n_power, power_measured_samples=n_measured)
+    run_json = read_json(bag.parent / RUN_FILE)
+    if run_json:
+        data.run_info = run_json
+    return data
+
+
+# --------------------------------------------------------------------------- statistics
+
+def _finite(values: Iterable[Any]) -> list[float]:
+    out = []
+    for v in values:
+        f = num(v)
+        if math.isfinite(f):
+            out.append(f)
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default); NaN for no values."""
+    vals = sorted(values)
+    if not vals:
+        return math.nan
+    pos = (len(vals) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Every figure of one group of cases (NaN where nothing was measured)."""
+    n = len(records)
+    passed = sum(1 for r in records if r.get("passed"))
+    invalid = sum(1 for r in records if not r.get("valid", True))
+    calls = [m for r in records for m in (r.get("metrics") or [])]
+    ttft = _finite(m.get("ttft_ms") for m in calls)
+    prefill = _finite(m.get("prefill_tokens_per_s") for m in calls)
+    decode = _finite(m.get("decode_tokens_per_s") for m in calls)
+    call_energy = _finite(m.get("energy_j") for m in calls)
+    with_energy = [r for r in records if math.isfinite(num(r.get("energy_j")))]
+    passed_with_energy = sum(1 for r in with_energy if r.get("passed"))
+    walls = _finite(r.get("wall_time_s") for r in records)
+    tokens = [int(r.get("prompt_tokens", 0) or 0) + int(r.get("decode_tokens", 0) or 0) for r in records]
+    return {
+        "cases": n, "passed": passed, "invalid": invalid,
+        "accuracy": passed / n if n else math.nan,
+        "llm_calls": len(calls),
+        "ttft_ms_median": percentile(ttft, 50), "ttft_ms_p50": percentile(ttft, 50),
+        "ttft_ms_p95": percentile(ttft, 95),
+        "prefill_tps_median": percentile(prefill, 50), "decode_tps_median": percentile(decode, 50),
+        "energy_j_per_call": sum(call_energy) / len(call_energy) if call_energy else math.nan,
+        "energy_j_per_correct": (sum(num(r["energy_j"]) for r in with_energy) / passed_with_energy
+                                 if passed_with_energy else math.nan),
+        "energy_cases_measured": len(with_energy),
+        "tokens_per_case": sum(tokens) / n if n else math.nan,
+        "wall_s_per_case": sum(walls) / len(walls) if walls else math.nan,
+        "wall_s_median": percentile(walls, 50),
+        "wall_s_total": sum(walls),
+    }
+
+
+def group(records: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], tuple]) -> dict[tuple, list]:
+    out: dict[tuple, list] = {}
+    for r in records:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def _model(r: dict[str, Any]) -> str:
+    return r.get("model") or "(unlabelled)"
+
+
+def _mode(r: dict[str, Any]) -> str:
+    return r.get("power_mode") or "unknown"
+
+
+# --------------------------------------------------------------------------- formatting
+
+def _fmt(v: float, digits: int = 1) -> str:
+    return f"{v:.{digits}f}" if math.isfinite(v) else NA
+
+
+def _energy(v: float, measured: bool) -> str:
+    if not measured:
+        return NA_POWER
+    return f"{v:.3g}" if math.isfinite(v) else NA
+
+
+def _acc(a: dict[str, Any]) -> str:
+    s = f"{a['accuracy'] * 100:.1f}% ({a['passed']}/{a['cases']})" if a["cases"] else NA
+    return s + (f", {a['invalid']} invalid" if a["invalid"] else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _seed_row(label: list[str], a: dict[str, Any]) -> list[str]:
+    return label + [_fmt(a["ttft_ms_median"]), _fmt(a["prefill_tps_median"]), _fmt(a["decode_tps_median"]), _acc(a)]
+
+
+@dataclass
+class Report:
+    markdown: str
+    rows: list[dict[str, Any]]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def build_report(data: RunData) -> Report:
+    recs = data.records
+    measured = any(math.isfinite(num(m.get("energy_j"))) for r in recs for m in r.get("metrics") or []) \
+        or any(math.isfinite(num(r.get("energy_j"))) for r in recs)
+    rows: list[dict[str, Any]] = []
+    lines = [f"# Benchmark report", ""]
+    info = data.run_info or {}
+    cfg = info.get("config", {})
+    lines.append(f"Source: `{data.path}` ({data.source}); {len(recs)} cases.")
+    if cfg:
+        lines.append(f"Run `{info.get('run_id', '')}`: suite {cfg.get('suite')}, strategy {cfg.get('strategy')}, "
+                     f"serialization {cfg.get('serialization')}, started {info.get('started_at_iso', '?')}.")
+    if data.source == "bag":
+        lines.append(f"Power samples in the bag: {data.power_samples} ({data.power_measured_samples} with a "
+                     "measured total).")
+    if not measured:
+        lines.append(f"Energy: {NA_POWER} on this machine for this run.")
+    lines.append("")
+
+    by_model = group(recs, lambda r: (_model(r),))
+    lines += ["## Summary", "", "TTFT, prefill and decode rates are medians over LLM calls; accuracy is "
+              "passed / cases.", ""]
+    seed_rows = []
+    for (model,), rs in sorted(by_model.items()):
+        a = aggregate(rs)
+        seed_rows.append(_seed_row([model], a))
+        rows.append({"level": "model", "model": model, "category": "", "power_mode": "", **a})
+    lines += _table(["Model", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy"], seed_rows) + [""]
+
+    cat_rows = []
+    for (model, cat), rs in sorted(group(recs, lambda r: (_model(r), r.get("category", ""))).items()):
+        a = aggregate(rs)
+        cat_rows.append(_seed_row([model, cat], a))
+        rows.append({"level": "category", "model": model, "category": cat, "power_mode": "", **a})
+    lines += ["## Per category", ""]
+    lines += _table(["Model", "Category", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy"], cat_rows) + [""]
+
+    mode_rows = []
+    for (model, mode), rs in sorted(group(recs, lambda r: (_model(r), _mode(r))).items()):
+        a = aggregate(rs)
+        mode_rows.append(_seed_row([model, mode], a))
+        rows.append({"level": "power_mode", "model": model, "category": "", "power_mode": mode, **a})
+    lines += ["## Per power mode", ""]
+    lines += _table(["Model", "Power mode", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy"], mode_rows)
+    lines.append("")
+
+    det_rows = []
+    for (model, mode), rs in sorted(group(recs, lambda r: (_model(r), _mode(r))).items()):
+        a = aggregate(rs)
+        det_rows.append([model, mode, str(a["cases"]), str(a["llm_calls"]), _fmt(a["ttft_ms_p50"]),
+                         _fmt(a["ttft_ms_p95"]), _energy(a["energy_j_per_call"], measured),
+                         _energy(a["energy_j_per_correct"], measured), _fmt(a["tokens_per_case"]),
+                         _fmt(a["wall_s_per_case"], 2), _fmt(a["wall_s_total"], 1)])
+    lines += ["## Details", "", "Energy per correct answer = all energy of the measured cases / their passed "
+              "cases.", ""]
+    lines += _table(["Model", "Power mode", "Cases", "LLM calls", "p50 TTFT ms", "p95 TTFT ms", "J per call",
+                     "J per correct answer", "Tokens per case", "Wall s per case", "Wall s total"], det_rows)
+    lines.append("")
+
+    failures = [r for r in recs if not r.get("passed")]
+    if failures:
+        lines += ["## Failure types", ""]
+        counts: dict[str, int] = {}
+        for r in failures:
+            counts[r.get("error_type") or "?"] = counts.get(r.get("error_type") or "?", 0) + 1
+        lines += _table(["Error type", "Cases"], [[k, str(v)] for k, v in sorted(counts.items(), key=lambda x: -x[1])])
+        lines.append("")
+    return Report("\n".join(lines), rows)
+
+
+# --------------------------------------------------------------------------- files
+
+CSV_COLUMNS = ["level", "model", "category", "power_mode", "cases", "passed", "invalid", "accuracy", "llm_calls",
+               "ttft_ms_median", "ttft_ms_p50", "ttft_ms_p95", "prefill_tps_median", "decode_tps_median",
+               "energy_j_per_call", "energy_j_per_correct", "energy_cases_measured", "tokens_per_case",
+               "wall_s_per_case", "wall_s_median", "wall_s_total"]
+CASE_COLUMNS = ["case_id", "category", "model", "power_mode", "valid", "passed", "error_type", "llm_calls",
+                "prompt_tokens", "decode_tokens", "wall_time_s", "energy_j"]
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return ""
+    return v
+
+
+def write_report(data: RunData, out_dir: os.PathLike | str, plots: bool = True) -> Report:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = build_report(data)
+    files = {"markdown": out / "report.md", "csv": out / "report.csv", "cases_csv": out / "cases.csv"}
+    if plots:
+        files.update(write_plots(data.records, out))
+        rep.markdown += "\n## Plots\n\n" + "\n".join(
+            f"![{k}]({p.name})" for k, p in files.items() if p.suffix == ".png") + "\n"
+    files["markdown"].write_text(rep.markdown, encoding="utf-8")
+    with files["csv"].open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in rep.rows:
+            w.writerow({k: _csv_value(v) for k, v in row.items()})
+    with files["cases_csv"].open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CASE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in data.records:
+            w.writerow({k: _csv_value(num(r.get(k)) if k in ("wall_time_s", "energy_j") else r.get(k, ""))
+                        for k in CASE_COLUMNS})
+    rep.files = files
+    return rep
+
+
+def write_plots(records: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: dict[str, Path] = {}
+    models = sorted({_model(r) for r in records})
+
+    def series(field_name: str) -> dict[str, list[float]]:
+        return {m: _finite(x.get(field_name) for r in records if _model(r) == m for x in r.get("metrics") or [])
+                for m in models}
+
+    for key, fname, field_name, xlabel, title in (
+            ("ttft_plot", "ttft.png", "ttft_ms", "time to first token [ms]", "TTFT distribution per LLM call"),
+            ("decode_plot", "decode_rate.png", "decode_tokens_per_s", "decode rate [tokens/s]",
+             "Decode rate per LLM call")):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        data = series(field_name)
+        if any(data.values()):
+            ax.hist([v for v in data.values()], bins=30, label=list(data.keys()), alpha=0.8)
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("LLM calls")
+        ax.set_title(title)
+        fig.tight_layout()
+        files[key] = out / fname
+        fig.savefig(files[key], dpi=100)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model in models:
+        pts = []
+        for (cat,), rs in sorted(group([r for r in records if _model(r) == model],
+                                       lambda r: (r.get("category", ""),)).items()):
+            a = aggregate(rs)
+            if math.isfinite(a["wall_s_median"]):
+                pts.append((a["wall_s_median"], a["accuracy"] * 100, cat))
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=model)
+            for x, y, cat in pts:
+                ax.annotate(cat, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("median wall time per case [s]")
+    ax.set_ylabel("accuracy [%]")
+    ax.set_ylim(-5, 105)
+    ax.set_title("Accuracy vs latency (one point per model and category)")
+    if models:
+        ax.legend()
+    fig.tight_layout()
+    files["accuracy_latency_plot"] = out / "accuracy_vs_latency.png"
+    fig.savefig(files["accuracy_latency_plot"], dpi=100)
+    plt.close(fig)
+    return files
+
+
+def default_output(path: Path, data: RunData) -> Path:
+    if data.source == "bag":
+        bag = data.path
+        return bag.parent / f"{bag.name}_report" if bag.name != "bag" else bag.parent / "report_from_bag"
+    return path / "report"
+
+
+def make_report(path: os.PathLike | str, out_dir: Optional[os.PathLike | str] = None, source: str = "auto",
+                plots: bool = True) -> Report:
+    """Load a run (dir, results.jsonl or bag) and write its report; returns it with file paths."""
+    p = Path(path)
+    data = load_run(p, source)
+    base = p.parent if p.is_file() else p
+    return write_report(data, Path(out_dir) if out_dir else default_output(base, data), plots=plots)
