@@ -234,7 +234,11 @@ def _mode(r: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- formatting
 
 def _fmt(v: float, digits: int = 1) -> str:
-    return f"{v:.{digits}f}" if math.isfinite(v) else NA
+    if not math.isfinite(v):
+        return NA
+    if abs(v) < 10 and digits < 2:
+        digits = 2
+    return f"{v:.{digits}f}"
 
 
 def _energy(v: float, measured: bool) -> str:

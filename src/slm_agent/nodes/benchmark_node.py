@@ -102,6 +102,9 @@ PARAMETERS: dict[str, Param] = {
     "tool_timeout_s": Param(10.0, "per-call timeout given to the agent for each InvokeTool service [s]"),
     "power_topic": Param("/telemetry/power", "PowerState topic integrated for energy"),
     "seed": Param(0, "seed of Python's RNG in this process (recorded in run.json)"),
+    "min_subscribers": Param(0, "before the first case, wait until ~/scenarios and ~/results each have this many "
+                             "matched subscriptions (a recorder), at most subscriber_wait_s"),
+    "subscriber_wait_s": Param(15.0, "how long to wait for min_subscribers [s]"),
 }
 
 
@@ -164,6 +167,8 @@ class BenchmarkNode(Node):
             agent_action=v["agent_action"], agent_wait_s=float(v["agent_wait_s"]),
             tool_namespace=v["tool_namespace"], tool_timeout_s=float(v["tool_timeout_s"]),
             power_topic=v["power_topic"], seed=int(v["seed"]))
+        self.min_subscribers = int(v["min_subscribers"])
+        self.subscriber_wait_s = float(v["subscriber_wait_s"])
         random.seed(self.cfg.seed)
 
         self._stop = threading.Event()
@@ -317,6 +322,7 @@ class BenchmarkNode(Node):
                 self.get_logger().error(f"no RunTask action server at {self.cfg.agent_action} "
                                         f"after {self.cfg.agent_wait_s:.0f} s")
                 return EXIT_AGENT
+        self._wait_for_subscribers()
         try:
             for sc in todo:
                 if self._interrupted():
@@ -333,10 +339,33 @@ class BenchmarkNode(Node):
         except AgentUnavailable as exc:
             self.get_logger().error(f"agent unavailable: {exc}; rerun with the same output_dir to resume")
             return EXIT_AGENT
+        self._flush_publishers()
         records = [r for r in self.results.records if r.get("case_id") in {s.case_id for s in scenarios}]
         self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
                                + "\n".join(runner.summary_lines(records)))
         return EXIT_OK
+
+    def _wait_for_subscribers(self) -> None:
+        if self.min_subscribers <= 0:
+            return
+        end = time.monotonic() + self.subscriber_wait_s
+        pubs = (self.pub_scenarios, self.pub_results)
+        while time.monotonic() < end and not self._interrupted():
+            if all(p.get_subscription_count() >= self.min_subscribers for p in pubs):
+                return
+            time.sleep(0.05)
+        self.get_logger().warning(f"only {[p.get_subscription_count() for p in pubs]} subscriptions matched on "
+                                  f"~/scenarios, ~/results after {self.subscriber_wait_s:g} s; starting anyway")
+
+    def _flush_publishers(self) -> None:
+        """Wait until subscribers (a recorder) acknowledged everything, so exiting loses nothing."""
+        from rclpy.duration import Duration
+
+        for pub in (self.pub_scenarios, self.pub_results):
+            try:
+                pub.wait_for_all_acked(Duration(seconds=5.0))
+            except Exception:  # noqa: BLE001 - best effort
+                pass
 
     def _wait_for_agent(self) -> bool:
         end = time.monotonic() + self.cfg.agent_wait_s

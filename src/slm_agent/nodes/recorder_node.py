@@ -75,6 +75,7 @@ class RecorderNode(Node):
         self._lock = threading.Lock()
         self._subs: dict[str, Any] = {}
         self._write_errors = 0
+        self._matched: set[str] = set()
         self._group = MutuallyExclusiveCallbackGroup()
         for topic in self.topics:
             if topic in KNOWN_TOPIC_TYPES:
@@ -109,6 +110,10 @@ class RecorderNode(Node):
         return cb
 
     def _discover(self) -> None:
+        for topic, sub in list(self._subs.items()):
+            if sub is not None and topic not in self._matched and sub.get_publisher_count() > 0:
+                self._matched.add(topic)
+                self.get_logger().info(f"matched a publisher on {topic}")
         missing = [t for t in self.topics if t not in self._subs]
         if not missing:
             return
@@ -124,15 +129,22 @@ class RecorderNode(Node):
         except Exception as exc:  # noqa: BLE001
             self.get_logger().error(f"flush failed: {exc}")
 
+    def _say(self, text: str, error: bool = False) -> None:
+        """Log, or print to stderr once the context is down (shutdown path: no rosout)."""
+        if self.context.ok():
+            (self.get_logger().error if error else self.get_logger().info)(text)
+        else:
+            print(f"[{'ERROR' if error else 'INFO'}] [{NODE_NAME}]: {text}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         try:
             self.writer.close()
         except Exception as exc:  # noqa: BLE001
-            self.get_logger().error(f"closing the bag failed: {exc}")
+            self._say(f"closing the bag failed: {exc}", error=True)
             return
         counts = self.writer.counts()
-        self.get_logger().info(f"bag closed: {self.output} ({sum(counts.values())} messages: "
-                               + ", ".join(f"{t} {n}" for t, n in counts.items() if n) + ")")
+        self._say(f"bag closed: {self.output} ({sum(counts.values())} messages: "
+                  + ", ".join(f"{t} {n}" for t, n in counts.items() if n) + ")")
 
 
 def main(args=None) -> int:
