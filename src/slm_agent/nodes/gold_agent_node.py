@@ -49,7 +49,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "action_name": ("/agent/run_task", "RunTask action served"),
     "metrics_topic": ("/agent/metrics", "InferenceMetrics topic"),
     "tool_calls_topic": ("/agent/tool_calls", "ToolCallRecord topic"),
-    "corrupt": (False, "change one argument value of the first gold call (the checker must fail)"),
+    "corrupt": (False, "change one argument value of the first gold call of every case (the checker must fail)"),
+    "corrupt_ids": ("", "comma-separated case ids to corrupt (in addition to corrupt:=true for all)"),
+    "delay_s": (0.0, "sleep this long per answer, inside the reported LLM-call window (tests of timing/energy)"),
     "tool_timeout_s": (10.0, "InvokeTool call timeout when the goal's ToolSpec has none [s]"),
 }
 
@@ -86,6 +88,24 @@ def corrupt_calls(calls: list[tuple[str, dict[str, Any]]], first_tool: str) -> l
     return [(first_tool, {})] if first_tool else calls
 
 
+def corrupt_turns(turns: list[list[tuple[str, dict[str, Any]]]]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Multi-turn: change the first *string* argument of the whole trajectory
+    (a path or name, so the world state or a result differs; flipping e.g.
+    ``ls(a=True)`` may leave both unchanged), else fall back to :func:`corrupt_calls`."""
+    turns = copy.deepcopy(turns)
+    for calls in turns:
+        for _name, args in calls:
+            for key, value in args.items():
+                if isinstance(value, str):
+                    args[key] = corrupt_value(value)
+                    return turns
+    for i, calls in enumerate(turns):
+        if calls:
+            turns[i] = corrupt_calls(calls, "")
+            return turns
+    return turns
+
+
 class GoldAgentNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -93,6 +113,8 @@ class GoldAgentNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=True))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.corrupt = bool(p["corrupt"])
+        self.corrupt_ids = {t.strip() for t in str(p["corrupt_ids"]).split(",") if t.strip()}
+        self.delay_s = max(0.0, float(p["delay_s"]))
         self.tool_timeout_s = float(p["tool_timeout_s"])
         self._group = ReentrantCallbackGroup()
         self._tool_clients: dict[str, Any] = {}
@@ -120,17 +142,21 @@ class GoldAgentNode(Node):
         from slm_agent.bench.bfcl.gold import gold_calls, gold_turns
         from slm_agent.bench.bfcl.loader import MULTI_TURN_CATEGORIES, RELEVANCE_CATEGORIES, tools_for
 
+        corrupt = self.corrupt or sc.case_id in self.corrupt_ids
         if sc.category in MULTI_TURN_CATEGORIES:
             sanitized: dict[str, str] = {}
-            for t in range(turn + 1):
+            for t in range(sc.num_turns):
                 sanitized.update(tools_for(sc, t).to_sanitized)
-            turns = gold_turns(sc, class_method_signatures(sc.involved_classes).__getitem__)
-            calls = [(sanitized.get(n, n), a) for n, a in turns[turn]]
-        elif sc.category in RELEVANCE_CATEGORIES:
+            turns = [[(sanitized.get(n, n), a) for n, a in calls]
+                     for calls in gold_turns(sc, class_method_signatures(sc.involved_classes).__getitem__)]
+            if corrupt:
+                turns = corrupt_turns(turns)
+            return turns[turn]
+        if sc.category in RELEVANCE_CATEGORIES:
             calls = [] if "irrelevance" in sc.category else [(tool_names[0], {})]
         else:
             calls = [(c["name"], c["arguments"]) for c in gold_calls(sc, tools_for(sc, 0))]
-        if self.corrupt and turn == 0:
+        if corrupt:
             calls = corrupt_calls(calls, tool_names[0] if tool_names else "")
         return calls
 
@@ -173,6 +199,8 @@ class GoldAgentNode(Node):
 
     # ------------------------------------------------------------------ action
     def _metrics(self, task: str, step: int, start, t0: float, finish: str) -> InferenceMetrics:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         ms = (time.perf_counter() - t0) * 1e3
         m = InferenceMetrics(task_id=task, request_id=f"{task}/{step}", step=step, engine="gold", backend="gold",
                              model="gold", power_mode="", prompt_tokens=0, cached_prompt_tokens=0,
