@@ -128,6 +128,31 @@ def test_json_schema_constrained_tool_call(engine: LlamaCppEngine) -> None:
         jsonschema.validate(call, TOOL_CALL_SCHEMA)
 
 
+def test_lazy_grammar_matches_full_vocab_grammar(engine: LlamaCppEngine) -> None:
+    """The engine checks the greedy token against the grammar and only
+    constrains the full vocabulary on rejection; for greedy decoding that
+    must give exactly what llama-cpp-python's always-on grammar gives."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    prompt = "Robot command: grasp the cup quickly.\nJSON:"
+    engine.reset_cache()
+    ours = engine.complete(ChatRequest(prompt=prompt, json_schema=TOOL_CALL_SCHEMA, max_tokens=64))
+    llm = engine.llama
+    llm.reset()
+    grammar = LlamaGrammar.from_json_schema(json.dumps(TOOL_CALL_SCHEMA), verbose=False)
+    ref: list[int] = []
+    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    for tok in llm.generate(tokens, top_k=40, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, grammar=grammar):
+        if tok == llm.token_eos() or len(ref) >= 64:
+            break
+        ref.append(tok)
+    llm.reset()
+    assert ours.text == llm.detokenize(ref).decode("utf-8")
+    assert ours.metrics.decode_tokens == len(ref) + 1  # + the EOS the grammar ends with
+    passes = ours.metrics.engine_counters["grammar_full_vocab_passes"]
+    assert 0 <= passes <= ours.metrics.decode_tokens
+
+
 def test_gbnf_grammar(engine: LlamaCppEngine) -> None:
     out = engine.complete(ChatRequest(prompt="Is the sky blue? Answer:", grammar='root ::= " yes" | " no"', max_tokens=8))
     assert out.text in (" yes", " no")
