@@ -131,6 +131,7 @@ def jsonl_records(path: Path) -> list[dict]:
 
 def bench_params(output_dir: Path, action: str, tool_ns: str, **extra) -> dict:
     params = {"output_dir": str(output_dir), "agent_action": action, "tool_namespace": tool_ns,
-              "model": "gold", "agent_wait_s": 60.0, "case_timeout_s": 60.0}
+              "model": "gold", "agent_wait_s": 60.0, "case_timeout_s": 60.0,
+              "power_wait_s": 0.0}   # no power publisher in most tests: do not wait for one
     params.update(extra)
     return params

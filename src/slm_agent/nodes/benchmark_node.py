@@ -105,6 +105,7 @@ PARAMETERS: dict[str, Param] = {
     "min_subscribers": Param(0, "before the first case, wait until ~/scenarios and ~/results each have this many "
                              "matched subscriptions (a recorder), at most subscriber_wait_s"),
     "subscriber_wait_s": Param(15.0, "how long to wait for min_subscribers [s]"),
+    "power_wait_s": Param(5.0, "if power_topic has a publisher, wait this long at start for its first sample [s]"),
 }
 
 
@@ -169,9 +170,11 @@ class BenchmarkNode(Node):
             power_topic=v["power_topic"], seed=int(v["seed"]))
         self.min_subscribers = int(v["min_subscribers"])
         self.subscriber_wait_s = float(v["subscriber_wait_s"])
+        self.power_wait_s = float(v["power_wait_s"])
         random.seed(self.cfg.seed)
 
         self._stop = threading.Event()
+        self._t_start = time.monotonic()
         self.exit_code = EXIT_OK
         self.energy = EnergyIntegrator(max_gap_s=1.0, horizon_s=7200.0)
         self._power_seen = False
@@ -301,6 +304,7 @@ class BenchmarkNode(Node):
         try:
             scenarios = runner.select_scenarios(self.cfg.suite, [] if self.cfg.ids else self.cfg.categories,
                                                 self.cfg.ids, self.cfg.limit)
+            self._wait_for_power()
             self._prepare_output(scenarios)
         except (ValueError, KeyError, BenchmarkConfigError) as exc:
             self.get_logger().error(f"benchmark not started: {exc}")
@@ -344,6 +348,24 @@ class BenchmarkNode(Node):
         self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
                                + "\n".join(runner.summary_lines(records)))
         return EXIT_OK
+
+    def _wait_for_power(self) -> None:
+        """Wait (up to power_wait_s after node start, discovery takes seconds) for the first
+        power sample, so the first case has energy and run.json the power-mode label; 2 s more
+        if a publisher is known by then.  Without any power publisher this costs power_wait_s."""
+        end = self._t_start + self.power_wait_s
+        extended = False
+        while not self._interrupted():
+            with self._power_lock:
+                if len(self.energy) > 0:
+                    return
+            if time.monotonic() > end:
+                if extended or self.count_publishers(self.cfg.power_topic) == 0:
+                    if self.count_publishers(self.cfg.power_topic) == 0:
+                        self.get_logger().info(f"no publisher on {self.cfg.power_topic}: energy not measured")
+                    return
+                end, extended = time.monotonic() + 2.0, True
+            time.sleep(0.05)
 
     def _wait_for_subscribers(self) -> None:
         if self.min_subscribers <= 0:
