@@ -175,7 +175,7 @@ def bench_params(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     return {
         "benchmark": {"ros__parameters": bench},
         "telemetry": {"ros__parameters": {"reader": args.telemetry_reader}},
-        "gold_agent": {"ros__parameters": {"corrupt": bool(args.corrupt_gold)}},
+        "gold_agent": {"ros__parameters": {"corrupt": bool(args.corrupt_gold), "delay_s": float(args.gold_delay)}},
     }
 
 
@@ -305,6 +305,8 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--agent", choices=["model", "gold"], default="model",
                    help="model: agent_node with --model; gold: BFCL's gold answers (harness fidelity run)")
     p.add_argument("--corrupt-gold", action="store_true", help="with --agent gold: change one argument (must fail)")
+    p.add_argument("--gold-delay", type=float, default=0.0,
+                   help="with --agent gold: seconds the gold agent waits per answer (demos, tests)")
     p.add_argument("--power-mode", default="", help="power mode label (default: from /telemetry/power)")
     p.add_argument("--telemetry-reader", default="auto", help="telemetry reader: auto | jtop | jetson_sysfs | linux | nvml")
     p.add_argument("--no-telemetry", dest="telemetry", action="store_false", help="do not start telemetry_node")
