@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 #: executable name -> module with ``main(args)``; scripts/ has one file per entry
 NODES: dict[str, str] = {
+    "agent_node": "slm_agent.nodes.agent_node",
     "demo_robot_node": "slm_agent.nodes.demo_robot_node",
     "telemetry_node": "slm_agent.nodes.telemetry_node",
     "benchmark_node": "slm_agent.nodes.benchmark_node",
