@@ -13,6 +13,16 @@ blocks in ``invoke`` (with a multi-threaded executor).
 A call that is not answered within ``timeout_s`` is removed from the
 client's pending requests (a late answer is dropped) and reported as
 TIMEOUT; the client stays usable for the next call.
+
+Tools served by ``slm_agent/srv/InvokeTool`` (scenario environments such as
+BFCL's multi-turn classes, whose functions have no ROS type of their own)
+are *pass-through*: the arguments, validated against the tool's JSON schema,
+are sent unchanged as ``arguments_json`` (spelled by :func:`arguments_json`,
+the same text the agent reports in ``ToolCall.arguments_json``) with the
+call id in ``call_id``; a response with ``success`` false is FAILED with its
+``error``; otherwise ``json.loads(result_json)`` is the result (a JSON string
+stays a string, an object a dict, any other value ``{"result": value}``; text
+that is not JSON is kept verbatim).
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 from rclpy.callback_groups import CallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -28,6 +38,9 @@ from rclpy.node import Node
 from slm_agent.agent.safety import validate_arguments
 from slm_agent.agent.schema import SchemaError, import_interface, json_to_request, response_to_dict
 from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
+
+#: the generic tool service whose calls are passed through (see module docstring)
+INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
 
 #: polling interval while waiting for a service to appear (rclpy's own wait
 #: sleeps 0.25 s per check, too coarse for a 2 s tool timeout)
@@ -39,6 +52,25 @@ class _Entry:
     spec: ToolSpec
     srv_type: Any
     client: Any
+    passthrough: bool = False
+
+
+def arguments_json(arguments: Any) -> str:
+    """The JSON text of a call's arguments, as InvokeTool services receive it."""
+    return json.dumps(arguments, ensure_ascii=False, default=str)
+
+
+def invoke_tool_content(result_json: str) -> Union[dict[str, Any], str]:
+    """An InvokeTool ``result_json`` as ToolResult content (see module docstring)."""
+    if not result_json:
+        return ""
+    try:
+        value = json.loads(result_json)
+    except ValueError:
+        return result_json
+    if isinstance(value, (dict, str)):
+        return value
+    return {"result": value}
 
 
 class RosServiceToolInvoker:
@@ -56,7 +88,8 @@ class RosServiceToolInvoker:
                 raise SchemaError(f"tool '{spec.name}': '{spec.service_type}' is not a service type")
             srv_type = import_interface(spec.service_type)
             client = node.create_client(srv_type, spec.service_name, callback_group=self._group)
-            self._entries[spec.name] = _Entry(spec, srv_type, client)
+            self._entries[spec.name] = _Entry(spec, srv_type, client,
+                                              passthrough=spec.service_type == INVOKE_TOOL_TYPE)
 
     @property
     def tool_names(self) -> list[str]:
@@ -82,10 +115,13 @@ class RosServiceToolInvoker:
         errors = validate_arguments(spec, call.arguments)
         if errors:
             return ToolResult(call.id, call.name, Status.INVALID_ARGUMENTS, error="; ".join(errors))
-        try:
-            request = json_to_request(entry.srv_type.Request, call.arguments, spec.defaults)
-        except ValueError as exc:
-            return ToolResult(call.id, call.name, Status.INVALID_ARGUMENTS, error=str(exc))
+        if entry.passthrough:
+            request = entry.srv_type.Request(call_id=call.id, arguments_json=arguments_json(call.arguments))
+        else:
+            try:
+                request = json_to_request(entry.srv_type.Request, call.arguments, spec.defaults)
+            except ValueError as exc:
+                return ToolResult(call.id, call.name, Status.INVALID_ARGUMENTS, error=str(exc))
 
         start = time.monotonic()
         deadline = start + spec.timeout_s
@@ -120,6 +156,12 @@ class RosServiceToolInvoker:
         response = future.result()
         if response is None:
             return ToolResult(call.id, call.name, Status.FAILED, error="empty response", latency_ms=latency_ms)
+        if entry.passthrough:
+            if not response.success:
+                return ToolResult(call.id, call.name, Status.FAILED, latency_ms=latency_ms,
+                                  error=response.error or f"{spec.service_name} reported failure")
+            return ToolResult(call.id, call.name, Status.OK, content=invoke_tool_content(response.result_json),
+                              latency_ms=latency_ms)
         try:
             content = response_to_dict(response)
         except Exception as exc:
