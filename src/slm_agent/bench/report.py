@@ -385,6 +385,7 @@ def write_plots(records: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     files: dict[str, Path] = {}
     models = sorted({_model(r) for r in records})
@@ -406,6 +407,7 @@ def write_plots(records: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]
             ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("LLM calls")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         fig.tight_layout()
         files[key] = out / fname

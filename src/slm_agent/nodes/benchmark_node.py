@@ -500,6 +500,9 @@ class BenchmarkNode(Node):
             result.passed = False
             result.error_type = "bench:case_timeout"
             result.error = f"no answer within case_timeout_s={self.cfg.case_timeout_s:g}"
+        if agent_errors and not result.passed:
+            # keep BFCL's error_type, but say why the model produced nothing usable
+            result.error = f"agent: {agent_errors[0]}" + (f" | {result.error}" if result.error else "")
         wall = time.monotonic() - t0_wall
         t1 = self._now_s()
         energy_j, covered = self._energy(t0, t1)
