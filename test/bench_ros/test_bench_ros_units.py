@@ -141,3 +141,38 @@ def test_bag_writer_refuses_existing_dir_and_unknown_type(tmp_path):
     assert not w.flush(), "nothing buffered"
     w.close()
     assert (tmp_path / "bag" / "metadata.yaml").is_file()
+
+
+def test_action_client_survives_a_goal_answered_before_registration():
+    """rclpy 7.1 race (seen with the fast gold agent): the future completes before
+    ``send_goal_async`` registers it, and ``remove_future`` used to raise ValueError."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) not installed")
+    pytest.importorskip("slm_agent.action", reason="slm_agent interfaces not generated/installed")
+    from rclpy.action import ActionClient
+    from rclpy.task import Future
+
+    from slm_agent.action import RunTask
+    from slm_agent.nodes.benchmark_node import _ActionClient
+    from slm_agent.ros.runtime import ros_context
+
+    with ros_context([]):
+        node = rclpy.create_node("race_probe")
+        try:
+            plain = ActionClient(node, RunTask, "/race_probe/plain")
+            early = Future()
+            early.set_result(None)
+            with pytest.raises(ValueError):          # the upstream behaviour this class fixes
+                plain.remove_future(early)
+            fixed = _ActionClient(node, RunTask, "/race_probe/fixed")
+            fixed.remove_future(early)               # completed and removed before being added
+            fixed.add_future(early)
+            assert early not in fixed._futures
+            pending = Future()
+            fixed.add_future(pending)
+            assert pending in fixed._futures
+            fixed.remove_future(pending)
+            assert pending not in fixed._futures
+            plain.destroy()
+            fixed.destroy()
+        finally:
+            node.destroy_node()

@@ -122,6 +122,39 @@ def _descriptor(name: str, p: Param) -> ParameterDescriptor:
     return d
 
 
+class _ActionClient(ActionClient):
+    """rclpy 7.1's ActionClient with its send/result race fixed.
+
+    ``send_goal_async`` stores the future as pending, *then* adds the done
+    callback and registers the future with the waitable.  When the server
+    answers fast (the gold agent does) the executor thread can complete the
+    future in between; the done callback then calls ``remove_future`` on a
+    future not yet added and ``list.remove`` raises ValueError in the caller
+    (the request was sent, the future is lost).  The waitable's future list
+    only serves to hand futures the executor, so: never add a future that is
+    already done, and ignore removing one that was never added.
+    """
+
+    def add_future(self, future) -> None:
+        with self._futures_lock:
+            if not future.done():
+                self._futures.append(future)
+
+    def remove_future(self, future) -> None:
+        with self._futures_lock:
+            try:
+                self._futures.remove(future)
+            except ValueError:
+                pass
+
+    @property
+    def _futures_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_slm_futures_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_slm_futures_lock", threading.Lock())
+        return lock
+
+
 class BenchmarkConfigError(RuntimeError):
     pass
 
@@ -187,7 +220,7 @@ class BenchmarkNode(Node):
         self.create_subscription(PowerState, self.cfg.power_topic, self._on_power,
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.action = ActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
+        self.action = _ActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
         self._tool_server = None
         self.results: Optional[ResultsLog] = None
         self._current_goal = None
@@ -489,7 +522,10 @@ class BenchmarkNode(Node):
         except (Interrupted, AgentUnavailable):
             raise
         except Exception as exc:  # noqa: BLE001 - a broken case must not end the run
-            self.get_logger().error(f"{sc.case_id}: harness error {type(exc).__name__}: {exc}")
+            import traceback
+
+            self.get_logger().error(f"{sc.case_id}: harness error {type(exc).__name__}: {exc}\n"
+                                    + "".join(traceback.format_exception(exc)))
             result = CaseResult(sc.case_id, sc.category, valid=False, passed=False,
                                 error_type="harness:exception", error=f"{type(exc).__name__}: {exc}")
         if invalid_error:
