@@ -134,3 +134,24 @@ def test_resume_with_another_model_is_refused(tmp_path, gold):
     finally:
         other.close()
     assert len(jsonl_lines(out / "results.jsonl")) == 1
+
+
+def test_case_timeout_fails_the_case_and_the_run_goes_on(tmp_path):
+    ns = "/" + uid("timeout")
+    action = f"{ns}/agent/run_task"
+    gold = Proc.node("gold_agent_node", {"action_name": action, "delay_s": 2.0,
+                                         "metrics_topic": f"{ns}/agent/metrics",
+                                         "tool_calls_topic": f"{ns}/agent/tool_calls"})
+    out = tmp_path / "run"
+    bench = _bench(out, ns, action, ids="simple_python_0,multiple_0", case_timeout_s=0.6)
+    try:
+        assert bench.wait(60) == 0, bench.log()
+    finally:
+        bench.close()
+        gold.close()
+    records = jsonl_records(out / "results.jsonl")
+    assert [r["case_id"] for r in records] == ["simple_python_0", "multiple_0"]
+    for r in records:
+        assert r["valid"] and not r["passed"]
+        assert r["error_type"] == "bench:case_timeout"
+        assert 0.6 <= r["wall_time_s"] < 2.0
