@@ -240,9 +240,13 @@ class LlamaCppEngine(Engine):
 
     def reset_cache(self) -> None:
         """Forget the cached prompt so the next call prefills from scratch."""
-        with self._lock:
+        if not self._lock.acquire(timeout=self.profile.backend.llama_cpp.busy_timeout_s):
+            raise EngineError("llama_cpp: reset_cache() while a stream is still open")
+        try:
             if self._llm is not None:
                 self._llm.reset()
+        finally:
+            self._lock.release()
 
     def tokenize_request(self, request: ChatRequest) -> tuple[list[int], list[str]]:
         """Prompt tokens exactly as :meth:`stream` would feed them, plus the
