@@ -27,9 +27,12 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import yaml
+
+if TYPE_CHECKING:  # engines.base imports nothing from here; avoid a runtime cycle anyway
+    from slm_agent.engines.base import ChatRequest
 
 __all__ = [
     "ProfileError",
@@ -311,7 +314,7 @@ class Profile:
                 ) from exc
         return None
 
-    def make_request(self, **overrides: Any) -> "Any":
+    def make_request(self, **overrides: Any) -> "ChatRequest":
         """A :class:`ChatRequest` pre-filled from ``sampling`` and ``chat.stop``."""
         from slm_agent.engines.base import ChatRequest
 

@@ -4,6 +4,23 @@ servers and TensorRT-LLM.
 Call :func:`create_engine` with a profile (or a profile name); backends are
 imported lazily so a machine without llama-cpp-python, httpx or
 tensorrt_llm can still use the others.
+
+Typical use from the agent / nodes::
+
+    from slm_agent.profiles import load_profile
+    from slm_agent.engines import create_engine
+
+    profile = load_profile("gemma3-270m-q4km")          # or a YAML path
+    engine = create_engine(profile)                      # loads the model once
+    req = profile.make_request(messages=msgs, tools=tools)   # sampling defaults
+    for chunk in engine.stream(req):                     # text deltas ...
+        ...
+    metrics = chunk.metrics                              # ... last chunk: CallMetrics
+    engine.reset_cache()                                 # next call cold (benchmarks)
+    engine.close()
+
+Every backend failure is an :class:`EngineError`; a bad profile is a
+``slm_agent.profiles.ProfileError``.
 """
 from __future__ import annotations
 
