@@ -6,9 +6,7 @@ fields of llama-server/vLLM that llama-cpp-python's server does not send.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
