@@ -4,7 +4,15 @@ Only the hand-written Python package is installed here; the generated
 interfaces (slm_agent.msg/.srv/.action) come from the CMake build run by
 tools/bootstrap.py and merge into the same package (see slm_agent/__init__.py).
 """
+from glob import glob
+
 from setuptools import find_packages, setup
+
+
+def share(subdir: str) -> tuple[str, list[str]]:
+    """Config and launch files where the colcon route installs them too."""
+    return (f"share/slm_agent/{subdir}", [f for f in glob(f"{subdir}/*") if "." in f.rsplit("/", 1)[-1]])
+
 
 setup(
     name="slm_agent",
@@ -14,6 +22,8 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    data_files=[share(d) for d in ("launch", "config", "config/models", "config/models/templates",
+                                    "config/tool_sets")],
     entry_points={
         "console_scripts": [
             "slm-agent = slm_agent.cli:main",
