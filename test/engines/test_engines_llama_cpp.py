@@ -183,7 +183,7 @@ def test_stop_string_cuts_output(engine: LlamaCppEngine) -> None:
 
 def test_prompt_longer_than_context_is_an_engine_error(engine: LlamaCppEngine) -> None:
     with pytest.raises(EngineError, match="n_ctx"):
-        engine.complete(ChatRequest(prompt="word " * 3000, max_tokens=4))
+        engine.complete(ChatRequest(prompt="word " * (engine.llama.n_ctx() + 100), max_tokens=4))
 
 
 def test_abandoned_stream_releases_the_engine(engine: LlamaCppEngine) -> None:
