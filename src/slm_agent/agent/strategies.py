@@ -87,7 +87,9 @@ def example_arguments(schema: dict[str, Any]) -> Any:
     if t in ("number", "integer"):
         lo = schema.get("minimum", schema.get("exclusiveMinimum"))
         hi = schema.get("maximum", schema.get("exclusiveMaximum"))
-        v: float = 0
+        # not 0: a small base model copies the example's values, and 0 is the
+        # most plausible wrong answer to copy
+        v: float = 3 if t == "integer" else 2.5
         if lo is not None and v <= lo:
             v = lo + 1 if hi is None or lo + 1 <= hi else (lo + hi) / 2
         if hi is not None and v >= hi:
@@ -101,11 +103,19 @@ def example_arguments(schema: dict[str, Any]) -> Any:
 
 
 def default_example(tools: Sequence[ToolSpec]) -> dict[str, Any]:
-    """A one-shot example from the first tool when the tool set has none."""
+    """A one-shot example from the first tool when the tool set has none.
+
+    The example request *states* every argument value, so the example teaches
+    copying values from the request into the call; an example that only names
+    the tool taught the 270M base model to copy the example's values instead
+    (BFCL simple_python: ``factorial(number=0)`` for "factorial of 5").
+    """
     spec = tools[0]
+    args = example_arguments(spec.parameters)
+    stated = ", ".join(f"{k} {json.dumps(v)}" for k, v in args.items()) if isinstance(args, dict) else ""
     return {
-        "user": f"Please use {spec.name}.",
-        "call": {"name": spec.name, "arguments": example_arguments(spec.parameters)},
+        "user": f"Please use {spec.name}" + (f" with {stated}." if stated else "."),
+        "call": {"name": spec.name, "arguments": args},
         "result": {"success": True},
         "answer": f"Done: {spec.name} succeeded.",
     }
