@@ -204,6 +204,17 @@ def _checker_call(c: dict[str, Any]) -> dict[str, Any]:
     return {"name": c["name"], "arguments": c["arguments"]}
 
 
+def raw_model_output(transcript: Sequence[Any], sent: int = 0) -> str:
+    """The model's own text of every step of one goal, for the record.
+
+    ``transcript`` is the RunTask result's ``messages``; the first ``sent``
+    are what the goal carried in (earlier turns), so they are skipped.  A
+    case's calls are parsed from this text; keeping it lets a reader see
+    *why* a case failed (wrong value, wrong format, no call at all).
+    """
+    return "\n".join(m.content for m in list(transcript)[sent:] if m.role == "assistant" and m.content)
+
+
 def score_single_turn(scenario: Scenario, calls: Sequence[dict[str, Any]], final_text: str) -> CaseResult:
     from slm_agent.bench.bfcl.checker import check_single_turn
     from slm_agent.bench.bfcl.loader import tools_for

@@ -511,7 +511,7 @@ class BenchmarkNode(Node):
                     if first:
                         call_msgs.extend(r.call for r in res.tool_calls if int(r.call.step) == first[0]["step"])
                     calls.extend(first)
-                    final_text = res.final_text
+                    final_text = runner.raw_model_output(res.messages, len(messages)) or res.final_text
                     if not res.success and res.error:
                         agent_errors.append(res.error)
                 elif err == "timeout":
@@ -582,7 +582,7 @@ class BenchmarkNode(Node):
             steps = runner.group_steps([msg_to_dict(r) for r in res.tool_calls], turn)
             turn_steps.append(steps)
             calls.extend(c for step in steps for c in step)
-            texts.append(res.final_text)
+            texts.append(runner.raw_model_output(res.messages, len(sent)) or res.final_text)
             if not res.success and res.error:
                 agent_errors.append(f"turn {turn}: {res.error}")
             conversation = runner.carry_conversation(sent, [msg_to_dict(m) for m in res.messages])
