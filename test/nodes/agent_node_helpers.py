@@ -58,15 +58,20 @@ class NodeProcess:
         self.name = name or module.rsplit(".", 1)[-1]
         self.out = tempfile.NamedTemporaryFile(mode="w+", prefix=f"{self.name}_", suffix=".log", delete=False)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
+        # SIGUSR1 dumps every thread's stack into the log (used before killing a hung node)
+        boot = ("import faulthandler, runpy, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                f"sys.argv = [{module!r}] + sys.argv[1:]; runpy.run_module({module!r}, run_name='__main__')")
+        self.proc = subprocess.Popen([sys.executable, "-c", boot, "--ros-args", *ros_args],
                                      stdout=self.out, stderr=subprocess.STDOUT, env=env)
+        self.hung = False
+        self.diag = ""
 
     def text(self) -> str:
         with open(self.out.name, encoding="utf-8", errors="replace") as f:
             return f.read()
 
     def tail(self, n: int = 4000) -> str:
-        return f"--- {self.name} log ---\n" + self.text()[-n:]
+        return f"--- {self.name} log ---\n" + self.text()[-n:] + (f"\n[test] {self.diag}" if self.diag else "")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -88,9 +93,19 @@ class NodeProcess:
             return None
 
     def terminate(self) -> Optional[int]:
+        """SIGTERM and wait; a node still alive after EXIT_S gets its stacks dumped, then SIGKILL."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             if self.wait_exit(EXIT_S) is None:
+                self.hung = True
+                try:
+                    with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
+                        masks = [ln.strip() for ln in fh if ln.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))]
+                    self.diag = "no exit after SIGTERM; " + " ".join(masks)
+                except OSError:
+                    pass
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait(timeout=EXIT_S)
         self.out.close()

@@ -101,7 +101,7 @@ def e2e(tmp_path_factory):
         spin.stop()
         node.destroy_node()
         context.try_shutdown()
-    assert code == 0, f"agent exited with {code} on SIGTERM"
+    assert code == 0, f"agent exited with {code} on SIGTERM\n{agent.tail(8000)}"
 
 
 def _goal(task_id: str, prompt: str = "", **kw) -> RunTask.Goal:

@@ -73,7 +73,7 @@ def lc(ros):
         yield {"ns": ns, "proc": proc, "client": client, "node": ros}
     finally:
         code = proc.terminate()
-    assert code == 0, f"agent exited with {code} on SIGTERM"
+    assert code == 0, f"agent exited with {code} on SIGTERM\n{proc.tail(8000)}"
 
 
 def _ensure_active(lc) -> AgentClient:

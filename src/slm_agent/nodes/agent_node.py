@@ -24,7 +24,12 @@ Lifecycle (``rclpy.lifecycle``)
 
 Action ``~/run_task`` (slm_agent/action/RunTask)
     Rejected unless active.  Goals run one at a time, in order (the engine
-    holds one KV cache); at most ``max_queued_goals`` are accepted at once.
+    holds one KV cache), on one dedicated worker thread: llama.cpp's OpenMP
+    runtime keeps a thread team per calling thread, so calling it from
+    whichever executor thread took the goal would grow a team per executor
+    thread and change its spin-wait behaviour from goal to goal.  At most
+    ``max_queued_goals`` are accepted at once; a queued goal that is
+    cancelled ends at once.
     Goal fields: ``messages`` and/or ``prompt``; ``tool_set`` (""
     = the loaded one, else a name/path loaded for this goal); ``tools``
     (extra ToolSpecs; one with the name of a set tool replaces it; empty
@@ -61,6 +66,7 @@ Topics / services
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import math
 import os
@@ -106,6 +112,8 @@ NODE_NAME = "agent"
 CHAT_FORMATS = ("raw", "chat")
 #: power samples older than this mean "telemetry is not running" (no energy wait)
 POWER_STALE_S = 2.0
+#: longest the main loop waits before re-checking for shutdown (see main())
+SHUTDOWN_POLL_S = 1.0
 
 
 class AgentConfigError(RuntimeError):
@@ -481,7 +489,8 @@ class AgentNode(LifecycleNode):
         self._cfg: Optional[_Config] = None
         self._active = False
         self._abort = threading.Event()        # set while deactivating/cleaning up: running goals stop
-        self._goal_lock = threading.Lock()      # one goal at a time
+        self._goal_lock = threading.Lock()      # held while a goal runs (deactivate waits on it)
+        self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-goal")
         self._queue_lock = threading.Lock()
         self._queued = 0
         self._task_seq = 0
@@ -643,6 +652,7 @@ class AgentNode(LifecycleNode):
         """Process exit: stop goals and threads, release the model."""
         self._active = False
         self._abort.set()
+        self._worker.shutdown(wait=False, cancel_futures=True)
         self._metrics_out.stop()
         try:
             self._release()
@@ -756,6 +766,7 @@ class AgentNode(LifecycleNode):
         return tools, strategy, int(goal.max_steps) or cfg.max_steps, cfg.envelope(tools)
 
     def _execute(self, goal_handle: Any) -> RunTask.Result:
+        """Executor thread: hand the goal to the worker thread and wait for it."""
         goal: RunTask.Goal = goal_handle.request
         if goal.task_id:
             task_id = goal.task_id
@@ -764,12 +775,27 @@ class AgentNode(LifecycleNode):
                 self._task_seq += 1
                 task_id = f"task-{self._task_seq}"
         cancel = _CancelFlag(goal_handle, self._abort)
-        acquired = False
         try:
-            while not acquired and not cancel.is_set():
-                acquired = self._goal_lock.acquire(timeout=0.05)
+            job = self._worker.submit(self._goal_job, goal_handle, goal, task_id, cancel)
+            while True:
+                try:
+                    return job.result(timeout=0.05)
+                except cf.TimeoutError:
+                    if cancel.is_set() and job.cancel():  # still queued: end it now
+                        return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
+                                         if goal_handle.is_cancel_requested else "agent is not active")
+        except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
+            self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
+            return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+
+    def _goal_job(self, goal_handle: Any, goal: RunTask.Goal, task_id: str, cancel: _CancelFlag) -> RunTask.Result:
+        """Worker thread: one goal, start to end."""
+        with self._goal_lock:
             cfg = self._cfg
-            if not acquired or cfg is None or not self._active:
+            if cancel.is_set() or cfg is None or not self._active:
                 return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
                                  if goal_handle.is_cancel_requested else "agent is not active")
             try:
@@ -777,15 +803,11 @@ class AgentNode(LifecycleNode):
             except _GoalError as exc:
                 self.get_logger().warning(f"goal {task_id!r} aborted: {exc}")
                 return self._end(goal_handle, RunTask.Result(), str(exc))
-            return self._run(goal_handle, goal, cfg, task_id, tools, strategy, max_steps, envelope, cancel)
-        except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
-            self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
-            return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
-        finally:
-            if acquired:
-                self._goal_lock.release()
-            with self._queue_lock:
-                self._queued -= 1
+            try:
+                return self._run(goal_handle, goal, cfg, task_id, tools, strategy, max_steps, envelope, cancel)
+            except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
+                self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
+                return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
 
     def _run(self, goal_handle: Any, goal: RunTask.Goal, cfg: _Config, task_id: str, tools: list[ToolSpec],
              strategy: Strategy, max_steps: int, envelope: SafetyEnvelope, cancel: _CancelFlag) -> RunTask.Result:
@@ -865,7 +887,12 @@ def main(args: Optional[Sequence[str]] = None) -> int:
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("autostart: activate failed; exiting")
                 return 2
-        executor.spin()
+        # Not executor.spin(): on SIGTERM rclpy 7.1 wakes the executor and shuts
+        # the context down from its signal thread; under CPU load the executor
+        # can re-check the context before the shutdown lands and then wait
+        # forever (seen: the node ignored SIGTERM).  A bounded wait re-checks.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
     except AgentConfigError:
         node = None  # already destroyed
         code = 2
