@@ -5,6 +5,9 @@
 VENV := .venv
 BOOTSTRAP := python3 tools/bootstrap.py
 
+# The main job: a short BFCL subset on the bundled default model (Gemma 3 270M).
+BENCH_ARGS ?= --categories simple_python,multiple --limit 5 --output-dir runs/quickstart
+
 .PHONY: setup test demo bench
 setup:
 	@$(BOOTSTRAP)
@@ -14,3 +17,6 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/slm-agent demo
+
+bench: setup
+	$(VENV)/bin/slm-agent bench $(BENCH_ARGS)

@@ -331,6 +331,13 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Demo robot + agent node + one RunTask goal, streamed to the console."""
+    from slm_agent.ros.ask import run_ask
+
+    return run_ask(args.prompt, args.model, args.strategy, args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="slm-agent", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -345,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the demo robot node and call its services from another process")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the robot (default 20)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ask", help="ask the demo robot through the agent node (default model, demo tool set)")
+    p.add_argument("prompt", nargs="?", default="Open the gripper.", help='e.g. "Drive to the kitchen."')
+    p.add_argument("--model", default="gemma3-270m-q4km", help="model profile (default gemma3-270m-q4km)")
+    p.add_argument("--strategy", default="direct", help="direct | react | reflact")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds for the model to load and answer")
+    p.set_defaults(func=cmd_ask)
 
     _add_bench_parser(sub)
     return ap

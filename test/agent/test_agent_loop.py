@@ -139,12 +139,29 @@ def test_parallel_execution_runs_concurrently(demo_tool_set, scripted_engine_cls
 
 
 def test_max_steps(make_loop):
-    _, loop = make_loop([_call("get_battery")] * 3, max_steps=3)
+    alternating = [_call("get_battery"), _call("gripper", data=True), _call("get_battery")]
+    _, loop = make_loop(alternating, max_steps=3)
     result = loop.run(prompt="Loop forever.")
     assert not result.success and result.error == "no final answer within max_steps=3"
     assert result.steps == 3 and len(result.calls) == 3 and len(result.metrics) == 3
-    _, loop = make_loop([_call("get_battery")] * 2, max_steps=5)
+    _, loop = make_loop(alternating[:2], max_steps=5)
     assert loop.run(prompt="x", max_steps=2).error == "no final answer within max_steps=2"
+
+
+def test_repeating_the_last_successful_call_ends_the_task(make_loop, robot):
+    _, loop = make_loop([_call("gripper", data=True)] * 4, max_steps=4)
+    result = loop.run(prompt="Open the gripper.")
+    assert result.success and result.stopped_on_repeat and result.error == ""
+    assert [n for n, _ in robot.calls] == ["gripper"], "the repeated call must not run again"
+    assert len(result.metrics) == 2 and "gripper" in result.final_text
+
+
+def test_repeating_a_failed_call_is_retried(make_loop, robot):
+    bad = _call("move_to", goal={"x": 50.0, "y": 0.0}, speed=1.0)
+    _, loop = make_loop([bad, bad, FINAL], max_steps=3)
+    result = loop.run(prompt="Drive far.")
+    assert not result.stopped_on_repeat
+    assert [r.status for _, r in result.calls] == [Status.INVALID_ARGUMENTS] * 2
 
 
 def test_errors_are_fed_back_and_the_model_recovers(make_loop, robot):
@@ -182,7 +199,8 @@ def test_confirmation_flag_is_passed_to_the_envelope(make_loop, robot, demo_tool
 def test_rate_limit_across_runs_with_a_shared_envelope(make_loop, robot, demo_tool_set):
     env = SafetyEnvelope(demo_tool_set.tools)  # move_to: max 1 Hz
     move = _call("move_to", goal={"x": 1, "y": 1}, speed=1.0)
-    _, loop = make_loop([move, move, FINAL], envelope=env)
+    move2 = _call("move_to", goal={"x": 2, "y": 1}, speed=1.0)  # not a repeat: a second real move
+    _, loop = make_loop([move, move2, FINAL], envelope=env)
     r = loop.run(prompt="move twice")
     assert [x.status for _, x in r.calls] == [Status.OK, Status.REFUSED]
     assert "rate limit" in r.calls[1][1].error

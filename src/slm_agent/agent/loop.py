@@ -119,6 +119,21 @@ def _normalise_messages(messages: Optional[Sequence[Any]]) -> list[dict[str, Any
     return out
 
 
+def _repeats_last_step(calls: Sequence[ToolCall], done: Sequence[tuple[ToolCall, ToolResult]]) -> bool:
+    """True when ``calls`` are exactly the previous step's calls, all of which succeeded."""
+    if not calls or not done:
+        return False
+    last_step = done[-1][0].step
+    previous = [(c, r) for c, r in done if c.step == last_step]
+    if len(previous) != len(calls) or any(r.status != Status.OK for _, r in previous):
+        return False
+
+    def key(c: ToolCall) -> str:
+        return c.name + json.dumps(c.arguments, sort_keys=True, ensure_ascii=False)
+
+    return sorted(key(c) for c, _ in previous) == sorted(key(c) for c in calls)
+
+
 class AgentLoop:
     """Multi-step tool-calling agent over one :class:`Engine`.
 
@@ -295,6 +310,16 @@ class AgentLoop:
                         r = ToolResult(c.id, c.name, Status.REFUSED, error="not executed (execute_tools is false)")
                         result.calls.append((c, r))
                     result.success = True
+                    return result
+                if _repeats_last_step(decision.calls, result.calls):
+                    # Small models often re-issue the call that just succeeded
+                    # instead of answering; running it again would change
+                    # nothing (or fail, for non-idempotent tools) and burn the
+                    # remaining steps. Treat it as "done" with the last results.
+                    result.final_text = "; ".join(
+                        f"{c.name}: {self.strategy.observation(r)}" for c, r in result.calls if c.step == step - 1)
+                    result.success = True
+                    result.stopped_on_repeat = True
                     return result
                 results = self._execute(decision.calls, allow_confirmation, cancel)
                 for c, r in zip(decision.calls, results):

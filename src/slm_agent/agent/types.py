@@ -159,4 +159,5 @@ class AgentResult:
     steps: int = 0
     raw_outputs: list[str] = field(default_factory=list)
     parse_errors: list[str] = field(default_factory=list)
+    stopped_on_repeat: bool = False    # ended because the model re-issued the last successful calls
 
