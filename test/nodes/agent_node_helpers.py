@@ -58,6 +58,10 @@ class NodeProcess:
         self.name = name or module.rsplit(".", 1)[-1]
         self.out = tempfile.NamedTemporaryFile(mode="w+", prefix=f"{self.name}_", suffix=".log", delete=False)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # llama.cpp is built with OpenMP; libgomp's default active spin-wait makes a
+        # token take seconds when another process holds a core (shared CI machines).
+        # Passive waiting keeps node timings meaningful; it is not what is tested.
+        env.setdefault("OMP_WAIT_POLICY", "passive")
         # SIGUSR1 dumps every thread's stack into the log (used before killing a hung node)
         boot = ("import faulthandler, runpy, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
                 f"sys.argv = [{module!r}] + sys.argv[1:]; runpy.run_module({module!r}, run_name='__main__')")
@@ -148,13 +152,44 @@ def wait_future(future: Any, timeout_s: float) -> Any:
     return future.result()
 
 
+def race_free_action_client_class() -> type:
+    """rclpy 7.1's ActionClient sends a request before registering the future for its
+    answer; with the executor in another thread a fast answer is dropped ("Ignoring
+    unexpected goal response") and the future never completes.  This subclass
+    registers before any answer can be processed."""
+    from rclpy.action import ActionClient
+
+    class RaceFreeActionClient(ActionClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._register_lock = threading.RLock()
+
+        def send_goal_async(self, *args: Any, **kwargs: Any) -> Any:
+            with self._register_lock:
+                return super().send_goal_async(*args, **kwargs)
+
+        def _get_result_async(self, goal_handle: Any) -> Any:
+            with self._register_lock:
+                return super()._get_result_async(goal_handle)
+
+        def _cancel_goal_async(self, goal_handle: Any) -> Any:
+            with self._register_lock:
+                return super()._cancel_goal_async(goal_handle)
+
+        async def execute(self, taken_data: Any) -> None:
+            with self._register_lock:
+                pass
+            await super().execute(taken_data)
+
+    return RaceFreeActionClient
+
+
 class AgentClient:
     """RunTask client + ~/metrics and ~/tool_calls subscriptions + lifecycle/param clients."""
 
     def __init__(self, node: Any, agent_fqn: str) -> None:
         from lifecycle_msgs.srv import ChangeState, GetState
         from rcl_interfaces.srv import SetParameters
-        from rclpy.action import ActionClient
         from rclpy.callback_groups import ReentrantCallbackGroup
 
         from slm_agent.action import RunTask
@@ -167,7 +202,7 @@ class AgentClient:
         self.lock = threading.Lock()
         self.metrics: list[Any] = []
         self.records: list[Any] = []
-        self.action = ActionClient(node, RunTask, f"{agent_fqn}/run_task", callback_group=group)
+        self.action = race_free_action_client_class()(node, RunTask, f"{agent_fqn}/run_task", callback_group=group)
         node.create_subscription(InferenceMetrics, f"{agent_fqn}/metrics", self._on(self.metrics), 50,
                                  callback_group=group)
         node.create_subscription(ToolCallRecord, f"{agent_fqn}/tool_calls", self._on(self.records), 50,

@@ -203,6 +203,10 @@ def test_cancel_stops_generation_and_next_goal_runs(lc):
     assert out.status == GoalStatus.STATUS_CANCELED, (out.status, out.result.error, out.text())
     assert out.result.error == "cancelled" and not out.result.success
     assert out.done_at - cancel_at < 1.5, f"cancel took {out.done_at - cancel_at:.2f} s"
+    # generation stopped at the next chunk: at most the in-flight delta, the flushed
+    # batch and one message already on its way arrive after the cancel request
+    late = [f for t, f in out.feedback if t > cancel_at and f.kind == RunTask.Feedback.KIND_TEXT]
+    assert len(late) <= 3, [f.text_delta for f in late]
     # the engine was released: the next goal generates normally
     nxt = client.run(RunTask.Goal(task_id="after-cancel", prompt="Say hello.", max_steps=1, execute_tools=False),
                      GOAL_TIMEOUT_S)
