@@ -130,6 +130,16 @@ def test_lifecycle_bad_profile_fails_then_good_config_activates(lc):
     assert client.transition(Transition.TRANSITION_ACTIVATE)
     out = client.run(RunTask.Goal(task_id="bad-strategy", prompt="Hi.", strategy="bogus"))
     assert out.accepted
+    # cleanup releases everything and makes the parameters writable again; configure reloads
+    assert client.transition(Transition.TRANSITION_DEACTIVATE)
+    assert client.transition(Transition.TRANSITION_CLEANUP)
+    assert client.state()[0] == State.PRIMARY_STATE_UNCONFIGURED
+    assert proc.wait_for_text("cleaned up: model and clients released", 10.0), proc.tail()
+    assert not client.tools().success
+    assert all(r.successful for r in client.set_parameters(max_steps=2))
+    assert client.transition(Transition.TRANSITION_CONFIGURE) and client.transition(Transition.TRANSITION_ACTIVATE)
+    assert "max_steps=2" in proc.text().rsplit("configured:", 1)[-1]
+    assert client.state() == (State.PRIMARY_STATE_ACTIVE, "active")
 
 
 def test_unknown_strategy_or_serialization_in_goal_is_aborted(lc):

@@ -640,6 +640,8 @@ class AgentNode(LifecycleNode):
         if self._power_sub is not None:
             self.destroy_subscription(self._power_sub)
             self._power_sub = None
+        self.energy.clear()  # a reconfigure may name another telemetry_topic
+        self._power_rx_mono, self._power_mode = -math.inf, ""
         for pub in (self.pub_metrics, self.pub_calls):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
