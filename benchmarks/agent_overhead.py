@@ -79,7 +79,7 @@ os.environ.setdefault("ROS_HOME", _ROS_TMP)
 os.environ.setdefault("ROS_LOG_DIR", os.path.join(_ROS_TMP, "log"))
 
 import rclpy  # noqa: E402
-from rclpy.action import ActionClient  # noqa: E402
+from slm_agent.ros.clients import RaceFreeActionClient  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 
 from slm_agent.action import RunTask  # noqa: E402
@@ -164,31 +164,6 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-class RaceFreeActionClient(ActionClient):
-    """ActionClient whose requests are registered before any answer can be processed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._register_lock = threading.RLock()
-
-    def send_goal_async(self, *args: Any, **kwargs: Any) -> Any:
-        with self._register_lock:
-            return super().send_goal_async(*args, **kwargs)
-
-    def _get_result_async(self, goal_handle: Any) -> Any:
-        with self._register_lock:
-            return super()._get_result_async(goal_handle)
-
-    def _cancel_goal_async(self, goal_handle: Any) -> Any:
-        with self._register_lock:
-            return super()._cancel_goal_async(goal_handle)
-
-    async def execute(self, taken_data: Any) -> None:
-        with self._register_lock:  # a request being sent right now is registered first
-            pass
-        await super().execute(taken_data)
 
 
 # --------------------------------------------------------------------- (a)

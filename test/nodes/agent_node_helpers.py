@@ -153,33 +153,8 @@ def wait_future(future: Any, timeout_s: float) -> Any:
 
 
 def race_free_action_client_class() -> type:
-    """rclpy 7.1's ActionClient sends a request before registering the future for its
-    answer; with the executor in another thread a fast answer is dropped ("Ignoring
-    unexpected goal response") and the future never completes.  This subclass
-    registers before any answer can be processed."""
-    from rclpy.action import ActionClient
-
-    class RaceFreeActionClient(ActionClient):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._register_lock = threading.RLock()
-
-        def send_goal_async(self, *args: Any, **kwargs: Any) -> Any:
-            with self._register_lock:
-                return super().send_goal_async(*args, **kwargs)
-
-        def _get_result_async(self, goal_handle: Any) -> Any:
-            with self._register_lock:
-                return super()._get_result_async(goal_handle)
-
-        def _cancel_goal_async(self, goal_handle: Any) -> Any:
-            with self._register_lock:
-                return super()._cancel_goal_async(goal_handle)
-
-        async def execute(self, taken_data: Any) -> None:
-            with self._register_lock:
-                pass
-            await super().execute(taken_data)
+    """The shared fix for rclpy 7.1's ActionClient registration race."""
+    from slm_agent.ros.clients import RaceFreeActionClient
 
     return RaceFreeActionClient
 

@@ -52,6 +52,14 @@ from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk
 from slm_agent.engines._streaming import StopFilter
 from slm_agent.profiles import Profile
 
+# llama.cpp's CPU backend runs on OpenMP, whose default (active) wait policy
+# spins idle threads between tokens.  Anything else wanting a core -- the ROS
+# executor, telemetry, a recorder on a 2-core board -- then collapses decode
+# (measured here: 1.8-13 tok/s instead of ~22 with passive).  OpenMP reads
+# this when libgomp loads, i.e. at ``import llama_cpp`` below; a value the
+# user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:  # import-guarded so the package imports without llama-cpp-python
     import llama_cpp
     import llama_cpp._internals as _llama_internals

@@ -52,7 +52,7 @@ from typing import Any, Optional
 import rclpy
 from action_msgs.msg import GoalStatus
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-from rclpy.action import ActionClient
+
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
@@ -66,6 +66,7 @@ from slm_agent.bench.results import RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_d
 from slm_agent.bench.scenario import CaseResult, Scenario
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
+from slm_agent.ros.clients import RaceFreeActionClient
 from slm_agent.ros.runtime import SpinThread
 from slm_agent.telemetry import EnergyIntegrator
 
@@ -120,39 +121,6 @@ def _descriptor(name: str, p: Param) -> ParameterDescriptor:
     else:
         d.type = ParameterType.PARAMETER_STRING
     return d
-
-
-class _ActionClient(ActionClient):
-    """rclpy 7.1's ActionClient with its send/result race fixed.
-
-    ``send_goal_async`` stores the future as pending, *then* adds the done
-    callback and registers the future with the waitable.  When the server
-    answers fast (the gold agent does) the executor thread can complete the
-    future in between; the done callback then calls ``remove_future`` on a
-    future not yet added and ``list.remove`` raises ValueError in the caller
-    (the request was sent, the future is lost).  The waitable's future list
-    only serves to hand futures the executor, so: never add a future that is
-    already done, and ignore removing one that was never added.
-    """
-
-    def add_future(self, future) -> None:
-        with self._futures_lock:
-            if not future.done():
-                self._futures.append(future)
-
-    def remove_future(self, future) -> None:
-        with self._futures_lock:
-            try:
-                self._futures.remove(future)
-            except ValueError:
-                pass
-
-    @property
-    def _futures_lock(self) -> threading.Lock:
-        lock = self.__dict__.get("_slm_futures_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_slm_futures_lock", threading.Lock())
-        return lock
 
 
 class BenchmarkConfigError(RuntimeError):
@@ -220,7 +188,7 @@ class BenchmarkNode(Node):
         self.create_subscription(PowerState, self.cfg.power_topic, self._on_power,
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.action = _ActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
+        self.action = RaceFreeActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
         self._tool_server = None
         self.results: Optional[ResultsLog] = None
         self._current_goal = None

@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 
-from rclpy.action import ActionClient
+
 from rclpy.node import Node
 
 from slm_agent.action import RunTask
-from slm_agent.ros.clients import wait_future
+from slm_agent.ros.clients import RaceFreeActionClient, wait_future
 from slm_agent.ros.runtime import SpinThread, ros_context
 
 STATUS = {0: "ok", 1: "refused", 2: "invalid arguments", 3: "timeout", 4: "failed"}
@@ -40,7 +40,7 @@ def run_ask(prompt: str, model: str, strategy: str, timeout_s: float) -> int:
             node = Node("slm_agent_ask")
             spin = SpinThread(node)
             try:
-                client = ActionClient(node, RunTask, "/agent/run_task")
+                client = RaceFreeActionClient(node, RunTask, "/agent/run_task")
                 print(f"ask: waiting for the agent ({model}) to load ...", flush=True)
                 t0 = time.monotonic()
                 while not client.wait_for_server(timeout_sec=0.5):

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from rclpy.action import ActionClient
 from rclpy.client import Client
 
 
@@ -36,3 +37,44 @@ def call(client: Client, request: Any, timeout_s: float = 5.0) -> tuple[Any, flo
     t0 = time.perf_counter()
     response = wait_future(client.call_async(request), timeout_s)
     return response, (time.perf_counter() - t0) * 1e3
+
+
+class RaceFreeActionClient(ActionClient):
+    """rclpy 7.1's ActionClient with its request/registration races closed.
+
+    ``send_goal_async`` (and the result and cancel requests) send the request
+    *before* registering the future that waits for its answer. With the
+    executor spinning in another thread, a fast server's answer can be taken
+    in between: the goal response is dropped ("Ignoring unexpected goal
+    response") and the future never completes, or the future completes before
+    it is added and ``remove_future`` raises ValueError in the caller. Sending
+    and registering under one lock that ``execute`` also takes makes the
+    answer wait until the future is registered.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._register_lock = threading.RLock()
+
+    def send_goal_async(self, *args: Any, **kwargs: Any) -> Any:
+        with self._register_lock:
+            return super().send_goal_async(*args, **kwargs)
+
+    def _get_result_async(self, goal_handle: Any) -> Any:
+        with self._register_lock:
+            return super()._get_result_async(goal_handle)
+
+    def _cancel_goal_async(self, goal_handle: Any) -> Any:
+        with self._register_lock:
+            return super()._cancel_goal_async(goal_handle)
+
+    def remove_future(self, future: Any) -> None:
+        try:
+            super().remove_future(future)
+        except ValueError:  # completed before it was added: nothing to remove
+            pass
+
+    async def execute(self, taken_data: Any) -> None:
+        with self._register_lock:
+            pass
+        await super().execute(taken_data)

@@ -19,6 +19,10 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 
+#: longest a node process waits before re-checking for shutdown
+SHUTDOWN_POLL_S = 1.0
+
+
 class SpinThread:
     """An executor spinning ``nodes`` in a daemon thread until :meth:`stop`."""
 
@@ -70,7 +74,11 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
         node = factory()
         executor = MultiThreadedExecutor(num_threads=max(4, (os.cpu_count() or 2)))
         executor.add_node(node)
-        executor.spin()
+        # spin_once with a bound rather than spin(): under load rclpy 7.1 can
+        # leave a blocked wait un-woken by the shutdown guard condition, and
+        # the node would then ignore SIGTERM.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
