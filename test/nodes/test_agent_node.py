@@ -77,7 +77,10 @@ def e2e(tmp_path_factory):
     robot = NodeProcess(ROBOT_MODULE, ["-r", f"__ns:={ns}/demo_robot"], name="demo_robot")
     agent = NodeProcess(AGENT_MODULE, ["-r", f"__ns:={ns}", "-p", "autostart:=true", "-p", f"tool_set:={tool_set}",
                                        "-p", f"telemetry_topic:={ns}/telemetry/power",
-                                       "-p", f"feedback_batch:={BATCH}", "-p", "feedback_max_delay_s:=10.0"],
+                                       "-p", f"feedback_batch:={BATCH}", "-p", "feedback_max_delay_s:=10.0",
+                                       # a loaded CI machine can stall the fake power publisher
+                                       # (this process) for over a second
+                                       "-p", "metrics_energy_wait_s:=10.0", "-p", "energy_max_gap_s:=10.0"],
                         name="agent")
     power_pub = node.create_publisher(PowerState, f"{ns}/telemetry/power", 10)
 

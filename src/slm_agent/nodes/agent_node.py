@@ -104,6 +104,7 @@ from slm_agent.engines.base import CallMetrics, ChatRequest, Engine, StreamChunk
 from slm_agent.msg import InferenceMetrics, PowerState, ToolCallRecord
 from slm_agent.profiles import DEFAULT_PROFILE, Profile, load_profile
 from slm_agent.ros import agent_convert as conv
+from slm_agent.ros.runtime import spin_until_shutdown
 from slm_agent.ros.tool_invoker import RosServiceToolInvoker
 from slm_agent.srv import ListTools
 from slm_agent.telemetry import EnergyIntegrator
@@ -112,8 +113,6 @@ NODE_NAME = "agent"
 CHAT_FORMATS = ("raw", "chat")
 #: power samples older than this mean "telemetry is not running" (no energy wait)
 POWER_STALE_S = 2.0
-#: longest the main loop waits before re-checking for shutdown (see main())
-SHUTDOWN_POLL_S = 1.0
 
 
 class AgentConfigError(RuntimeError):
@@ -156,6 +155,8 @@ PARAMETERS: dict[str, Param] = {
     "feedback_max_delay_s": Param(0.1, "longest a text delta waits in the feedback batch [s]", 0.0, 10.0),
     "metrics_energy_wait_s": Param(1.0, "how long a ~/metrics message waits for the power sample after its "
                                         "call's end before publishing energy_j as NaN [s]", 0.0, 60.0),
+    "energy_max_gap_s": Param(1.0, "power samples further apart than this are not bridged: a call "
+                                   "spanning such a gap gets energy_j NaN [s]", 0.01, 60.0),
     "max_queued_goals": Param(4, "goals accepted at once (running + waiting); more are rejected", 1, 64),
 }
 
@@ -340,6 +341,7 @@ class _Config:
     feedback_batch: int
     feedback_max_delay_s: float
     metrics_energy_wait_s: float
+    energy_max_gap_s: float
     max_queued_goals: int
     router: _ToolRouter
     envelopes: "OrderedDict[str, SafetyEnvelope]" = field(default_factory=OrderedDict)
@@ -544,6 +546,7 @@ class AgentNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - never crash on configure
             self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
             return TransitionCallbackReturn.FAILURE
+        self.energy = EnergyIntegrator(max_gap_s=cfg.energy_max_gap_s, horizon_s=3600.0)
         self.pub_metrics = self.create_lifecycle_publisher(InferenceMetrics, "~/metrics", 50)
         self.pub_calls = self.create_lifecycle_publisher(ToolCallRecord, "~/tool_calls", 50)
         self._power_sub = self.create_subscription(PowerState, cfg.telemetry_topic, self._on_power, 50,
@@ -595,6 +598,7 @@ class AgentNode(LifecycleNode):
             max_steps=int(p["max_steps"]), max_tokens=max_tokens, telemetry_topic=str(p["telemetry_topic"]),
             feedback_batch=int(p["feedback_batch"]), feedback_max_delay_s=float(p["feedback_max_delay_s"]),
             metrics_energy_wait_s=float(p["metrics_energy_wait_s"]), max_queued_goals=int(p["max_queued_goals"]),
+            energy_max_gap_s=float(p["energy_max_gap_s"]),
             router=router)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -889,12 +893,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("autostart: activate failed; exiting")
                 return 2
-        # Not executor.spin(): on SIGTERM rclpy 7.1 wakes the executor and shuts
-        # the context down from its signal thread; under CPU load the executor
-        # can re-check the context before the shutdown lands and then wait
-        # forever (seen: the node ignored SIGTERM).  A bounded wait re-checks.
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
+        spin_until_shutdown(executor)  # not spin(): see its docstring (SIGTERM under load)
     except AgentConfigError:
         node = None  # already destroyed
         code = 2

@@ -58,6 +58,25 @@ def ros_context(args: Optional[Sequence[str]] = None) -> Iterator[None]:
             rclpy.shutdown()
 
 
+def spin_until_shutdown(executor) -> None:
+    """Spin until the context is shut down (SIGINT/SIGTERM or rclpy.shutdown).
+
+    Not ``executor.spin()``: on SIGTERM rclpy 7.1 wakes the executor and
+    shuts the context down from its signal thread; under CPU load the
+    executor can re-check the context before the shutdown lands and then wait
+    forever (the node ignores SIGTERM).  A bounded wait re-checks.  The
+    shutdown can also land between the check and the next wait, which then
+    fails with "context is not valid": that is a normal exit too.
+    """
+    while rclpy.ok():
+        try:
+            executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
+        except RuntimeError:  # rclpy._rclpy_pybind11.RCLError, not exported by rclpy
+            if rclpy.ok():
+                raise
+            return
+
+
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
     """Entry point body of every node executable: init, spin, clean exit.
 
@@ -74,11 +93,7 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
         node = factory()
         executor = MultiThreadedExecutor(num_threads=max(4, (os.cpu_count() or 2)))
         executor.add_node(node)
-        # spin_once with a bound rather than spin(): under load rclpy 7.1 can
-        # leave a blocked wait un-woken by the shutdown guard condition, and
-        # the node would then ignore SIGTERM.
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
