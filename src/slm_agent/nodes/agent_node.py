@@ -341,7 +341,6 @@ class _Config:
     feedback_batch: int
     feedback_max_delay_s: float
     metrics_energy_wait_s: float
-    energy_max_gap_s: float
     max_queued_goals: int
     router: _ToolRouter
     envelopes: "OrderedDict[str, SafetyEnvelope]" = field(default_factory=OrderedDict)
@@ -538,19 +537,25 @@ class AgentNode(LifecycleNode):
 
     # ------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Subscribe to power *before* loading the model: discovery then has the
+        # load time to complete, so the first call's window is already covered
+        # by samples (a subscription made after the load missed the start of
+        # the first goal sent right after activation: energy_j NaN).
+        self.energy = EnergyIntegrator(max_gap_s=float(self.get_parameter("energy_max_gap_s").value),
+                                       horizon_s=3600.0)
+        self._power_sub = self.create_subscription(
+            PowerState, str(self.get_parameter("telemetry_topic").value), self._on_power, 50,
+            callback_group=MutuallyExclusiveCallbackGroup())
         try:
             cfg = self._build_config()
-        except ValueError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
         except Exception as exc:  # noqa: BLE001 - never crash on configure
-            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
+            text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed: {text}")
+            self.destroy_subscription(self._power_sub)
+            self._power_sub = None
             return TransitionCallbackReturn.FAILURE
-        self.energy = EnergyIntegrator(max_gap_s=cfg.energy_max_gap_s, horizon_s=3600.0)
         self.pub_metrics = self.create_lifecycle_publisher(InferenceMetrics, "~/metrics", 50)
         self.pub_calls = self.create_lifecycle_publisher(ToolCallRecord, "~/tool_calls", 50)
-        self._power_sub = self.create_subscription(PowerState, cfg.telemetry_topic, self._on_power, 50,
-                                                   callback_group=MutuallyExclusiveCallbackGroup())
         self._cfg = cfg
         names = ", ".join(t.name for t in cfg.tools) or "none"
         self.get_logger().info(
@@ -598,7 +603,6 @@ class AgentNode(LifecycleNode):
             max_steps=int(p["max_steps"]), max_tokens=max_tokens, telemetry_topic=str(p["telemetry_topic"]),
             feedback_batch=int(p["feedback_batch"]), feedback_max_delay_s=float(p["feedback_max_delay_s"]),
             metrics_energy_wait_s=float(p["metrics_energy_wait_s"]), max_queued_goals=int(p["max_queued_goals"]),
-            energy_max_gap_s=float(p["energy_max_gap_s"]),
             router=router)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
