@@ -77,8 +77,9 @@ def test_example_arguments_are_valid(demo_tool_set):
     for t in demo_tool_set.tools:
         jsonschema.validate(example_arguments(t.parameters), t.parameters)
     ex = default_example(demo_tool_set.tools[1:])
-    assert ex["call"]["name"] == "move_to"
-    assert 0 < ex["call"]["arguments"]["speed"] <= 1.5
+    # a fixed demonstration tool whose argument values visibly come from its request
+    assert ex["call"]["name"] not in {t.name for t in demo_tool_set.tools}
+    assert all(str(v) in ex["user"] for v in ex["call"]["arguments"].values())
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -192,4 +193,5 @@ def test_example_for_a_tool_not_offered_is_replaced(demo_tool_set):
     st = get_strategy("direct", example=demo_tool_set.example)  # the example calls get_battery
     prompt = st.build_request([{"role": "user", "content": "Open."}], gripper_only).prompt
     assert "get_battery" not in prompt
-    assert 'Assistant: {"name":"gripper","arguments":{"data":true}}' in prompt
+    # replaced by the fixed demonstration (its values come from its own request)
+    assert 'Assistant: {"name":"get_weather","arguments":{"city":"Lisbon","unit":"celsius"}}' in prompt

@@ -102,23 +102,27 @@ def example_arguments(schema: dict[str, Any]) -> Any:
     return None
 
 
-def default_example(tools: Sequence[ToolSpec]) -> dict[str, Any]:
-    """A one-shot example from the first tool when the tool set has none.
+#: the one-shot example used when a tool set brings none (e.g. benchmark scenarios)
+DEMO_EXAMPLE: dict[str, Any] = {
+    "user": "What is the weather in Lisbon in celsius?",
+    "call": {"name": "get_weather", "arguments": {"city": "Lisbon", "unit": "celsius"}},
+    "result": {"temperature": 21, "unit": "celsius"},
+    "answer": "It is 21 degrees celsius in Lisbon.",
+}
 
-    The example request *states* every argument value, so the example teaches
-    copying values from the request into the call; an example that only names
-    the tool taught the 270M base model to copy the example's values instead
-    (BFCL simple_python: ``factorial(number=0)`` for "factorial of 5").
+
+def default_example(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The example shown when the tool set has none: a fixed demonstration tool.
+
+    Why not a call of one of the run's own tools: a small base model copies
+    the example's argument *values* into the real call (measured on BFCL
+    simple_python with Gemma 3 270M: ``factorial(number=0)``, then
+    ``"example"`` strings in half of all calls). A demonstration whose values
+    visibly come from its request teaches the mapping instead; it is marked as
+    an example, and with constrained decoding the grammar admits only the
+    run's tools.
     """
-    spec = tools[0]
-    args = example_arguments(spec.parameters)
-    stated = ", ".join(f"{k} {json.dumps(v)}" for k, v in args.items()) if isinstance(args, dict) else ""
-    return {
-        "user": f"Please use {spec.name}" + (f" with {stated}." if stated else "."),
-        "call": {"name": spec.name, "arguments": args},
-        "result": {"success": True},
-        "answer": f"Done: {spec.name} succeeded.",
-    }
+    return DEMO_EXAMPLE
 
 
 class Strategy(ABC):
@@ -203,7 +207,7 @@ class Strategy(ABC):
             return ""
         ex = self.example
         if not ex or ex.get("call", {}).get("name") not in {t.name for t in tools}:
-            ex = default_example(tools)  # never show a call to a tool this run does not offer
+            ex = default_example(tools)  # a tool-set example naming a tool this run lacks is not shown
         call = ex["call"]
         call = {"name": call["name"], "arguments": call.get("arguments") or {}}
         result = ToolResult(call_id="example", name=call["name"], status=Status.OK, content=ex.get("result", {}))
