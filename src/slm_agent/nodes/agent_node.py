@@ -104,7 +104,7 @@ from slm_agent.engines.base import CallMetrics, ChatRequest, Engine, StreamChunk
 from slm_agent.msg import InferenceMetrics, PowerState, ToolCallRecord
 from slm_agent.profiles import DEFAULT_PROFILE, Profile, load_profile
 from slm_agent.ros import agent_convert as conv
-from slm_agent.ros.runtime import spin_until_shutdown
+from slm_agent.ros.runtime import shutdown_node, spin_until_shutdown
 from slm_agent.ros.tool_invoker import RosServiceToolInvoker
 from slm_agent.srv import ListTools
 from slm_agent.telemetry import EnergyIntegrator
@@ -904,13 +904,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            node.close()
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - context may already be gone
-                pass
-        rclpy.try_shutdown()
+        shutdown_node(node)
     return code
 
 

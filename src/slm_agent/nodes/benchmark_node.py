@@ -67,7 +67,7 @@ from slm_agent.bench.scenario import CaseResult, Scenario
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros.clients import RaceFreeActionClient
-from slm_agent.ros.runtime import SpinThread
+from slm_agent.ros.runtime import SpinThread, shutdown_node
 from slm_agent.telemetry import EnergyIntegrator
 
 NODE_NAME = "benchmark"
@@ -591,16 +591,7 @@ def main(args=None) -> int:
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     finally:
-        if node is not None:
-            node.close()
-        if spin is not None:
-            spin.stop()
-        if node is not None:
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - context may already be gone
-                pass
-        rclpy.try_shutdown()
+        shutdown_node(node, spin)
     return code
 
 

@@ -97,16 +97,25 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-            try:
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - context may already be gone
-                pass
-        rclpy.try_shutdown()
+        shutdown_node(node)
     return 0
+
+
+def shutdown_node(node: Optional[Node], spin: Optional["SpinThread"] = None) -> None:
+    """End of every node process: the node's ``close()`` first (it flushes
+    files: results, bags), then the executor, the node and the context."""
+    if node is not None:
+        close = getattr(node, "close", None)
+        if callable(close):
+            close()
+    if spin is not None:
+        spin.stop()
+    if node is not None:
+        try:
+            node.destroy_node()
+        except Exception:  # noqa: BLE001 - context may already be gone
+            pass
+    rclpy.try_shutdown()
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.01) -> bool:
