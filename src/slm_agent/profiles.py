@@ -6,11 +6,16 @@ CPU/GPU placement including MoE expert offload, the chat template and the
 sampling defaults.  The grouping mirrors llama_ros' model YAMLs so people
 coming from there find the same knobs under familiar names.
 
-Profiles are validated on load into frozen dataclasses.  Every problem found
-(unknown key, wrong type, bad value, missing file) is reported at once in ONE
-:class:`ProfileError` whose lines name the key path (``context.n_ctx:
-expected int, got str``) or the file, because a benchmark run that dies
-twenty minutes in on a typo costs far more than a strict loader.
+Each group is a frozen pydantic dataclass (``extra="forbid"``, strict: a
+bool is not an int, ``"4096"`` is not an int); the class definitions below
+ARE the schema, so a field added there is validated, suggested and reported
+with no further code.  Being real dataclasses, profiles keep working with
+``dataclasses.replace`` (which re-validates), ``fields`` and ``asdict``.
+Every problem found (unknown key, wrong type, bad value, missing file) is
+reported at once in ONE :class:`ProfileError` whose lines name the key path
+(``context.n_ctx: expected int, got str ('4k')``) or the file, because a
+benchmark run that dies twenty minutes in on a typo costs far more than a
+strict loader.
 
 Profiles for big models point at files the user supplies; they only resolve
 when the file exists, so ``load_profile(name, validate_files=False)`` exists
@@ -20,16 +25,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import os
 import re
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
 
 import yaml
+from pydantic import ConfigDict, GetCoreSchemaHandler, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails, core_schema
 
 if TYPE_CHECKING:  # engines.base imports nothing from here; avoid a runtime cycle anyway
     from slm_agent.engines.base import ChatRequest
@@ -65,14 +74,6 @@ DEFAULT_PROFILE = "gemma3-270m-q4km"
 PROFILE_PATH_ENV = "SLM_AGENT_PROFILE_PATH"
 
 BackendType = Literal["llama_cpp", "openai_http", "tensorrt_llm"]
-ToolCallFormat = Literal[
-    "json",  # bare {"name": ..., "arguments": {...}} object (BFCL style)
-    "hermes",  # <tool_call>{json}</tool_call> (Qwen2.5/Qwen3 instruct, Hermes)
-    "qwen3_coder",  # <tool_call><function=name><parameter=x>..</parameter>.. (Qwen3-Coder)
-    "harmony",  # OpenAI harmony channels (gpt-oss)
-    "pythonic",  # [func(a=1)] (Llama 3.2 / Gemma-style pythonic calls)
-    "openai",  # server-side parsed tool_calls (OpenAI-compatible servers)
-]
 KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"]
 
 
@@ -86,14 +87,40 @@ class ProfileError(ValueError):
         super().__init__(head + ":\n  " + "\n  ".join(self.problems))
 
 
+#: Every group: unknown keys are errors, values are never coerced, instances
+#: are immutable.
+_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+
+class _Group:
+    """Base of every profile group.
+
+    Strict mode would also insist on a group *instance* where YAML gives a
+    mapping; the hook lifts that for the group itself while its fields stay
+    strict, and reads an empty group (``cpu:`` with every key commented out)
+    as all defaults.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        if schema.get("type") == "dataclass":
+            schema["strict"] = False  # type: ignore[typeddict-unknown-key]
+        return core_schema.no_info_before_validator_function(
+            lambda v: {} if v is None else v, schema
+        )
+
+
 # --------------------------------------------------------------------------
 # Typed profile groups.  Field comments are the user documentation of the
 # YAML keys; defaults are what a key means when omitted.
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class ModelSpec(_Group):
     """Which weights.  Exactly one of ``path`` / ``package`` for local backends."""
 
     name: str
@@ -108,8 +135,8 @@ class ModelSpec:
     description: str = ""
 
 
-@dataclass(frozen=True)
-class LlamaCppOptions:
+@dataclass(frozen=True, config=_CONFIG)
+class LlamaCppOptions(_Group):
     """llama-cpp-python specifics not covered by the shared groups."""
 
     #: print llama.cpp's load/perf logs (stderr); off keeps benchmark logs clean.
@@ -118,8 +145,8 @@ class LlamaCppOptions:
     busy_timeout_s: float = 600.0
 
 
-@dataclass(frozen=True)
-class OpenAIHttpOptions:
+@dataclass(frozen=True, config=_CONFIG)
+class OpenAIHttpOptions(_Group):
     """Any OpenAI-compatible server: trtllm-serve, vLLM, llama-server, Ollama, NIM."""
 
     base_url: str = "http://127.0.0.1:8080/v1"
@@ -155,8 +182,8 @@ class OpenAIHttpOptions:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class TensorRTLLMOptions:
+@dataclass(frozen=True, config=_CONFIG)
+class TensorRTLLMOptions(_Group):
     """``tensorrt_llm.LLM`` (LLM API) options."""
 
     #: LLM API backend: ``pytorch`` (default in TRT-LLM >= 1.0) or ``tensorrt``
@@ -181,16 +208,16 @@ class TensorRTLLMOptions:
     extra_llm_args: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class BackendSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class BackendSpec(_Group):
     type: BackendType = "llama_cpp"
     llama_cpp: LlamaCppOptions = field(default_factory=LlamaCppOptions)
     openai_http: OpenAIHttpOptions = field(default_factory=OpenAIHttpOptions)
     tensorrt_llm: TensorRTLLMOptions = field(default_factory=TensorRTLLMOptions)
 
 
-@dataclass(frozen=True)
-class ContextSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class ContextSpec(_Group):
     n_ctx: int = 4096
     #: logical batch for prompt processing (llama.cpp ``-b``).
     n_batch: int = 512
@@ -207,18 +234,25 @@ class ContextSpec:
     cache_type_v: Optional[KvCacheType] = None
 
 
-@dataclass(frozen=True)
-class CpuSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class CpuSpec(_Group):
     #: decode threads; None -> all CPUs this process may run on.
     n_threads: Optional[int] = None
     #: prompt-processing threads; None -> same as n_threads.
     n_threads_batch: Optional[int] = None
     use_mmap: bool = True
     use_mlock: bool = False
+    #: llama.cpp ``use_extra_bufts``: let the CPU backend repack weights into
+    #: its faster layouts (Q4_0/IQ4_NL interleaving, KleidiAI on ARM, AMX on
+    #: CPUs and builds that have it).  Turn it off when a prebuilt
+    #: llama-cpp-python (not built by tools/bootstrap.py) crashes in a repack
+    #: kernel -- e.g. SIGSEGV in ``ggml_backend_amx_mul_mat`` on an AMX Xeon --
+    #: at the cost of some prefill speed (see benchmarks/engine_overhead.py).
+    use_extra_bufts: bool = True
 
 
-@dataclass(frozen=True)
-class GpuSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class GpuSpec(_Group):
     #: layers on the GPU; -1 = all, 0 = CPU only.
     n_gpu_layers: int = 0
     main_gpu: int = 0
@@ -234,8 +268,8 @@ class GpuSpec:
     override_tensor: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ChatSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class ChatSpec(_Group):
     #: ``template``: messages are rendered with a chat template; ``raw``: the
     #: model only takes ``ChatRequest.prompt`` (base models).
     mode: Literal["template", "raw"] = "template"
@@ -248,14 +282,12 @@ class ChatSpec:
     chat_format: Optional[str] = None
     #: extra variables for the template (``enable_thinking``, ``reasoning_effort``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: how this model writes tool calls; tells the agent which parser to use.
-    tool_call_format: ToolCallFormat = "json"
     #: extra stop strings appended to every request's ``stop``.
     stop: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SamplingSpec:
+@dataclass(frozen=True, config=_CONFIG)
+class SamplingSpec(_Group):
     """Defaults for :meth:`Profile.make_request`; ``min_p`` and
     ``repeat_penalty`` have no ChatRequest field and always apply."""
 
@@ -268,8 +300,8 @@ class SamplingSpec:
     seed: Optional[int] = 0
 
 
-@dataclass(frozen=True)
-class Profile:
+@dataclass(frozen=True, config=_CONFIG)
+class Profile(_Group):
     name: str
     model: ModelSpec
     backend: BackendSpec = field(default_factory=BackendSpec)
@@ -331,10 +363,15 @@ class Profile:
 
 
 # --------------------------------------------------------------------------
-# Generic YAML -> dataclass validation that collects every problem.
+# Validation: pydantic checks, these helpers word its errors for YAML users.
 # --------------------------------------------------------------------------
 
+#: Profile fields the loader fills in; a YAML key of that name is unknown.
+_NOT_YAML = ("source", "model_path")
+#: Keys that older profiles have: say so rather than suggest a look-alike.
+_REMOVED = {"chat.tool_call_format": "no longer a profile key (nothing read it); delete the line"}
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", type(None): "null"}
+_G = TypeVar("_G")
 
 
 def _type_name(value: Any) -> str:
@@ -356,151 +393,68 @@ def _expected_name(tp: Any) -> str:
         return _TYPE_NAMES[tp]
     if origin is Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner = " or ".join(_expected_name(a) for a in args)
-        return f"{inner} or null"
+        return " or ".join(_expected_name(a) for a in args) + " or null"
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is list:
         return f"list of {_expected_name(typing.get_args(tp)[0])}"
-    if origin is dict:
+    if origin is dict or dataclasses.is_dataclass(tp):
         return "mapping"
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    if tp is Any:
-        return "any"
-    return str(tp)
+    return "any" if tp is Any else str(tp)
 
 
-def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
-    """Check ``value`` against type ``tp``; append problems, return converted."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Union:
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            sub: list[str] = []
-            out = _convert(non_none[0], value, path, sub)
-            if sub and not _is_shape_ok(non_none[0], value):
-                # scalar mismatch: say "X or null" rather than the inner message
-                problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
-                return None
-            problems.extend(sub)
-            return out
-        for a in non_none:
-            sub = []
-            out = _convert(a, value, path, sub)
-            if not sub:
-                return out
-        problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
-        return None
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
-            problems.append(
-                f"{path}: expected one of {', '.join(repr(a) for a in allowed)}, got {_type_name(value)}"
-            )
-            return None
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, problems)
-    if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}")
-            return []
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected mapping, got {_type_name(value)}")
-            return {}
-        key_tp, val_tp = typing.get_args(tp)
-        out_d: dict[Any, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                problems.append(f"{path}: keys must be str, got {_type_name(k)} ({k!r})")
-                continue
-            out_d[k] = _convert(val_tp, v, f"{path}.{k}", problems)
-        return out_d
-    if tp is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected bool, got {_type_name(value)}")
-            return False
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: expected int, got {_type_name(value)}")
-            return 0
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{path}: expected float, got {_type_name(value)}")
-            return 0.0
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected str, got {_type_name(value)}")
-            return ""
-        return value
-    raise TypeError(f"profiles: unsupported field type {tp!r} at {path}")  # programming error
+def _yaml_keys(cls: type) -> list[str]:
+    return sorted(f.name for f in dataclasses.fields(cls) if cls is not Profile or f.name not in _NOT_YAML)
 
 
-def _is_shape_ok(tp: Any, value: Any) -> bool:
-    """True when ``value`` has the right outer shape (so inner errors are precise)."""
-    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
-        return isinstance(value, dict)
-    if typing.get_origin(tp) is list:
-        return isinstance(value, list)
-    return False
+def _unknown_key(path: str, key: Any, cls: type) -> str:
+    known = _yaml_keys(cls)
+    hint = difflib.get_close_matches(str(key), known, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"{path}: unknown key{suggestion}; known keys: {', '.join(known)}"
 
 
-def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
-    """Instantiate dataclass ``cls`` from a YAML mapping, collecting problems."""
-    where = path or "<top level>"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        problems.append(f"{where}: expected mapping, got {_type_name(data)}")
-        data = {}
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    yaml_fields = {n for n in fields if n not in ("source", "model_path")} if cls is Profile else set(fields)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in yaml_fields:
-            hint = difflib.get_close_matches(str(key), sorted(yaml_fields), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            problems.append(
-                f"{key_path}: unknown key{suggestion}; known keys: {', '.join(sorted(yaml_fields))}"
-            )
-            continue
-        kwargs[key] = _convert(hints[key], value, key_path, problems)
-    missing = [
-        n
-        for n, f in fields.items()
-        if n in yaml_fields
-        and n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-    ]
-    for n in missing:
-        problems.append(f"{path + '.' if path else ''}{n}: required key missing")
-        kwargs[n] = _placeholder(hints[n])
+def _problem(root: type, err: ErrorDetails) -> str:
+    """One pydantic error as ``key.path: what is wrong``, worded from the type
+    declared at that path (``expected int or null, got str ('4k')``)."""
+    loc, kind, value = err["loc"], err["type"], err["input"]
+    if loc and loc[-1] == "[key]":  # a non-str key of a free-form mapping
+        loc, kind = loc[:-2], "key"
+    tp: Any = root  # declared type at the current path
+    owner: type = root  # the group that declares the last key
+    path = ""
+    for part in loc:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = args[0] if typing.get_origin(tp) is Union and len(args) == 1 else tp
+        if dataclasses.is_dataclass(inner):
+            owner, tp = inner, typing.get_type_hints(inner).get(str(part), Any)  # type: ignore[assignment]
+        else:
+            tp = (typing.get_args(inner) or (Any, Any))[-1]  # list item / mapping value
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    path = path or "<top level>"
+    if kind == "key":
+        return f"{path}: keys must be str, got {_type_name(value)}"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"{path}: {_REMOVED[path]}" if path in _REMOVED else _unknown_key(path, loc[-1], owner)
+    if kind in ("missing", "missing_argument"):
+        return f"{path}: required key missing"
+    if kind == "literal_error" or kind.endswith("_type"):
+        return f"{path}: expected {_expected_name(tp)}, got {_type_name(value)}"
+    return f"{path}: {err['msg']}"
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type[_G]) -> TypeAdapter[_G]:
+    return TypeAdapter(cls)
+
+
+def _validate(cls: type[_G], data: Any) -> tuple[Optional[_G], list[str]]:
+    """Group (or whole profile) ``cls`` from YAML data, or every problem."""
     try:
-        return cls(**kwargs)
-    except TypeError as exc:  # only reachable after problems were recorded
-        problems.append(f"{where}: {exc}")
-        return None
-
-
-def _placeholder(tp: Any) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return None
-    return {str: "", int: 0, float: 0.0, bool: False}.get(tp)
+        return _adapter(cls).validate_python(data), []
+    except ValidationError as exc:
+        problems = [_problem(cls, e) for e in exc.errors(include_url=False)]
+        return None, list(dict.fromkeys(problems))
 
 
 # --------------------------------------------------------------------------
@@ -695,9 +649,14 @@ def parse_profile(
     """Validate an already-parsed YAML mapping into a :class:`Profile`."""
     problems: list[str] = []
     name = name or (Path(source).stem if source else None)
-    if isinstance(data, dict) and "name" not in data and name:
-        data = {"name": name, **data}  # the file name is the default profile name
-    profile = _build(Profile, data, "", problems)
+    data = {} if data is None else data  # an empty file: report what is missing
+    if isinstance(data, dict):
+        if "name" not in data and name:
+            data = {"name": name, **data}  # the file name is the default profile name
+        problems += [_unknown_key(k, k, Profile) for k in _NOT_YAML if k in data]
+        data = {k: v for k, v in data.items() if k not in _NOT_YAML}
+    profile, type_problems = _validate(Profile, data)
+    problems += type_problems
     if profile is None or problems:
         raise ProfileError(source or name or "", problems)
     base = Path(source).parent if source else None

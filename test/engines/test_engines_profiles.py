@@ -2,14 +2,20 @@
 that names the offending key path or file."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
+from typing import Literal
 
+import pydantic
 import pytest
 import yaml
 
+from slm_agent import profiles
 from slm_agent.profiles import (
     DEFAULT_PROFILE,
+    CpuSpec,
     Profile,
     ProfileError,
     expand_path,
@@ -194,3 +200,176 @@ def test_make_request_uses_sampling_defaults() -> None:
 def test_parse_profile_accepts_mapping_directly(tmp_path: Path) -> None:
     p = parse_profile({"model": {"name": "srv"}, "backend": {"type": "openai_http"}}, name="inline")
     assert p.name == "inline" and p.backend.openai_http.base_url.startswith("http://127.0.0.1")
+
+
+# ---------------------------------------------------------------- pydantic groups
+
+
+def test_all_problems_at_once_with_key_paths(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data.update(
+        sampler={},  # unknown top-level key
+        context={"n_ctx": "4k", "n_batch": True},  # str and bool are not ints
+        cpu={"n_threads": 2.5, "use_extra_bufts": "no"},
+        gpu={"override_tensor": ["a=CPU", 7]},  # list item
+        chat={"mode": "chat", "template_kwargs": []},
+        backend={"type": "openai_http", "openai_http": {"read_timeout_s": "30", "headers": {"X": 1}}},
+        sampling={"seed": "x", "top_k": 1.0},
+    )
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    problems = err.value.problems
+    assert sorted(p.split(":")[0] for p in problems) == sorted([
+        "sampler", "context.n_ctx", "context.n_batch", "cpu.n_threads", "cpu.use_extra_bufts",
+        "gpu.override_tensor[1]", "chat.mode", "chat.template_kwargs",
+        "backend.openai_http.read_timeout_s", "backend.openai_http.headers.X",
+        "sampling.seed", "sampling.top_k",
+    ])
+    msg = str(err.value)
+    assert str(tmp_path / "p.yaml") in msg.splitlines()[0]
+    for line in (
+        "context.n_ctx: expected int, got str ('4k')",
+        "context.n_batch: expected int, got bool (True)",
+        "cpu.n_threads: expected int or null, got float (2.5)",
+        "cpu.use_extra_bufts: expected bool, got str ('no')",
+        "gpu.override_tensor[1]: expected str, got int (7)",
+        "chat.mode: expected one of 'template', 'raw', got str ('chat')",
+        "chat.template_kwargs: expected mapping, got list",
+        "backend.openai_http.read_timeout_s: expected float, got str ('30')",
+        "backend.openai_http.headers.X: expected str, got int (1)",
+        "sampling.seed: expected int or null, got str ('x')",
+        "sampling.top_k: expected int, got float (1.0)",
+    ):
+        assert line in problems
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "suggested"),
+    [
+        (None, "sampler", "sampling"),
+        (None, "descripton", "description"),
+        ("cpu", "use_extra_buft", "use_extra_bufts"),
+        ("gpu", "n_gpu_layer", "n_gpu_layers"),
+        (("backend", "openai_http"), "base_ur", "base_url"),
+        (("backend", "tensorrt_llm"), "dtpye", "dtype"),
+    ],
+)
+def test_unknown_key_did_you_mean(tmp_path: Path, group: object, key: str, suggested: str) -> None:
+    data = _valid(tmp_path)
+    if group is None:
+        data[key] = 1
+        where = key
+    else:
+        parts = (group,) if isinstance(group, str) else group
+        node = data
+        for part in parts:
+            node = node.setdefault(part, {})
+        node[key] = 1
+        where = ".".join((*parts, key))
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    (problem,) = err.value.problems
+    assert problem.startswith(f"{where}: unknown key (did you mean '{suggested}'?); known keys: ")
+
+
+def test_unknown_key_far_from_any_gets_no_suggestion(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["cpu"] = {"zzzz": 1}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert err.value.problems[0].startswith("cpu.zzzz: unknown key; known keys: n_threads, ")
+
+
+def test_loader_fields_are_not_yaml_keys(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["model_path"] = "/elsewhere.gguf"
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert "model_path: unknown key (did you mean 'model'?)" in str(err.value)
+
+
+def test_removed_tool_call_format_key_is_explained(tmp_path: Path) -> None:
+    data = _valid(tmp_path)
+    data["chat"] = {"tool_call_format": "hermes"}
+    with pytest.raises(ProfileError) as err:
+        load_profile(_write(tmp_path, data))
+    assert err.value.problems == ["chat.tool_call_format: no longer a profile key (nothing read it); delete the line"]
+
+
+def test_empty_group_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(f"model:\n  name: m\n  path: {tmp_path / 'm.gguf'}\ncpu:\n  # n_threads: 4\n", encoding="utf-8")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    p = load_profile(path)
+    assert p.cpu.n_threads is None and p.cpu.use_extra_bufts is True
+
+
+def _yaml_leaf_paths(cls: type = Profile, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    hints = typing.get_type_hints(cls)
+    out: list[tuple[str, ...]] = []
+    for f in dataclasses.fields(cls):
+        if cls is Profile and f.name in ("source", "model_path"):  # set by the loader
+            continue
+        tp = hints[f.name]
+        out += _yaml_leaf_paths(tp, (*prefix, f.name)) if dataclasses.is_dataclass(tp) else [(*prefix, f.name)]
+    return out
+
+
+def test_every_declared_field_is_validated() -> None:
+    """No per-field code: every field of every group rejects a wrong type by its path."""
+    paths = _yaml_leaf_paths()
+    assert ("cpu", "use_extra_bufts") in paths and ("backend", "openai_http", "base_url") in paths
+    free_form = []
+    for path in paths:
+        data: dict = {"model": {"name": "m"}, "backend": {"type": "openai_http"}}
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = {"not": "valid"}  # a mapping: wrong for every scalar, list and literal
+        try:
+            parse_profile(data, name="t", validate_files=False)
+        except ProfileError as exc:
+            assert exc.problems == [f"{'.'.join(path)}: expected {exc.problems[0].split('expected ')[1]}"], path
+            assert exc.problems[0].endswith(", got mapping"), exc.problems
+        else:
+            free_form.append(".".join(path))
+    assert sorted(free_form) == [  # the mapping-typed fields accept this one
+        "backend.openai_http.extra_body", "backend.openai_http.headers",
+        "backend.tensorrt_llm.extra_llm_args", "chat.template_kwargs",
+    ]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=profiles._CONFIG)
+class _CpuSpecPlus(CpuSpec):
+    """CpuSpec as someone might extend it tomorrow."""
+
+    numa: Literal["off", "distribute", "isolate"] = "off"
+    pin_cores: list[int] = dataclasses.field(default_factory=list)
+
+
+def test_new_field_is_validated_without_extra_code() -> None:
+    """A field added to a group class is type-checked, listed among the known
+    keys and suggested for typos, with no change to the validator."""
+    ok, problems = profiles._validate(_CpuSpecPlus, {"numa": "isolate", "pin_cores": [0, 1], "n_threads": 2})
+    assert problems == [] and ok is not None
+    assert (ok.numa, ok.pin_cores, ok.n_threads) == ("isolate", [0, 1], 2)
+    _, problems = profiles._validate(_CpuSpecPlus, {"numa": "on", "pin_cores": [0, True], "numma": 1})
+    assert "numa: expected one of 'off', 'distribute', 'isolate', got str ('on')" in problems
+    assert "pin_cores[1]: expected int, got bool (True)" in problems
+    (unknown,) = [p for p in problems if p.startswith("numma")]
+    assert "did you mean 'numa'?" in unknown and "pin_cores" in unknown
+
+
+def test_profiles_stay_dataclasses(tmp_path: Path) -> None:
+    """benchmarks/engine_overhead.py and engine tests derive variants with
+    dataclasses.replace; bench.runner.model_info records asdict(profile.model)."""
+    p = load_profile(_write(tmp_path, _valid(tmp_path)))
+    plain = dataclasses.replace(p, cpu=dataclasses.replace(p.cpu, use_extra_bufts=False))
+    assert plain.cpu.use_extra_bufts is False and p.cpu.use_extra_bufts is True
+    assert plain.model_path == p.model_path and plain.source == p.source
+    assert dataclasses.asdict(p.model) == {"name": "m", "path": str(tmp_path / "m.gguf"), "package": None, "description": ""}
+    assert "use_extra_bufts" in {f.name for f in dataclasses.fields(p.cpu)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.cpu.use_extra_bufts = False  # type: ignore[misc]
+    with pytest.raises(pydantic.ValidationError):  # replace validates too
+        dataclasses.replace(p.cpu, use_extra_bufts="no")
