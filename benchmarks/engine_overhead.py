@@ -21,6 +21,10 @@ prints, in one run:
 4. (reference) constrained decoding of a JSON tool call: the engine's lazy
    grammar check vs ``Llama.generate(grammar=...)``, which runs the grammar
    over the whole vocabulary at every step.
+5. the installed llama.cpp build with its weight-repack buffers (the
+   default) vs the same build loaded with ``cpu.use_extra_bufts: false``
+   (the profile switch for prebuilt wheels whose repack kernels crash):
+   decode tok/s and TTFT through the engine, interleaved.
 
 This machine is shared: other tenants' processes come and go on the same
 cores and can halve a run's speed.  Every round therefore also measures the
@@ -55,6 +59,7 @@ import llama_cpp  # noqa: E402
 from llama_cpp.llama_grammar import LlamaGrammar  # noqa: E402
 
 from slm_agent.engines import ChatRequest  # noqa: E402
+from slm_agent.engines import llama_build  # noqa: E402
 from slm_agent.engines.llama_cpp import LlamaCppEngine  # noqa: E402
 from slm_agent.profiles import DEFAULT_PROFILE, load_profile  # noqa: E402
 
@@ -271,6 +276,9 @@ def main() -> int:
     print(f"model      {profile.model_path}")
     print(f"llama-cpp-python {llama_cpp.__version__}, n_ctx {profile.context.n_ctx}, "
           f"n_threads {llm.n_threads}, {cpu.ncpu} CPUs, loaded in {time.perf_counter() - t:.2f} s")
+    build = llama_build.installed()
+    print(f"build      {(build.get('build') or {}).get('reason') or build.get('note')}")
+    print(f"           {build.get('system_info')}")
 
     # ---- 1: raw vs ours
     n_prompt = len(llm.tokenize(DECODE_PROMPT.encode(), add_bos=True, special=True))
@@ -359,6 +367,24 @@ def main() -> int:
         print(fmt_row(name, runs))
     graw, gours = (gres[n] for n in gvariants)
 
+    # ---- 5: repack buffers on vs off (same build)
+    import dataclasses
+
+    plain_engine = LlamaCppEngine(dataclasses.replace(
+        profile, cpu=dataclasses.replace(profile.cpu, use_extra_bufts=False)))
+    print(f"\n[5] this build with weight-repack buffers (default) vs cpu.use_extra_bufts=false: "
+          f"{n_prompt}-token prompt, {args.tokens} tokens, greedy, through the engine")
+    bvariants: dict[str, Callable[[], Run]] = {
+        "repack on  (use_extra_bufts=true)": lambda: run_engine(engine, ours_req),
+        "repack off (use_extra_bufts=false)": lambda: run_engine(plain_engine, ours_req),
+    }
+    bres, bkept, bran = interleaved(bvariants, args.rounds, cpu, args.max_foreign, args.budget_s)
+    print(f"  rounds run {bran}, used {bkept}")
+    for name, runs in bres.items():
+        print(fmt_row(name, runs))
+    bon, boff = (bres[n] for n in bvariants)
+    plain_engine.close()
+
     # ---- ratios last
     ok = lambda b: "PASS" if b else "MISS"  # noqa: E731
     step_ratio = paired([r.step_tps for r in ours], [r.step_tps for r in raw])
@@ -373,6 +399,9 @@ def main() -> int:
     print(f"  TTFT   ours/raw create_completion         {paired([r.ttft_s for r in ours], [r.ttft_s for r in cc]):6.3f}   (reference)")
     print(f"  TTFT   warm/cold with prefix reuse        {warm_ratio:6.3f}   goal <= 0.15   {ok(warm_ratio <= 0.15)}")
     print(f"  constrained decode lazy/full-vocab        {paired([r.decode_tps for r in gours], [r.decode_tps for r in graw]):6.3f}   (reference; > 1 = faster)")
+    print(f"  decode repack on/off, 1/median step       {paired([r.step_tps for r in bon], [r.step_tps for r in boff]):6.3f}   "
+          f"({med([r.step_tps for r in bon]):.1f} vs {med([r.step_tps for r in boff]):.1f} tok/s; > 1 = repack faster)")
+    print(f"  TTFT   repack on/off                      {paired([r.ttft_s for r in bon], [r.ttft_s for r in boff]):6.3f}   (< 1 = repack faster)")
     engine.close()
     return 0
 

@@ -13,6 +13,8 @@ import tempfile
 
 import pytest
 
+import crash_isolation
+
 _ROS_TMP = tempfile.mkdtemp(prefix="slm_agent_test_ros_")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_HOME", _ROS_TMP)
@@ -36,3 +38,9 @@ def _module_domain():
         os.environ.pop("ROS_DOMAIN_ID", None)
     else:
         os.environ["ROS_DOMAIN_ID"] = previous
+
+
+def pytest_configure(config):
+    """Modules marked ``isolated`` (real models loaded in-process) run in a
+    child pytest, so a native crash fails one test, not the run."""
+    crash_isolation.register(config)

@@ -7,12 +7,19 @@ so a second run takes seconds):
 1. create ``.venv`` with Python 3.11;
 2. install the pinned ROS 2 Jazzy wheels and other dependencies
    (``requirements/*.txt`` constrained by ``requirements/lock.txt``);
+   llama-cpp-python is built here with the portable, AMX-free CPU flags that
+   ``src/slm_agent/engines/llama_build.py`` chooses for this CPU, into a wheel
+   cache keyed by those flags (never pip's cache, which does not know them);
 3. check the interface definitions and their build dependencies *before*
    CMake runs, so a typo or a missing package is reported in one line naming
    the file or package instead of a CMake wall of text;
 4. build ``msg/ srv/ action/`` with CMake into the venv prefix, correcting the
    wheels' exported Python include dirs (``tools/cmake/fix_wheel_python_includes.cmake``);
-5. install the Python package (editable, so a developer's edits are live).
+5. install the Python package (editable, so a developer's edits are live);
+6. smoke-test the llama.cpp build in a subprocess: load the bundled model and
+   generate a few tokens with and without the weight-repack buffers; a crash
+   rebuilds once with the most conservative variant, and if that fails too,
+   set-up stops naming the cause and the fix.
 
 Run with any Python 3 (it re-runs the checks inside the venv). Exit status is
 non-zero with a one-paragraph message on failure; full logs are under
@@ -21,7 +28,9 @@ non-zero with a one-paragraph message on failure; full logs are under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -33,6 +42,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY_VERSION = "3.11"
+LLAMA_BUILD_FILE = ROOT / "src" / "slm_agent" / "engines" / "llama_build.py"
+#: wheels built by this script, one folder per BuildConfig.key()
+WHEEL_CACHE = Path(os.environ.get("SLM_AGENT_WHEEL_CACHE")
+                   or Path.home() / ".cache" / "slm_agent" / "wheels")
 
 # Build-time packages that the interfaces need from the wheels' prefix
 # (several are not declared as dependencies of the wheels themselves).
@@ -136,7 +149,7 @@ def install_dependencies(py: Path, stamps: Stamps, logdir: Path) -> None:
     key = digest(files, extra=PY_VERSION)
     if stamps.fresh("dependencies", key):
         return
-    log("installing pinned dependencies (first run builds llama-cpp-python: ~10 min on 2 cores)")
+    log("installing pinned dependencies")
     pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     lock = ["-c", str(req / "lock.txt")]
     steps = [
@@ -155,6 +168,192 @@ def install_dependencies(py: Path, stamps: Stamps, logdir: Path) -> None:
             raise BootstrapError(f"pip failed installing {label}; see {logfile}:\n{tail(logfile)}")
         log(f"  {label}: {time.monotonic() - t0:.0f} s")
     stamps.done("dependencies", key)
+
+
+# ------------------------------------------------------------- llama.cpp
+
+def llama_build_module():
+    """``src/slm_agent/engines/llama_build.py`` loaded by path (stdlib only),
+    so the decision lives in the package and set-up uses the same code."""
+    spec = importlib.util.spec_from_file_location("_slm_llama_build", LLAMA_BUILD_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def llama_config(variant: str | None = None):
+    lb = llama_build_module()
+    try:
+        cfg = lb.choose(variant=variant)
+    except ValueError as exc:
+        raise BootstrapError(str(exc)) from exc
+    # the venv's Python, not the one running phase 1
+    return dataclasses.replace(cfg, python_tag="cp" + PY_VERSION.replace(".", ""))
+
+
+def llama_wheel(py: Path, cfg, logdir: Path) -> Path:
+    """The wheel for ``cfg``: from our cache, or built now with its flags."""
+    folder = WHEEL_CACHE / cfg.key()
+    found = sorted(folder.glob("llama_cpp_python-*.whl"))
+    if found:
+        return found[-1]
+    log(f"building llama-cpp-python {cfg.version} for CPU variant '{cfg.variant}' "
+        f"(~5-10 min on 2 cores; log: {logdir / 'llama_build.log'})")
+    log(f"  {cfg.reason}")
+    tmp = WHEEL_CACHE / f".tmp-{cfg.key()}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    env = dict(os.environ, CMAKE_ARGS=cfg.cmake_env(), FORCE_CMAKE="1",
+               CMAKE_BUILD_PARALLEL_LEVEL=str(max(1, os.cpu_count() or 1)))
+    cmd = [str(py), "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps",
+           "--no-cache-dir", "--no-binary", "llama-cpp-python", "-w", str(tmp),
+           f"llama-cpp-python=={cfg.version}"]
+    logfile = logdir / "llama_build.log"
+    t0 = time.monotonic()
+    if run_logged(cmd, logfile, env=env) != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BootstrapError(f"building llama-cpp-python failed (flags: {cfg.cmake_env()}); "
+                             f"see {logfile}:\n{tail(logfile)}")
+    wheels = sorted(tmp.glob("llama_cpp_python-*.whl"))
+    if not wheels:
+        raise BootstrapError(f"pip wheel produced no llama_cpp_python wheel in {tmp}; see {logfile}")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / wheels[0].name
+    os.replace(wheels[0], target)  # atomic: a half-built wheel is never in the cache
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"  built in {time.monotonic() - t0:.0f} s: {target}")
+    return target
+
+
+def install_llama(py: Path, venv: Path, stamps: Stamps, logdir: Path, variant: str | None = None,
+                  force: bool = False) -> dict:
+    """Install the wheel for this CPU's config unless it is already installed;
+    returns the record written to the venv."""
+    cfg = llama_config(variant)
+    record_file = venv / llama_build_module().RECORD_NAME
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if not force and record.get("key") == cfg.key() and stamps.fresh("llama", cfg.key()):
+        return record
+    wheel = llama_wheel(py, cfg, logdir)
+    logfile = logdir / "pip.log"
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    for cmd in (pip + ["--force-reinstall", "--no-deps", str(wheel)],
+                pip + ["-c", str(ROOT / "requirements" / "lock.txt"), f"{wheel}[server]"]):
+        if run_logged(cmd, logfile) != 0:
+            raise BootstrapError(f"installing {wheel.name} failed; see {logfile}:\n{tail(logfile)}")
+    record = dict(cfg.to_dict(), wheel=str(wheel),
+                  wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                  installed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    record_file.write_text(json.dumps(record, indent=1))
+    stamps.done("llama", cfg.key())
+    stamps.done("llama_smoke", "")  # a new build is smoke-tested again
+    log(f"  llama-cpp-python {cfg.version} ({cfg.variant}) installed")
+    return record
+
+
+SMOKE_CODE = r"""
+import json, sys
+import llama_cpp
+from slm_agent.profiles import load_profile
+path = load_profile("gemma3-270m-q4km").resolved_model_path()
+out = {}
+for extra in (True, False):
+    llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=2, verbose=False)
+    if not extra:  # reload without the weight-repack buffers (the reference kernels)
+        del llm
+        import slm_agent.engines.llama_cpp as eng
+        with eng._model_params_patched(use_extra_bufts=False):
+            llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=2, verbose=False)
+    toks = list(llm.tokenize(b"The capital of France is"))
+    gen = []
+    for t in llm.generate(toks, temp=0.0, top_k=1):
+        gen.append(int(t))
+        if len(gen) == 6:
+            break
+    out["repack" if extra else "reference"] = {"tokens": gen,
+                                               "text": llm.detokenize(gen).decode(errors="replace")}
+    print("SMOKE-STEP", "repack" if extra else "reference", "ok", flush=True)
+print("SMOKE-RESULT " + json.dumps(out), flush=True)
+"""
+
+
+def smoke_test_llama(py: Path, logdir: Path) -> tuple[bool, str]:
+    """Load the bundled model in a subprocess and generate greedily with and
+    without the repack buffers. Returns (ok, what happened)."""
+    logfile = logdir / "llama_smoke.log"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONFAULTHANDLER="1")
+    try:
+        res = subprocess.run([str(py), "-c", SMOKE_CODE], capture_output=True, text=True,
+                             timeout=300, env=env)
+    except subprocess.TimeoutExpired:
+        return False, "the smoke test hung for 300 s"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    logfile.write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
+    if res.returncode != 0:
+        step = "loading the model with the weight-repack buffers"
+        if "SMOKE-STEP repack ok" in res.stdout:
+            step = "generating without the repack buffers (reference kernels)"
+        how = (f"crashed with signal {-res.returncode}" if res.returncode < 0
+               else f"exited with status {res.returncode}")
+        last = "\n".join((res.stderr or res.stdout).strip().splitlines()[-6:])
+        return False, f"{step} {how} (log: {logfile}):\n{last}"
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("SMOKE-RESULT ")), "")
+    out = json.loads(line.split(" ", 1)[1])
+    rep, ref = out["repack"], out["reference"]
+    if not rep["tokens"]:
+        return False, "the model generated no tokens"
+    if rep["tokens"][:3] != ref["tokens"][:3]:
+        return False, (f"the repack kernels disagree with the reference kernels on the first greedy "
+                       f"tokens: {rep['text']!r} vs {ref['text']!r} (log: {logfile})")
+    return True, f"'The capital of France is' -> {rep['text']!r}"
+
+
+def ensure_llama(py: Path, venv: Path, stamps: Stamps, logdir: Path) -> None:
+    """Install and verify llama-cpp-python; on a crash rebuild once with the
+    most conservative variant of this architecture, then give up clearly."""
+    lb = llama_build_module()
+    record = install_llama(py, venv, stamps, logdir)
+    cpu_key = hashlib.sha256(" ".join(sorted(lb.cpu_flags())).encode()).hexdigest()[:16]
+    smoke_key = f"{record.get('key')}:{cpu_key}"
+    if stamps.fresh("llama_smoke", smoke_key):
+        return
+    t0 = time.monotonic()
+    ok, what = smoke_test_llama(py, logdir)
+    if ok:
+        log(f"llama.cpp smoke test passed in {time.monotonic() - t0:.0f} s ({record.get('variant')}): {what}")
+        stamps.done("llama_smoke", smoke_key)
+        return
+    fallback = "haswell" if "haswell" in lb.variants_for(record.get("machine", "")) else None
+    usable = lb.variants_for(record.get("machine", ""))
+    if fallback is None or record.get("variant") == fallback:
+        fallback = usable[-1]
+    try:
+        lb.choose(variant=fallback)
+    except ValueError:
+        fallback = usable[-1]
+    first = what
+    if record.get("variant") != fallback:
+        log(f"llama.cpp smoke test FAILED with variant '{record.get('variant')}': {what}")
+        log(f"rebuilding with the conservative variant '{fallback}'")
+        record = install_llama(py, venv, stamps, logdir, variant=fallback, force=True)
+        ok, what = smoke_test_llama(py, logdir)
+        if ok:
+            log(f"llama.cpp smoke test passed with '{fallback}': {what}. To keep this build, "
+                f"set {lb.VARIANT_ENV}={fallback} for future set-ups.")
+            stamps.done("llama_smoke", f"{record.get('key')}:{cpu_key}")
+            return
+    raise BootstrapError(
+        f"llama.cpp does not run on this machine: the freshly built llama-cpp-python "
+        f"({record.get('variant')}, flags {' '.join(record.get('cmake_args', []))}) failed its smoke "
+        f"test: {what}" + (f" (first attempt: {first})" if first != what else "") +
+        f". The venv was not marked ready. Fixes: if only the repack step failed, set "
+        f"'cpu: {{use_extra_bufts: false}}' in the model profile; otherwise force a more "
+        f"conservative build with {lb.VARIANT_ENV}=<variant> (one of {', '.join(usable)}) and rerun "
+        f"set-up; the full output is in {logdir / 'llama_smoke.log'}.")
 
 
 # ------------------------------------------------------- interface preflight
@@ -344,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             py = ensure_venv(venv)
             if not args.check_only:
                 install_dependencies(py, Stamps(venv), logdir)
+                install_llama(py, venv, Stamps(venv), logdir)
             # Phase 2 inside the venv, where the ROS wheels' parser is importable.
             return subprocess.call([str(py), str(Path(__file__).resolve()), *(argv if argv is not None else sys.argv[1:])])
         py = venv / "bin" / "python"
@@ -355,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         build_interfaces(py, venv, stamps, logdir, source, args.force)
         install_package(py, stamps, logdir)
         verify_import(py)
+        ensure_llama(py, venv, Stamps(venv), logdir)
     except BootstrapError as exc:
         print(f"[bootstrap] ERROR: {exc}", file=sys.stderr, flush=True)
         return 2

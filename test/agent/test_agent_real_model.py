@@ -17,6 +17,9 @@ from slm_agent.agent.safety import validate_arguments
 from slm_agent.agent.strategies import get_strategy
 from slm_agent.agent.types import Status
 
+# llama.cpp runs in-process: a native crash must fail one test, not the run
+pytestmark = pytest.mark.isolated
+
 
 def _real_engine():
     if importlib.util.find_spec("llama_cpp") is None:

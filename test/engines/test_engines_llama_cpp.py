@@ -19,7 +19,8 @@ from slm_agent.engines.base import CallMetrics, StreamChunk
 from slm_agent.engines.llama_cpp import LlamaCppEngine
 from slm_agent.profiles import load_profile
 
-pytestmark = pytest.mark.timeout(300)
+# isolated: llama.cpp runs in-process; a native crash must fail one test, not the run
+pytestmark = [pytest.mark.timeout(300), pytest.mark.isolated]
 
 
 @pytest.fixture(scope="module")

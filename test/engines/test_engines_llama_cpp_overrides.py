@@ -17,7 +17,8 @@ from slm_agent.engines import ChatRequest, EngineError
 from slm_agent.engines.llama_cpp import LlamaCppEngine, moe_override_patterns
 from slm_agent.profiles import load_profile
 
-pytestmark = pytest.mark.timeout(300)
+# isolated: llama.cpp runs in-process; a native crash must fail one test, not the run
+pytestmark = [pytest.mark.timeout(300), pytest.mark.isolated]
 
 
 def _with_gpu(**gpu: object):  # type: ignore[no-untyped-def]

@@ -121,22 +121,27 @@ def _buffer_types() -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _tensor_overrides_installed(address: int) -> Iterator[None]:
-    """Make the next ``Llama(...)`` load use our ``tensor_buft_overrides``.
+def _model_params_patched(*, tensor_buft_overrides: Optional[int] = None,
+                          use_extra_bufts: Optional[bool] = None) -> Iterator[None]:
+    """Make the next ``Llama(...)`` load use these ``llama_model_params`` fields.
 
     llama-cpp-python 0.3.x builds ``llama_model_params`` and loads the model
-    inside ``Llama.__init__`` without exposing this field, so for the load
-    only, ``_internals.LlamaModel`` is swapped for a subclass that sets it.
+    inside ``Llama.__init__`` without exposing ``tensor_buft_overrides`` or
+    ``use_extra_bufts``, so for the load only, ``_internals.LlamaModel`` is
+    swapped for a subclass that sets them (None leaves llama.cpp's default).
     """
     original = _llama_internals.LlamaModel
 
-    class _LlamaModelWithOverrides(original):  # type: ignore[misc, valid-type]
+    class _LlamaModelWithParams(original):  # type: ignore[misc, valid-type]
         def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
-            params.tensor_buft_overrides = address
+            if tensor_buft_overrides is not None:
+                params.tensor_buft_overrides = tensor_buft_overrides
+            if use_extra_bufts is not None:
+                params.use_extra_bufts = use_extra_bufts
             super().__init__(path_model=path_model, params=params, verbose=verbose)
 
     with _PATCH_LOCK:
-        _llama_internals.LlamaModel = _LlamaModelWithOverrides
+        _llama_internals.LlamaModel = _LlamaModelWithParams
         try:
             yield
         finally:
@@ -202,9 +207,12 @@ class LlamaCppEngine(Engine):
         for entry in gpu.override_tensor:
             pattern, _, buft = entry.rpartition("=")
             overrides.append((pattern, buft))
-        guard: Any = contextlib.nullcontext()
+        patch: dict[str, Any] = {}
         if overrides:
-            guard = _tensor_overrides_installed(self._override_array(overrides))
+            patch["tensor_buft_overrides"] = self._override_array(overrides)
+        if not cpu.use_extra_bufts:
+            patch["use_extra_bufts"] = False
+        guard: Any = _model_params_patched(**patch) if patch else contextlib.nullcontext()
         try:
             with guard:
                 return llama_cpp.Llama(self.model_path, **kwargs)
