@@ -74,3 +74,52 @@ def test_missing_build_dependency_is_named(source):
     assert res.returncode == 2
     assert "missing build dependency: nonexistent_msgs" in res.stderr
     assert "ros-jazzy-nonexistent-msgs" in res.stderr
+
+
+# ------------------------------------------------- llama.cpp build verification
+
+def _bootstrap_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bootstrap_under_test", BOOTSTRAP)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fake_python(tmp_path: Path, body: str) -> Path:
+    """An interpreter stand-in that behaves like a broken llama.cpp build."""
+    exe = tmp_path / "python"
+    exe.write_text(f"#!/bin/sh\n{body}\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_smoke_test_reports_a_native_crash_with_its_signal(tmp_path):
+    boot = _bootstrap_module()
+    py = _fake_python(tmp_path, 'echo "ggml_backend_amx_mul_mat" >&2; kill -SEGV $$')
+    ok, what = boot.smoke_test_llama(py, tmp_path / "logs")
+    assert not ok
+    assert "crashed with signal 11" in what and "repack buffers" in what
+    assert "ggml_backend_amx_mul_mat" in what  # the last lines name where it died
+    assert (tmp_path / "logs" / "llama_smoke.log").exists()
+
+
+def test_smoke_test_refuses_kernels_that_disagree(tmp_path):
+    boot = _bootstrap_module()
+    result = ('{"repack": {"tokens": [1, 2, 3], "text": " Paris"}, '
+              '"reference": {"tokens": [1, 9, 9], "text": " bananas"}}')
+    py = _fake_python(tmp_path, f"echo 'SMOKE-STEP repack ok'; echo 'SMOKE-RESULT {result}'")
+    ok, what = boot.smoke_test_llama(py, tmp_path / "logs")
+    assert not ok and "disagree" in what and "bananas" in what
+
+
+def test_smoke_test_passes_on_the_installed_build():
+    """The real check set-up runs, on this machine's venv."""
+    venv_py = ROOT / ".venv" / "bin" / "python"
+    if not venv_py.exists():
+        pytest.skip("no .venv: set-up has not run here")
+    boot = _bootstrap_module()
+    ok, what = boot.smoke_test_llama(venv_py, ROOT / "build" / "bootstrap")
+    assert ok, what
