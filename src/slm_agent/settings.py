@@ -1,0 +1,399 @@
+"""Every node setting, declared once.
+
+Why one module: a setting used to be written in up to five places (a node's
+``PARAMETERS``, ``BenchConfig``, ``config/*.yaml``, the CLI's argparse
+options and the launch file's arguments) and they drifted.  Here each node's
+parameters are one pydantic model -- name, type, default, bounds, choices,
+description, and whether it is read at configure time or live -- and the
+rest is derived from it, as llama-cpp-python's server derives its CLI from
+its pydantic settings:
+
+* ROS parameters with descriptors: :func:`slm_agent.ros.params.declare_settings`;
+* ``slm-agent`` flags: :func:`add_cli_arguments` (bad values exit 2 with one
+  line, before any node starts);
+* launch arguments: ``launch/bench.launch.py`` reads :func:`launch_defaults`;
+* the documented defaults in ``config/<node>.yaml``: checked against the
+  models by ``test/test_settings.py``, which fails when they drift.
+
+Plain Python (pydantic only): importable without rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AgentSettings", "BenchmarkSettings", "Declared", "GoldAgentSettings", "NODE_SETTINGS",
+    "NodeSettings", "PACKAGE_TOPICS", "RecorderSettings", "SettingsError", "TelemetrySettings", "add_cli_arguments",
+    "launch_defaults", "setting",
+]
+
+#: the package's topics: what a run records (recorder_node's default and the
+#: launch file's ``ros2 bag record --topics``)
+PACKAGE_TOPICS: tuple[str, ...] = (
+    "/telemetry/power", "/telemetry/thermal", "/telemetry/system", "/diagnostics",
+    "/agent/metrics", "/agent/tool_calls", "/benchmark/scenarios", "/benchmark/results",
+)
+
+#: the bundled default model profile (also ``profiles.DEFAULT_PROFILE``; kept
+#: literal here so this module imports without the profile machinery)
+DEFAULT_MODEL = "gemma3-270m-q4km"
+
+
+class SettingsError(ValueError):
+    """Invalid setting values; the message lists every problem, one per line."""
+
+    def __init__(self, node: str, problems: list[str]) -> None:
+        self.node = node
+        self.problems = problems
+        super().__init__(f"{node}: " + "; ".join(problems))
+
+
+def setting(default: Any, description: str, *, ge: Optional[float] = None, le: Optional[float] = None,
+            gt: Optional[float] = None, choices: Optional[str] = None, live: bool = False,
+            cli: Optional[str] = None, unit: str = "") -> Any:
+    """A field with what ROS descriptors, CLI help and the YAML comment need.
+
+    ``live``: may change while the node runs (else read at configure/start).
+    ``choices``: the name of a registry (:func:`choices_of`), looked up
+    lazily so this module imports fast.  ``cli``: the flag of ``slm-agent``
+    if it differs from ``--<name-with-dashes>``.
+    """
+    extra = {"x-live": live, "x-choices": choices, "x-cli": cli, "x-unit": unit}
+    return Field(default, description=description, ge=ge, le=le, gt=gt, json_schema_extra=extra)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as the adapters see it."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    ge: Optional[float]
+    le: Optional[float]
+    gt: Optional[float]
+    choices: Optional[tuple[str, ...]]
+    live: bool
+    cli: Optional[str]
+    unit: str
+
+    @property
+    def flag(self) -> str:
+        return self.cli or "--" + self.name.replace("_", "-")
+
+    def constraint_text(self) -> str:
+        parts = []
+        if self.choices:
+            parts.append("one of: " + ", ".join(self.choices))
+        if self.gt is not None:
+            parts.append(f"> {self.gt:g}")
+        if self.ge is not None:
+            parts.append(f">= {self.ge:g}")
+        if self.le is not None:
+            parts.append(f"<= {self.le:g}")
+        return ", ".join(parts)
+
+    def help(self) -> str:
+        unit = f" [{self.unit}]" if self.unit else ""
+        cons = self.constraint_text()
+        return f"{self.description}{unit}" + (f" ({cons})" if cons else "") + f"; default {self.default!r}"
+
+
+class NodeSettings(BaseModel):
+    """Base of every node's settings: frozen, unknown names refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: the node's ROS name (config/<NODE>.yaml top-level key)
+    NODE: ClassVar[str] = ""
+
+    @classmethod
+    def declarations(cls) -> list[Declared]:
+        out = []
+        for name, f in cls.model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            meta = {type(m).__name__: m for m in f.metadata}
+            choices = choices_of(extra["x-choices"]) if extra.get("x-choices") else None
+            out.append(Declared(
+                name=name, type=type(f.default), default=f.default, description=f.description or "",
+                ge=getattr(meta.get("Ge"), "ge", None), le=getattr(meta.get("Le"), "le", None),
+                gt=getattr(meta.get("Gt"), "gt", None),
+                choices=tuple(choices) if choices is not None else None, live=bool(extra.get("x-live")),
+                cli=extra.get("x-cli"), unit=extra.get("x-unit") or ""))
+        return out
+
+    @classmethod
+    def declared(cls, name: str) -> Declared:
+        return next(d for d in cls.declarations() if d.name == name)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {name: f.default for name, f in cls.model_fields.items()}
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> "NodeSettings":
+        """Validate ``values`` (ROS parameter values, CLI values); raises
+        :class:`SettingsError` naming every bad setting and what it wants."""
+        problems: list[str] = []
+        for d in cls.declarations():
+            if d.choices and d.name in values and values[d.name] not in d.choices:
+                problems.append(f"{d.name}={values[d.name]!r}: must be one of {', '.join(d.choices)}")
+        try:
+            obj = cls.model_validate(_coerce_ints(cls, values))
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(x) for x in err["loc"])
+                if not where:  # a rule across settings (model_validator)
+                    problems.append(err["msg"].removeprefix("Value error, "))
+                    continue
+                if any(p.startswith(f"{where}=") for p in problems):
+                    continue
+                got = f"={err['input']!r}" if where in values else ""
+                problems.append(f"{where}{got}: {_wants(cls, where, err)}")
+            raise SettingsError(cls.NODE, problems) from None
+        if problems:
+            raise SettingsError(cls.NODE, problems)
+        return obj
+
+
+def _coerce_ints(cls: type[NodeSettings], values: dict[str, Any]) -> dict[str, Any]:
+    """ROS and YAML give ``300`` for a float setting: accept an int there (only)."""
+    out = dict(values)
+    for name, f in cls.model_fields.items():
+        if isinstance(f.default, float) and isinstance(out.get(name), int) and not isinstance(out[name], bool):
+            out[name] = float(out[name])
+    return out
+
+
+def _wants(cls: type[NodeSettings], name: str, err: dict[str, Any]) -> str:
+    try:
+        d = cls.declared(name)
+    except StopIteration:
+        return err["msg"]
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(d.type, d.type.__name__)
+    cons = d.constraint_text()
+    return f"must be {kind}" + (f" ({cons})" if cons else "")
+
+
+def choices_of(kind: str) -> list[str]:
+    """The allowed values of a ``choices=`` registry, from the module that
+    owns it (the plain-Python agent, telemetry and bench packages)."""
+    if kind == "strategy":
+        from slm_agent.agent.strategies import STRATEGIES
+        return sorted(STRATEGIES)
+    if kind == "serialization":
+        from slm_agent.agent.serializers import SERIALIZERS
+        return sorted(SERIALIZERS)
+    if kind == "chat_format":
+        from slm_agent.agent.strategies import CHAT_FORMATS
+        return ["", *CHAT_FORMATS]
+    if kind == "reader":
+        from slm_agent.telemetry import valid_reader_names
+        return list(valid_reader_names())
+    if kind == "suite":
+        return ["bfcl"]
+    raise KeyError(f"no registry named {kind!r}")
+
+
+# ------------------------------------------------------------------ nodes
+
+class AgentSettings(NodeSettings):
+    """``agent_node``: everything but ``autostart`` is read at configure."""
+
+    NODE: ClassVar[str] = "agent"
+
+    model: str = setting(DEFAULT_MODEL, "model profile: a name under config/models/ or a YAML path")
+    tool_set: str = setting("", "tool set: a name under config/tool_sets/ (e.g. demo_robot) or a YAML "
+                                "path; empty = no tools of its own (goals bring theirs)")
+    strategy: str = setting("direct", "default prompt strategy", choices="strategy")
+    serialization: str = setting("json", "default tool-spec serialization", choices="serialization")
+    chat_format: str = setting("", "how prompts are sent: raw (one completion prompt) or chat (messages "
+                                   "through the chat template); empty = from the profile (raw if its "
+                                   "chat.mode is raw, else chat)", choices="chat_format")
+    constrained: bool = setting(True, "JSON-schema constrained decoding of every step's output")
+    max_steps: int = setting(4, "default LLM calls per goal", ge=1, le=64)
+    max_tokens: int = setting(0, "generated tokens per LLM call; 0 = the profile's sampling.max_tokens",
+                              ge=0, le=1_000_000)
+    autostart: bool = setting(False, "configure and activate at startup (exit with status 2 if that fails)",
+                              live=True)
+    telemetry_topic: str = setting("/telemetry/power", "PowerState topic integrated for energy_j and power_mode")
+    feedback_batch: int = setting(4, "text deltas per KIND_TEXT feedback message after the first of each "
+                                     "LLM call", ge=1, le=10_000)
+    feedback_max_delay_s: float = setting(0.1, "longest a text delta waits in the feedback batch",
+                                          ge=0.0, le=10.0, unit="s")
+    metrics_energy_wait_s: float = setting(1.0, "how long a ~/metrics message waits for the power sample "
+                                                "after its call's end before publishing energy_j as NaN",
+                                           ge=0.0, le=60.0, unit="s")
+    energy_max_gap_s: float = setting(1.0, "power samples further apart than this are not bridged: a call "
+                                           "spanning such a gap gets energy_j NaN", ge=0.01, le=60.0, unit="s")
+    max_queued_goals: int = setting(4, "goals accepted at once (running + waiting); more are rejected",
+                                    ge=1, le=64)
+
+
+class TelemetrySettings(NodeSettings):
+    """``telemetry_node``: the temperature thresholds may change live."""
+
+    NODE: ClassVar[str] = "telemetry"
+
+    reader: str = setting("auto", "telemetry source (auto = jtop, jetson_sysfs, nvml, linux, first that works)",
+                          choices="reader")
+    root: str = setting("/", "filesystem root the readers and nvpmodel.conf are read under "
+                             "(tests use a fixture tree)")
+    rate_hz: float = setting(2.0, "publish rate of ~/system, ~/thermal and /diagnostics", ge=0.01, le=100.0,
+                             unit="Hz")
+    power_rate_hz: float = setting(10.0, "publish rate of ~/power and energy integration samples",
+                                   ge=0.1, le=1000.0, unit="Hz")
+    temp_warn_c: float = setting(85.0, "diagnostics WARN when any thermal zone reaches this; < temp_error_c",
+                                 ge=-40.0, le=200.0, live=True, unit="degC")
+    temp_error_c: float = setting(95.0, "diagnostics ERROR when any thermal zone reaches this; > temp_warn_c",
+                                  ge=-40.0, le=200.0, live=True, unit="degC")
+    energy_horizon_s: float = setting(3600.0, "how far back energy_between() can integrate", ge=1.0,
+                                      le=86400.0, unit="s")
+    power_mode_poll_s: float = setting(5.0, "re-query the current power mode (nvpmodel -q) this often, so "
+                                            "~/power reports a mode changed outside this node; 0 disables",
+                                       ge=0.0, le=3600.0, unit="s")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "TelemetrySettings":
+        if not self.temp_warn_c < self.temp_error_c:
+            raise ValueError(f"temp_warn_c ({self.temp_warn_c}) must be < temp_error_c ({self.temp_error_c})")
+        return self
+
+
+class BenchmarkSettings(NodeSettings):
+    """``benchmark_node``: what a run measures (written to run.json)."""
+
+    NODE: ClassVar[str] = "benchmark"
+
+    suite: str = setting("bfcl", "benchmark suite", choices="suite")
+    categories: str = setting("simple_python", "comma-separated suite categories (BFCL aliases simple, "
+                                               "java, js accepted); ignored when ids is set")
+    ids: str = setting("", "comma-separated case ids to run (empty: all cases of the categories)")
+    limit: int = setting(0, "cases per category, 0 = all", ge=0)
+    strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy")
+    serialization: str = setting("json", "tool-spec serialization sent in each goal",
+                                 choices="serialization")
+    max_steps: int = setting(0, "agent loop step limit per goal, 0 = the agent's default", ge=0, le=64)
+    model: str = setting("", "model profile name (label in results; run.json lists the profile)")
+    power_mode: str = setting("", "power-mode label; empty = from the latest power_topic message")
+    output_dir: str = setting("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)")
+    run_id: str = setting("", "run label; empty = taken from run.json on resume, else generated")
+    case_timeout_s: float = setting(300.0, "per-case deadline over all its goals; the case fails on timeout",
+                                    gt=0.0, unit="s", cli="--case-timeout")
+    agent_action: str = setting("/agent/run_task", "RunTask action of the agent")
+    agent_wait_s: float = setting(300.0, "how long to wait for the agent's action server at start",
+                                  gt=0.0, unit="s", cli="--agent-wait")
+    tool_namespace: str = setting("/bfcl", "namespace of the multi-turn InvokeTool services hosted by this node")
+    tool_timeout_s: float = setting(10.0, "per-call timeout given to the agent for each InvokeTool service",
+                                    gt=0.0, unit="s")
+    power_topic: str = setting("/telemetry/power", "PowerState topic integrated for energy")
+    seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json)")
+    min_subscribers: int = setting(0, "before the first case, wait until ~/scenarios and ~/results each have "
+                                      "this many matched subscriptions (a recorder), at most subscriber_wait_s",
+                                   ge=0)
+    subscriber_wait_s: float = setting(15.0, "how long to wait for min_subscribers", ge=0.0, unit="s")
+    power_wait_s: float = setting(5.0, "if power_topic has a publisher, wait this long at start for its "
+                                       "first sample", ge=0.0, unit="s")
+    allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
+                                               "set (else refused)")
+
+    @field_validator("categories", "ids")
+    @classmethod
+    def _comma_list(cls, v: str) -> str:
+        return ",".join(x.strip() for x in v.split(",") if x.strip())
+
+
+class RecorderSettings(NodeSettings):
+    """``recorder_node`` (the pip route's stand-in for ``ros2 bag record``)."""
+
+    NODE: ClassVar[str] = "recorder"
+
+    topics: str = setting(",".join(PACKAGE_TOPICS), "comma-separated topics to record")
+    output: str = setting("bag", "bag directory to create (must not exist)")
+    flush_period_s: float = setting(1.0, "write buffered messages to the file this often; bounds the loss "
+                                         "on kill -9", gt=0.0, unit="s")
+    discovery_period_s: float = setting(0.5, "how often to look for the type of topics not yet subscribed",
+                                        gt=0.0, unit="s")
+    qos_depth: int = setting(200, "subscription queue depth (reliable, volatile)", ge=1)
+
+
+class GoldAgentSettings(NodeSettings):
+    """``gold_agent_node``: answers every goal with the suite's gold calls."""
+
+    NODE: ClassVar[str] = "gold_agent"
+
+    action_name: str = setting("/agent/run_task", "RunTask action served")
+    metrics_topic: str = setting("/agent/metrics", "InferenceMetrics topic")
+    tool_calls_topic: str = setting("/agent/tool_calls", "ToolCallRecord topic")
+    corrupt: bool = setting(False, "change one argument of every answer (the run must then fail)")
+    corrupt_ids: str = setting("", "comma-separated case ids to corrupt (empty with corrupt=true: all)")
+    delay_s: float = setting(0.0, "sleep before answering each goal", ge=0.0, unit="s")
+    tool_timeout_s: float = setting(10.0, "timeout of each InvokeTool call", gt=0.0, unit="s")
+
+
+#: every node's settings by ROS node name
+NODE_SETTINGS: dict[str, type[NodeSettings]] = {
+    cls.NODE: cls for cls in (AgentSettings, TelemetrySettings, BenchmarkSettings, RecorderSettings,
+                              GoldAgentSettings)
+}
+
+
+# -------------------------------------------------------------------- CLI
+
+def _cli_type(d: Declared, cls: type[NodeSettings]) -> Callable[[str], Any]:
+    """argparse ``type=``: parse and validate one value, so a bad one is an
+    argparse error (exit 2, one line naming the flag) before anything starts."""
+    def convert(text: str) -> Any:
+        try:
+            value: Any = {int: int, float: float, str: str}[d.type](text)
+        except (KeyError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r}: {_wants(cls, d.name, {'msg': ''})}") from None
+        try:
+            cls.parse({d.name: value})
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(exc.problems[0].split(": ", 1)[-1] + f" (got {text!r})") from None
+        return value
+    convert.__name__ = d.type.__name__  # argparse names the type in its message
+    return convert
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, cls: type[NodeSettings], names: Sequence[str],
+                      overrides: Optional[dict[str, Any]] = None) -> None:
+    """Add ``--flag`` options for ``names`` of ``cls`` (dest = the setting's
+    name); ``overrides`` changes a default for this command only (e.g. the
+    CLI's ``model``)."""
+    overrides = overrides or {}
+    for name in names:
+        d = cls.declared(name)
+        default = overrides.get(name, d.default)
+        if d.type is bool:
+            parser.add_argument(d.flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                                help=d.help())
+        else:
+            parser.add_argument(d.flag, dest=name, type=_cli_type(d, cls), default=default,
+                                help=d.help().replace(f"default {d.default!r}", f"default {default!r}"),
+                                metavar=d.name.upper())
+
+
+def cli_values(args: argparse.Namespace, cls: type[NodeSettings], names: Iterable[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names}
+
+
+# ----------------------------------------------------------------- launch
+
+def launch_defaults(cls: type[NodeSettings], names: Sequence[str],
+                    overrides: Optional[dict[str, Any]] = None) -> list[tuple[str, str, str]]:
+    """(name, default as launch text, description) for DeclareLaunchArgument."""
+    overrides = overrides or {}
+    out = []
+    for name in names:
+        d = cls.declared(name)
+        v = overrides.get(name, d.default)
+        text = ("true" if v else "false") if isinstance(v, bool) else str(v)
+        out.append((name, text, d.help()))
+    return out
