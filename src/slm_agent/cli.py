@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 #: executable name -> module with ``main(args)``; scripts/ has one file per entry
 NODES: dict[str, str] = {
@@ -54,41 +55,106 @@ examples:
   slm-agent report runs/x/bag        # rebuild it from the bag alone
 
 The run directory gets results.jsonl (one line per case, resumable: rerun the
-same command to continue after a crash or Ctrl-C), run.json, params.yaml,
-logs/<node>.log, bag/ (with --record) and report/.
+same command to continue after a crash, Ctrl-C or kill -9), run.json,
+params.yaml, logs/<node>.log, bag/ (with --record) and report/.  A damaged
+line of results.jsonl is moved to results.quarantine.jsonl and only its case
+runs again.  One writer per directory (run.lock); every node stops when the
+CLI dies.  A rerun with another model, strategy, serialization or max steps
+is refused; another case set only with --allow-different-run.
+
+exit status: 0 done; 2 bad option, unusable or busy output directory,
+different run there, or an agent that could not start; 3 the agent or its
+action server went away during the run (rerun to resume); 130 interrupted.
 """
 
 
-class _Child:
-    """A node process whose output is streamed to the console and logs/<name>.log."""
+def _parent_death_preexec() -> Optional[Callable[[], None]]:
+    """A ``preexec_fn`` that makes the kernel send SIGTERM to the child when
+    this process dies, however it dies (``kill -9`` of the CLI or of its
+    process group included; the nodes run in sessions of their own, so a
+    group kill does not reach them).  Linux ``prctl(PR_SET_PDEATHSIG)``; the
+    signal fires when the *thread* that forked exits, so children are started
+    from the main thread only.  None where prctl is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, echo: bool = True) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    parent, sig = os.getpid(), int(signal.SIGTERM)
+
+    def preexec() -> None:  # runs in the child between fork and exec: nothing that can block
+        prctl(1, sig, 0, 0, 0)          # PR_SET_PDEATHSIG
+        if os.getppid() != parent:      # the CLI died before prctl: no signal will come
+            os._exit(143)
+
+    return preexec
+
+
+class _Child:
+    """A node process.  Its stdout/stderr go straight to ``logs/<name>.log`` (so the
+    node's last words survive the CLI); a thread follows the file to echo it to the
+    console and to find ready markers.  The node gets SIGTERM if the CLI dies."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, echo: bool = True,
+                 pass_fds: Sequence[int] = (), env: Optional[dict[str, str]] = None) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("node processes are started from the main thread (PR_SET_PDEATHSIG)")
         self.name = name
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._ready_text: Optional[str] = None
-        self.log = (log_dir / f"{name}.log").open("a", encoding="utf-8")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # own session: Ctrl-C reaches only the CLI, which stops the nodes in order
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env, start_new_session=True, bufsize=1)
+        self.log_path = log_dir / f"{name}.log"
+        with self.log_path.open("ab") as out:
+            offset = out.tell()
+            full_env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+            # own session: Ctrl-C reaches only the CLI, which stops the nodes in order
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env=full_env, start_new_session=True, pass_fds=tuple(pass_fds),
+                                         preexec_fn=_parent_death_preexec())
+        self._reader = self.log_path.open("rb")
+        self._reader.seek(offset)
         self._echo = echo
-        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread = threading.Thread(target=self._pump, name=f"log-{name}", daemon=True)
         self._thread.start()
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _line(self, line: str) -> None:
+        self.lines.append(line)
+        if self._ready_text and self._ready_text in line:
+            self._ready.set()
+        if self._echo:
+            sys.stdout.write(f"{self.name:>10s} | {line}")
+            sys.stdout.flush()
+
     def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.write(line)
-            self.log.flush()
-            self.lines.append(line)
-            if self._ready_text and self._ready_text in line:
-                self._ready.set()
-            if self._echo:
-                sys.stdout.write(f"{self.name:>10s} | {line}")
-                sys.stdout.flush()
+        buf = b""
+        while True:
+            exited = self.proc.poll() is not None
+            chunk = self._reader.read(1 << 16)
+            if chunk:
+                buf += chunk
+                *complete, buf = buf.split(b"\n")
+                for raw in complete:
+                    self._line(raw.decode("utf-8", "replace") + "\n")
+                continue
+            if exited:  # the file was read to its end after the process ended
+                if buf:
+                    self._line(buf.decode("utf-8", "replace") + "\n")
+                break
+            time.sleep(0.05)
+        self._reader.close()
 
     def wait_for_text(self, text: str, timeout_s: float) -> bool:
+        self._ready.clear()  # an earlier wait may have set it
         self._ready_text = text
         if any(text in line for line in list(self.lines)):
             return True
@@ -96,7 +162,29 @@ class _Child:
         while time.monotonic() < end and self.proc.poll() is None:
             if self._ready.wait(0.1):
                 return True
+        self._thread.join(timeout=2.0)  # exited: let the last lines in
         return any(text in line for line in list(self.lines))
+
+    def error_text(self, limit: int = 3) -> str:
+        """The node's logged errors (``[ERROR]`` lines and their indented continuation), one line."""
+        if self.proc.poll() is not None:
+            self._thread.join(timeout=2.0)
+        out: list[str] = []
+        take = False
+        for line in list(self.lines):
+            text = line.rstrip("\n")
+            if "(reason above)" in text:
+                take = False
+                continue
+            if "[ERROR]" in text or text.startswith("Traceback"):
+                take = True
+                body = text.split("]: ", 1)[1] if "]: " in text else text
+                out.append(body.strip())
+            elif take and text.startswith((" ", "\t")) and text.strip():
+                out[-1] += " " + text.strip()
+            else:
+                take = False
+        return "; ".join(out[:limit])
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> Optional[int]:
         if self.proc.poll() is None:
@@ -109,7 +197,6 @@ class _Child:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._thread.join(timeout=5)
-        self.log.close()
         return self.proc.returncode
 
 
@@ -162,14 +249,35 @@ def _free_bag_dir(out: Path) -> Path:
     return bag
 
 
+#: BenchConfig field -> the bench option that sets it (for error lines)
+OPTION_OF = {"suite": "--suite", "categories": "--categories", "ids": "--ids", "limit": "--limit",
+             "strategy": "--strategy", "serialization": "--serialization", "max_steps": "--max-steps",
+             "model": "--model", "output_dir": "--output-dir", "case_timeout_s": "--case-timeout",
+             "agent_wait_s": "--agent-wait", "tool_timeout_s": "--tool-timeout", "power_mode": "--power-mode"}
+
+
+def bench_config(args: argparse.Namespace, out: Optional[Path] = None):
+    """The run's :class:`~slm_agent.bench.runner.BenchConfig` as the benchmark node will build it."""
+    from slm_agent.bench import runner
+
+    return runner.BenchConfig(
+        suite=args.suite, categories=runner.split_list(args.categories), ids=runner.split_list(args.ids),
+        limit=args.limit, strategy=args.strategy, serialization=args.serialization, max_steps=args.max_steps,
+        model=args.model if args.agent == "model" else "gold", power_mode=args.power_mode or "",
+        output_dir=str(out if out is not None else args.output_dir), run_id=args.run_id or "",
+        case_timeout_s=float(args.case_timeout), agent_wait_s=float(args.agent_wait), seed=int(args.seed))
+
+
 def bench_params(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     """The params file of a bench run (one section per node)."""
+    cfg = bench_config(args, out)
     bench = {
-        "suite": args.suite, "categories": args.categories, "ids": args.ids or "", "limit": int(args.limit),
-        "strategy": args.strategy, "serialization": args.serialization, "max_steps": int(args.max_steps),
-        "model": args.model if args.agent == "model" else "gold", "power_mode": args.power_mode or "",
-        "output_dir": str(out), "run_id": args.run_id or "", "case_timeout_s": float(args.case_timeout),
-        "agent_wait_s": float(args.agent_wait), "seed": int(args.seed),
+        "suite": cfg.suite, "categories": ",".join(cfg.categories), "ids": ",".join(cfg.ids),
+        "limit": int(cfg.limit), "strategy": cfg.strategy, "serialization": cfg.serialization,
+        "max_steps": int(cfg.max_steps), "model": cfg.model, "power_mode": cfg.power_mode,
+        "output_dir": str(out), "run_id": cfg.run_id, "case_timeout_s": float(cfg.case_timeout_s),
+        "agent_wait_s": float(cfg.agent_wait_s), "seed": int(cfg.seed),
+        "allow_different_run": bool(getattr(args, "allow_different_run", False)),
         # with a recorder: start only once it is matched, so the bag has every case
         "min_subscribers": 1 if args.record else 0,
     }
@@ -180,50 +288,148 @@ def bench_params(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     }
 
 
+class BenchError(Exception):
+    """A bench run that cannot start: each arg is one line for stderr (exit 2)."""
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def check_bench_args(args: argparse.Namespace) -> list:
+    """Every run parameter checked before anything is written or started; returns the
+    selected scenarios.  Raises :class:`BenchError` with one line per bad value."""
+    from slm_agent.bench import runner
+
+    cfg = bench_config(args)
+    errors = [f"{OPTION_OF.get(name, name)}: {text}" for name, text in runner.validate_config(cfg)]
+    args.strategy, args.serialization = cfg.strategy, cfg.serialization  # normalized (lower case)
+    if not _finite(args.gold_delay) or args.gold_delay < 0:
+        errors.append(f"--gold-delay: must be a number of seconds >= 0 (got {args.gold_delay})")
+    if args.telemetry:
+        from slm_agent.telemetry.readers import valid_reader_names
+
+        if args.telemetry_reader not in valid_reader_names():
+            errors.append(f"--telemetry-reader: unknown reader {args.telemetry_reader!r}; valid: "
+                          + ", ".join(valid_reader_names()))
+    if args.agent == "model":
+        from slm_agent.profiles import load_profile
+
+        try:
+            load_profile(args.model)
+        except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
+            errors.append(f"--model: {_one_line(str(exc))}")
+    scenarios: list = []
+    if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
+        try:
+            scenarios = runner.select_scenarios(cfg.suite, [] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
+        except (KeyError, ValueError) as exc:
+            errors.append(f"{'--ids' if cfg.ids else '--categories'}: {exc.args[0] if exc.args else exc}")
+        else:
+            if not scenarios:
+                errors.append(f"{'--ids' if cfg.ids else '--categories'}: no case selected")
+    if errors:
+        raise BenchError(*errors)
+    return scenarios
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def check_resume(args: argparse.Namespace, out: Path) -> None:
+    """Refuse (BenchError) a run directory that holds a different run, unless
+    --allow-different-run and only the case set differs."""
+    from slm_agent.bench import rundir
+    from slm_agent.bench.results import RUN_FILE, read_json
+
+    run_path = out / RUN_FILE
+    previous = read_json(run_path)
+    if previous is None:
+        if run_path.exists() and run_path.stat().st_size > 0:
+            raise BenchError(f"{run_path} is damaged (not JSON); move it away to start this directory afresh, "
+                             "or use another --output-dir")
+        return
+    diffs, identity_ok = rundir.run_differences(previous.get("config", {}), bench_config(args, out).to_dict())
+    if diffs and not (identity_ok and args.allow_different_run):
+        raise BenchError(rundir.refusal(out, diffs, identity_ok, "--allow-different-run"))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Start telemetry, agent (or gold agent), recorder and benchmark nodes; report at the end."""
     import json
 
-    out = Path(args.output_dir).resolve()
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    params_file = out / "params.yaml"
-    params_file.write_text(json.dumps(bench_params(args, out), indent=2) + "\n", encoding="utf-8")
+    from slm_agent.bench import rundir
+
+    lock: Optional[rundir.RunLock] = None
+    try:
+        check_bench_args(args)
+        if args.agent == "model" and _agent_module_params() is None:
+            raise BenchError("the agent node (slm_agent.nodes.agent_node) is not installed; "
+                             "use --agent gold for a harness run")
+        out = rundir.prepare_run_dir(args.output_dir)
+        lock = rundir.RunLock(out).acquire("slm-agent bench")
+        check_resume(args, out)
+        params_file = out / "params.yaml"
+        try:
+            (out / "logs").mkdir(exist_ok=True)
+            params_file.write_text(json.dumps(bench_params(args, out), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise BenchError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+    except (BenchError, rundir.RunDirError) as exc:
+        if lock is not None:
+            lock.release()
+        for line in exc.args:
+            print(f"slm-agent bench: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if lock is not None:
+            lock.release()
+        print("slm-agent bench: interrupted before any node started", file=sys.stderr)
+        return 130
+    try:
+        return _run_bench(args, out, params_file, lock)
+    finally:
+        lock.release()
+
+
+def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, lock) -> int:
+    from slm_agent.bench.rundir import LOCK_FD_ENV
+
     ros = ["--ros-args", "--params-file", str(params_file)]
     children: dict[str, _Child] = {}
     bag: Optional[Path] = None
     code = 1
+    # every node holds the run directory's lock too: it stays locked until the last of them is gone
+    env = dict(os.environ, **{LOCK_FD_ENV: str(lock.fd)})
 
-    def start(name: str, node: str, extra: Sequence[str] = ()) -> _Child:
-        children[name] = _Child(name, node_command(node, [*ros, *extra]), out / "logs", echo=not args.quiet)
+    def start(name: str, argv: list[str]) -> _Child:
+        children[name] = _Child(name, argv, out / "logs", echo=not args.quiet, pass_fds=(lock.fd,), env=env)
+        lock.add_holder(children[name].pid, name)
         return children[name]
 
     def on_term(_sig, _frame):
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_handlers = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if args.telemetry:
-            start("telemetry", "telemetry_node")
+            start("telemetry", node_command("telemetry_node", ros))
         if args.record:
             bag = _free_bag_dir(out)
-            rec = start("recorder", "recorder_node", ["-p", f"output:={bag}"])
+            rec = start("recorder", node_command("recorder_node", [*ros, "-p", f"output:={bag}"]))
             if not rec.wait_for_text("recording", 30.0):
-                print(f"slm-agent: recorder did not start (see {out / 'logs' / 'recorder.log'})", file=sys.stderr)
+                print(f"slm-agent: recorder did not start: {rec.error_text() or 'no error logged'} "
+                      f"(see {rec.log_path})", file=sys.stderr)
                 return 1
         if args.agent == "gold":
-            start("agent", "gold_agent_node")
+            start("agent", node_command("gold_agent_node", ros))
         else:
-            names = _agent_module_params()
-            if names is None:
-                print("slm-agent: the agent node (slm_agent.nodes.agent_node) is not installed; "
-                      "use --agent gold for a harness run", file=sys.stderr)
-                return 2
+            names = _agent_module_params() or set()
             extra = ["-p", f"{'profile' if 'profile' in names else 'model'}:={args.model}"]
             if "autostart" in names:
                 extra += ["-p", "autostart:=true"]
-            agent = _Child("agent", [sys.executable, "-m", "slm_agent.nodes.agent_node", *ros, *extra],
-                           out / "logs", echo=not args.quiet)
-            children["agent"] = agent
+            start("agent", node_command("agent_node", [*ros, *extra]))
             if "autostart" not in names:
                 ok, why = _activate_lifecycle("/agent", args.agent_wait)
                 if not ok:
@@ -234,22 +440,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 if not children["recorder"].wait_for_text(f"matched a publisher on {topic}", 20.0):
                     print(f"slm-agent: the recorder sees no publisher on {topic} yet; its first messages "
                           "may be missing from the bag", file=sys.stderr)
-        bench = start("benchmark", "benchmark_node")
-        while bench.proc.poll() is None:
-            agent = children.get("agent")
-            if agent is not None and agent.proc.poll() is not None:
-                print(f"slm-agent: the agent exited (status {agent.proc.returncode}) during the run; "
-                      "stopping the benchmark (rerun the same command to resume)", file=sys.stderr)
-                bench.stop(signal.SIGINT)
-                break
+        bench = start("benchmark", node_command("benchmark_node", ros))
+        agent = children["agent"]
+        while bench.proc.poll() is None and agent.proc.poll() is None:
             time.sleep(0.2)
-        code = bench.proc.returncode if bench.proc.returncode is not None else 1
+        if bench.proc.poll() is None:  # the agent ended first
+            bench.stop(signal.SIGINT)
+            why = agent.error_text() or "no error logged"
+            if agent.proc.returncode == 2:  # bad parameters or a failed configure/activate: nothing ran
+                print(f"slm-agent: the agent could not start (status 2): {why}. Fix the model profile "
+                      f"(--model) or the agent's parameters and rerun (log: {agent.log_path})", file=sys.stderr)
+                code = 2
+            else:
+                print(f"slm-agent: the agent exited (status {agent.proc.returncode}) during the run: {why}. "
+                      f"Finished cases are kept; rerun the same command to resume (log: {agent.log_path})",
+                      file=sys.stderr)
+                code = 3
+        else:
+            code = bench.proc.returncode if bench.proc.returncode is not None else 1
+            if code not in (0, 130):
+                print(f"slm-agent: the benchmark ended with status {code}: "
+                      f"{bench.error_text() or 'no error logged'} (log: {bench.log_path})", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nslm-agent: interrupted; stopping the nodes (finished cases are kept; rerun to resume)",
               file=sys.stderr)
         code = 130
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         for name in ("benchmark", "agent", "telemetry", "recorder"):  # recorder last: it sees everything
             if name in children:
                 children[name].stop(signal.SIGINT if name == "benchmark" else signal.SIGTERM)
@@ -264,7 +482,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             rep = make_report(out, out / "report")
             summary = rep.markdown.split("## Summary", 1)[1].split("## Per category", 1)[0]
             print(f"report:  {rep.files['markdown']}\n{summary.strip()}")
-        except ReportError as exc:
+        except (ReportError, OSError) as exc:
             print(f"report:  not built ({exc})")
     print(f"logs:    {out / 'logs'}")
     return code
@@ -295,11 +513,15 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--categories", default="simple_python",
                    help="comma-separated BFCL categories, e.g. simple_python,multiple,multi_turn_base")
     p.add_argument("--ids", default="", help="comma-separated case ids (overrides --categories)")
-    p.add_argument("--limit", type=int, default=0, help="cases per category, 0 = all (default 0)")
+    p.add_argument("--limit", type=int, default=0, help="cases per category (>= 1), 0 = all (default 0)")
     p.add_argument("--strategy", default="direct", help="prompt strategy: direct | react | reflact")
     p.add_argument("--serialization", default="json", help="tool-spec serialization: json | toon | natural")
-    p.add_argument("--max-steps", type=int, default=0, help="agent steps per goal, 0 = agent default")
-    p.add_argument("--output-dir", default="runs/latest", help="run directory (reused = resumed)")
+    p.add_argument("--max-steps", type=int, default=0, help="agent steps per goal (>= 1), 0 = agent default")
+    p.add_argument("--output-dir", default="runs/latest",
+                   help="run directory (reused = resumed; one writer at a time: a second run into it is refused)")
+    p.add_argument("--allow-different-run", action="store_true",
+                   help="add cases to an output dir that holds another case set (categories, ids, limit); "
+                        "model, strategy, serialization and max steps must still match")
     p.add_argument("--record", dest="record", action="store_true", default=True,
                    help="record the topics to a rosbag2 MCAP bag in OUTPUT_DIR/bag (default)")
     p.add_argument("--no-record", dest="record", action="store_false", help="do not record a bag")
@@ -311,12 +533,14 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--power-mode", default="", help="power mode label (default: from /telemetry/power)")
     p.add_argument("--telemetry-reader", default="auto", help="telemetry reader: auto | jtop | jetson_sysfs | linux | nvml")
     p.add_argument("--no-telemetry", dest="telemetry", action="store_false", help="do not start telemetry_node")
-    p.add_argument("--case-timeout", type=float, default=300.0, help="seconds per case before it fails (300)")
-    p.add_argument("--agent-wait", type=float, default=300.0, help="seconds to wait for the agent to come up (300)")
+    p.add_argument("--case-timeout", type=float, default=300.0, help="seconds per case (> 0) before it fails (300)")
+    p.add_argument("--agent-wait", type=float, default=300.0,
+                   help="seconds (>= 0) to wait for the agent to come up (300)")
     p.add_argument("--run-id", default="", help="run label (default: generated, kept on resume)")
     p.add_argument("--seed", type=int, default=0, help="seed recorded in run.json (default 0)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("--quiet", action="store_true", help="do not stream the nodes' console (still in logs/)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not stream the nodes' console (still in logs/; errors are still printed)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="build the Markdown/CSV/PNG report of a run directory or a bag",

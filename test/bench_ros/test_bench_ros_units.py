@@ -35,13 +35,15 @@ def test_results_log_drops_torn_tail_and_never_duplicates(tmp_path):
     assert math.isnan(num(read_results(path)[0]["energy_j"]))
 
 
-def test_results_log_drops_corrupt_line_and_everything_after(tmp_path):
+def test_results_log_quarantines_a_corrupt_line_and_keeps_everything_after(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text(dumps({"case_id": "a"}) + "\n" + "garbage\n" + dumps({"case_id": "b"}) + "\n")
     log = ResultsLog(path)
-    assert log.done_ids == {"a"}
+    assert log.done_ids == {"a", "b"}
+    assert [d.line for d in log.damaged] == [2]
     log.close()
-    assert path.read_text() == dumps({"case_id": "a"}) + "\n"
+    assert path.read_text() == dumps({"case_id": "a"}) + "\n" + dumps({"case_id": "b"}) + "\n"
+    assert json.loads(log.quarantine_path.read_text())["text"] == "garbage"
 
 
 def test_task_ids_round_trip():

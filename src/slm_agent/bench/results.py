@@ -3,10 +3,12 @@
 ``results.jsonl`` is append-only and crash-safe: each case is one
 ``json.dumps`` line written with a single ``write`` and then ``flush`` +
 ``fsync``, so a killed run leaves every finished case on disk.  A kill in the
-middle of a write can leave a torn last line (no newline, or not JSON); on
-reopening, :class:`ResultsLog` truncates the file back to the end of the last
-complete line, so the torn case is simply run again and written once.  Case
-ids already in the file are skipped on a rerun (resume); a case id is never
+middle of a write can leave a torn last line (no newline); on reopening,
+:class:`ResultsLog` moves it to ``results.quarantine.jsonl``, so the torn
+case is simply run again and written once.  A damaged line anywhere else
+(not JSON, not a case record, a second record of one case) is moved there
+the same way, with its line number; every intact line is kept.  Case ids
+already in the file are skipped on a rerun (resume); a case id is never
 written twice.
 
 Non-finite floats (NaN = "not measured") are written as ``null`` so the file
@@ -17,12 +19,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
+#: where damaged lines of results.jsonl are moved (one JSON object per line)
+QUARANTINE_FILE = "results.quarantine.jsonl"
 
 
 def num(value: Any) -> float:
@@ -83,49 +90,140 @@ def msg_to_dict(msg: Any) -> Any:
 
 # --------------------------------------------------------------------------- results log
 
+@dataclass
+class DamagedLine:
+    """A line moved out of ``results.jsonl`` into :data:`QUARANTINE_FILE`."""
+
+    line: int          # 1-based line number in results.jsonl as it was found
+    reason: str
+    case_id: str       # the case it names, when that can be read ("" otherwise)
+    text: str
+
+
+_CASE_ID_RE = re.compile(rb'"case_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _guess_case_id(raw: bytes) -> str:
+    m = _CASE_ID_RE.search(raw)
+    if not m:
+        return ""
+    try:
+        return str(json.loads(b'"' + m.group(1) + b'"'))
+    except (ValueError, UnicodeDecodeError):
+        return m.group(1).decode("utf-8", "replace")
+
+
+def _parse_record(raw: bytes) -> tuple[Optional[dict[str, Any]], str]:
+    """(record, "") or (None, why not)."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(rec, dict) or not isinstance(rec.get("case_id"), str) or not rec["case_id"]:
+        return None, "not a case record (no case_id)"
+    return rec, ""
+
+
+def _salvage_suffix(raw: bytes, max_tries: int = 64) -> tuple[Optional[dict[str, Any]], int]:
+    """A complete record glued after garbage (a torn line another writer appended to):
+    (record, offset where it starts) or (None, -1)."""
+    pos, tries = raw.find(b'{"', 1), 0
+    while pos > 0 and tries < max_tries:
+        rec, _ = _parse_record(raw[pos:])
+        if rec is not None:
+            return rec, pos
+        pos, tries = raw.find(b'{"', pos + 1), tries + 1
+    return None, -1
+
+
 class ResultsLog:
-    """Append-only ``results.jsonl`` with resume and torn-line repair."""
+    """Append-only ``results.jsonl`` with resume, torn-line repair and quarantine.
+
+    On opening, every intact line is kept.  A damaged line (not JSON, not a
+    case record, or a second record of a case id already in the file) is
+    moved to :data:`QUARANTINE_FILE` (``{"line": N, "reason": ..., "case_id":
+    ..., "text": ...}``, appended) and listed in :attr:`damaged`, so only its
+    case runs again; a torn last line (no newline: a kill in the middle of a
+    write) goes there too (:attr:`repaired_bytes`).  The cleaned file replaces
+    the old one atomically.  One writer at a time: see
+    :class:`slm_agent.bench.rundir.RunLock`.
+    """
 
     def __init__(self, path: os.PathLike | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.quarantine_path = self.path.with_name(QUARANTINE_FILE)
         self._lock = threading.Lock()
         self.records: list[dict[str, Any]] = []
+        self.damaged: list[DamagedLine] = []
         self.repaired_bytes = 0
-        good_end = self._scan()
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size > good_end:
-            self.repaired_bytes = size - good_end
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
-                fh.flush()
-                os.fsync(fh.fileno())
+        self._repair(self._scan())
         self._ids = {r.get("case_id") for r in self.records}
         self._fh = self.path.open("ab")
 
-    def _scan(self) -> int:
-        """Load complete lines; return the byte offset after the last good one."""
+    def _scan(self) -> tuple[bytes, list[bytes], bool]:
+        """Read the file; fill records/damaged; return (data, good lines, tail was complete)."""
         if not self.path.exists():
-            return 0
+            return b"", [], True
         data = self.path.read_bytes()
-        good_end = 0
-        seen: set[str] = set()
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break  # torn tail: no newline
-            line = data[pos:nl]
-            try:
-                rec = json.loads(line.decode("utf-8")) if line.strip() else None
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                break  # torn or corrupt: drop it and everything after
-            if isinstance(rec, dict) and rec.get("case_id") not in seen:
-                seen.add(rec.get("case_id"))
-                self.records.append(rec)
-            pos = nl + 1
-            good_end = pos
-        return good_end
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline
+        first_line: dict[str, int] = {}
+        good: list[bytes] = []
+
+        def take(raw: bytes, number: int, torn: bool) -> None:
+            rec, why = _parse_record(raw)
+            if rec is None and not torn:
+                rec2, at = _salvage_suffix(raw)
+                if rec2 is not None:
+                    self.damaged.append(DamagedLine(number, f"garbage before a record ({why})", "",
+                                                    raw[:at].decode("utf-8", "replace")))
+                    raw, rec = raw[at:], rec2
+            if rec is None:
+                reason = "torn last line (no newline)" if torn else why
+                self.damaged.append(DamagedLine(number, reason, _guess_case_id(raw),
+                                                raw.decode("utf-8", "replace")))
+                return
+            cid = rec["case_id"]
+            if cid in first_line:
+                self.damaged.append(DamagedLine(number, f"duplicate of line {first_line[cid]} (same case_id)",
+                                                cid, raw.decode("utf-8", "replace")))
+                return
+            first_line[cid] = number
+            self.records.append(rec)
+            good.append(raw)
+
+        for i, raw in enumerate(lines):
+            if raw.strip():
+                take(raw, i + 1, torn=False)
+        if tail.strip():
+            before = len(self.damaged)
+            take(tail, len(lines) + 1, torn=True)
+            if len(self.damaged) > before:  # else it was a whole record missing only its newline
+                self.repaired_bytes = len(tail)
+        return data, good, not tail
+
+    def _repair(self, scanned: tuple[bytes, list[bytes], bool]) -> None:
+        data, good, _ = scanned
+        clean = b"".join(line + b"\n" for line in good)
+        if clean == data or not data:
+            return
+        if self.damaged:
+            entries = [dumps({"line": d.line, "reason": d.reason, "case_id": d.case_id, "text": d.text,
+                              "file": self.path.name, "moved_at": time.time()}) + "\n" for d in self.damaged]
+            with self.quarantine_path.open("ab") as fh:
+                fh.write("".join(entries).encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(clean)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.path)
+        _fsync_dir(self.path.parent)
 
     @property
     def done_ids(self) -> set[str]:
@@ -155,6 +253,19 @@ class ResultsLog:
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
                 self._fh.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_results(path: os.PathLike | str) -> list[dict[str, Any]]:

@@ -65,11 +65,68 @@ class BenchConfig:
     power_topic: str = "/telemetry/power"
     seed: int = 0
 
-    #: fields that must match when a run directory is resumed
-    IDENTITY = ("suite", "strategy", "serialization", "model", "max_steps")
+    #: fields that must match when a run directory is resumed (slm_agent.bench.rundir.IDENTITY);
+    #: the case set (categories, ids, limit) must match unless explicitly allowed
+    IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: RunTask.Goal.max_steps is a uint32
+MAX_STEPS_MAX = 2**32 - 1
+
+
+def validate_config(cfg: BenchConfig) -> list[tuple[str, str]]:
+    """Problems of a run's parameters, ``(field, one-line message)`` each (empty: fine).
+
+    Strategy and serialization are checked against the agent's own registries
+    (``slm_agent.agent.STRATEGIES`` / ``get_serializer``) and normalized in
+    place (stripped, lower case) the way the agent reads them.  Categories
+    are checked against BFCL's supported set; case ids are checked when the
+    cases are selected (:func:`select_scenarios` raises ``KeyError``).
+    """
+    from slm_agent.agent.serializers import get_serializer
+    from slm_agent.agent.strategies import STRATEGIES
+
+    problems: list[tuple[str, str]] = []
+    if cfg.suite not in SUITES:
+        problems.append(("suite", f"unknown suite {cfg.suite!r}; valid: {', '.join(SUITES)}"))
+    strategy = str(cfg.strategy or "").strip().lower()
+    if strategy not in STRATEGIES:
+        problems.append(("strategy", f"unknown strategy {cfg.strategy!r}; valid: {', '.join(sorted(STRATEGIES))}"))
+    else:
+        cfg.strategy = strategy
+    serialization = str(cfg.serialization or "").strip().lower()
+    try:
+        get_serializer(serialization)
+        cfg.serialization = serialization
+    except ValueError as exc:
+        problems.append(("serialization", str(exc).replace(f"'{serialization}'", repr(cfg.serialization))))
+    if not cfg.ids:
+        if not cfg.categories:
+            problems.append(("categories", "no category given"))
+        else:
+            from slm_agent.bench.bfcl.loader import resolve_category
+
+            for cat in cfg.categories:
+                try:
+                    resolve_category(cat)
+                except (KeyError, ValueError) as exc:
+                    problems.append(("categories", str(exc.args[0] if exc.args else exc)))
+    if not isinstance(cfg.limit, int) or cfg.limit < 0:
+        problems.append(("limit", f"limit must be >= 1 cases per category, or 0 for all (got {cfg.limit})"))
+    if not isinstance(cfg.max_steps, int) or not 0 <= cfg.max_steps <= MAX_STEPS_MAX:
+        problems.append(("max_steps", f"max_steps must be >= 1, or 0 for the agent's default (got {cfg.max_steps})"))
+    for name, value in (("case_timeout_s", cfg.case_timeout_s), ("tool_timeout_s", cfg.tool_timeout_s)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            problems.append((name, f"{name} must be a number of seconds > 0 (got {value})"))
+    if not (isinstance(cfg.agent_wait_s, (int, float)) and math.isfinite(cfg.agent_wait_s)
+            and cfg.agent_wait_s >= 0):
+        problems.append(("agent_wait_s", f"agent_wait_s must be a number of seconds >= 0 (got {cfg.agent_wait_s})"))
+    if not str(cfg.output_dir or "").strip():
+        problems.append(("output_dir", "output_dir is empty"))
+    return problems
 
 
 def task_id(case_id: str, turn: int) -> str:

@@ -25,14 +25,23 @@ Per case
     (done/total, accuracy so far, ETA).
 
 Run
-    ``<output_dir>/run.json`` records the configuration, model profile, power
-    mode, start time(s) and versions.  A rerun with the same ``output_dir``
-    resumes: case ids already in results.jsonl are skipped (a torn last line
-    from a kill is dropped and the case rerun); the model, strategy,
-    serialization, suite and max_steps must match the first run.  At the end
-    the node logs a per-category summary and its ``main`` returns (exit 0;
-    2 = bad parameters or a mismatching resume; 3 = the agent was unreachable,
-    nothing recorded for the unfinished case; 130 = interrupted).
+    Parameters are checked before anything is written (strategy and
+    serialization against the agent's registries, categories, limit >= 0,
+    max_steps >= 0, case_timeout_s > 0, ...).  ``<output_dir>`` is locked for
+    the node's lifetime (``run.lock``, :class:`slm_agent.bench.rundir.RunLock`;
+    a lock handed down by ``slm-agent bench`` is adopted): a second writer is
+    refused naming the holder's pid.  ``<output_dir>/run.json`` records the
+    configuration, model profile, power mode, start time(s) and versions.  A
+    rerun with the same ``output_dir`` resumes: case ids already in
+    results.jsonl are skipped; a damaged line (a torn last line from a kill,
+    or a corrupt line anywhere) is moved to ``results.quarantine.jsonl`` and
+    only its case runs again.  The model, strategy, serialization, suite and
+    max_steps must match the first run; the case set (categories, ids, limit)
+    too unless ``allow_different_run``.  At the end the node logs a
+    per-category summary and its ``main`` returns (exit 0; 2 = bad
+    parameters, an unusable or locked output_dir or a mismatching resume;
+    3 = the agent was unreachable, nothing recorded for the unfinished case;
+    130 = interrupted, SIGINT/SIGTERM).
 
 Parameters: see :data:`PARAMETERS` (defaults also in ``config/benchmark.yaml``).
 """
@@ -61,8 +70,9 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 
 from slm_agent.action import RunTask
-from slm_agent.bench import runner
-from slm_agent.bench.results import RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_dict, read_json, write_json_atomic
+from slm_agent.bench import rundir, runner
+from slm_agent.bench.results import (QUARANTINE_FILE, RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_dict, read_json,
+                                     write_json_atomic)
 from slm_agent.bench.scenario import CaseResult, Scenario
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
@@ -107,6 +117,9 @@ PARAMETERS: dict[str, Param] = {
                              "matched subscriptions (a recorder), at most subscriber_wait_s"),
     "subscriber_wait_s": Param(15.0, "how long to wait for min_subscribers [s]"),
     "power_wait_s": Param(5.0, "if power_topic has a publisher, wait this long at start for its first sample [s]"),
+    "allow_different_run": Param(False, "resume into an output_dir whose run.json has another case set "
+                                 "(categories, ids, limit); model, strategy, serialization, suite and "
+                                 "max_steps must always match"),
 }
 
 
@@ -172,6 +185,8 @@ class BenchmarkNode(Node):
         self.min_subscribers = int(v["min_subscribers"])
         self.subscriber_wait_s = float(v["subscriber_wait_s"])
         self.power_wait_s = float(v["power_wait_s"])
+        self.allow_different_run = bool(v["allow_different_run"])
+        self.lock: Optional[rundir.RunLock] = None
         random.seed(self.cfg.seed)
 
         self._stop = threading.Event()
@@ -265,20 +280,37 @@ class BenchmarkNode(Node):
         return future.result()
 
     # ------------------------------------------------------------------ the run
-    def _prepare_output(self, scenarios: list[Scenario]) -> None:
-        out = Path(self.cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    def _take_run_dir(self) -> Path:
+        """The output directory, checked and locked (one writer per run directory)."""
+        out = rundir.prepare_run_dir(self.cfg.output_dir)
+        self.lock = rundir.RunLock(out).acquire_or_adopt("benchmark_node")
+        return out
+
+    def _prepare_output(self, out: Path, scenarios: list[Scenario]) -> None:
         run_path = out / RUN_FILE
         previous = read_json(run_path)
+        if previous is None and run_path.exists() and run_path.stat().st_size > 0:
+            raise BenchmarkConfigError(f"{run_path} is damaged (not JSON); move it away to start this "
+                                       "directory afresh, or use another output_dir")
         now = time.time()
+        planned = {s.case_id: s.category for s in scenarios}
         if previous:
             old = previous.get("config", {})
-            diff = [k for k in runner.BenchConfig.IDENTITY if old.get(k) != getattr(self.cfg, k)]
-            if diff:
-                raise BenchmarkConfigError(
-                    f"{out} holds a run with a different " + ", ".join(
-                        f"{k} ({old.get(k)!r} there, {getattr(self.cfg, k)!r} now)" for k in diff)
-                    + "; use another output_dir")
+            diffs, identity_ok = rundir.run_differences(old, self.cfg.to_dict())
+            if diffs and not (identity_ok and self.allow_different_run):
+                raise BenchmarkConfigError(rundir.refusal(out, diffs, identity_ok, "allow_different_run:=true"))
+            if diffs:
+                # explicitly allowed: the directory now plans the cases of both sets
+                try:
+                    k, names, limit = rundir.case_set(old)
+                    old_cases = runner.select_scenarios(old.get("suite", "bfcl"), [] if k == "ids" else names,
+                                                        names if k == "ids" else (), limit)
+                    planned = {**{s.case_id: s.category for s in old_cases}, **planned}
+                except Exception as exc:  # noqa: BLE001 - the old set is information only here
+                    self.get_logger().warning(f"cannot list the cases of the earlier run: {exc}")
+                self.get_logger().warning(
+                    f"adding cases to {out}, which holds a different run (" + "; ".join(diffs)
+                    + "): allow_different_run is set, the report covers both sets")
             if not self.cfg.run_id:
                 self.cfg.run_id = old.get("run_id", "")
         if not self.cfg.run_id:
@@ -289,26 +321,45 @@ class BenchmarkNode(Node):
         info["run_id"] = self.cfg.run_id
         info["model_profile"] = runner.model_info(self.cfg.model)
         info["power_mode"] = self.power_mode
-        info["cases_planned"] = len(scenarios)
-        info["categories"] = sorted({s.category for s in scenarios})
+        info["cases_planned"] = len(planned)
+        info["categories"] = sorted(set(planned.values()))
         info["versions"] = runner.versions()
-        info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid()})
+        info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid(),
+                                                "cases": rundir.describe_case_set(self.cfg.to_dict())})
         write_json_atomic(run_path, info)
         self.results = ResultsLog(out / RESULTS_FILE)
-        if self.results.repaired_bytes:
+        for d in self.results.damaged:
+            if d.reason.startswith("torn last line"):
+                self.get_logger().warning(
+                    f"{RESULTS_FILE}: dropped a torn last line ({self.results.repaired_bytes} bytes) left by an "
+                    f"interrupted run (moved to {QUARANTINE_FILE}); that case runs again")
+                continue
+            dup = d.reason.startswith("duplicate")
             self.get_logger().warning(
-                f"{RESULTS_FILE}: dropped a torn last line ({self.results.repaired_bytes} bytes) "
-                "left by an interrupted run; that case runs again")
+                f"{RESULTS_FILE} line {d.line}: {d.reason}" + (f", case {d.case_id}" if d.case_id else "")
+                + f"; moved to {QUARANTINE_FILE}" + ("" if dup else "; that case runs again"))
 
     def run(self) -> int:
         """Run every case not yet in results.jsonl; returns the exit status."""
+        problems = runner.validate_config(self.cfg)
+        for name, text in problems:
+            self.get_logger().error(f"benchmark not started: bad parameter {name}: {text}")
+        if problems:
+            return EXIT_CONFIG
         try:
             scenarios = runner.select_scenarios(self.cfg.suite, [] if self.cfg.ids else self.cfg.categories,
                                                 self.cfg.ids, self.cfg.limit)
+            if not scenarios:
+                raise BenchmarkConfigError("no case selected")
+            out = self._take_run_dir()
             self._wait_for_power()
-            self._prepare_output(scenarios)
-        except (ValueError, KeyError, BenchmarkConfigError) as exc:
-            self.get_logger().error(f"benchmark not started: {exc}")
+            self._prepare_output(out, scenarios)
+        except (ValueError, KeyError, BenchmarkConfigError, rundir.RunDirError) as exc:
+            self.get_logger().error(f"benchmark not started: {exc.args[0] if exc.args else exc}")
+            return EXIT_CONFIG
+        except OSError as exc:
+            self.get_logger().error(f"benchmark not started: {exc.filename or self.cfg.output_dir}: "
+                                    f"{exc.strerror or exc}")
             return EXIT_CONFIG
         assert self.results is not None
         done = self.results.done_ids
@@ -573,6 +624,8 @@ class BenchmarkNode(Node):
                 pass
         if self.results is not None:
             self.results.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def main(args=None) -> int:

@@ -8,6 +8,7 @@ trips across processes).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -45,6 +46,40 @@ class SpinThread:
     def stop(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
         self._thread.join(timeout=2.0)
+        drain_executor(self.executor)
+
+
+def drain_executor(executor, timeout_s: float = 5.0) -> None:
+    """Stop ``executor`` and wait for the callbacks it already dispatched, so none
+    runs on a node that is being destroyed.
+
+    rclpy 7.1's ``Executor.shutdown(timeout_sec)`` does not wait (it tests the
+    flag it has just set), and a MultiThreadedExecutor's thread pool may still
+    hold handlers dispatched just before.  Such a handler then takes from a
+    subscription or client whose destruction was requested and fails with
+    InvalidHandle ("cannot use Destroyable because destruction was
+    requested") into a Task nobody reads: "The following exception was never
+    retrieved" at exit.  Call after spinning has stopped, before
+    ``destroy_node``.  A callback error found here is printed, not dropped.
+    """
+    if executor is None:
+        return
+    try:
+        executor.shutdown(timeout_sec=0)
+    except Exception:  # noqa: BLE001 - already shut down / context gone
+        pass
+    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None:
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, name="slm-agent-drain",
+                                  daemon=True)
+        waiter.start()
+        waiter.join(timeout_s)
+    for task in list(getattr(executor, "_futures", ())):
+        if task.done():
+            exc = task.exception()  # marks it retrieved
+            if exc is not None:
+                print(f"slm-agent: a callback failed while the node was stopping: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -89,6 +124,7 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
     rclpy.init(args=list(args) if args is not None else None,
                signal_handler_options=SignalHandlerOptions.ALL)
     node = None
+    executor = None
     try:
         node = factory()
         executor = MultiThreadedExecutor(num_threads=max(4, (os.cpu_count() or 2)))
@@ -97,19 +133,27 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        drain_executor(executor)  # no callback may run on the node close() and destroy_node() tear down
         shutdown_node(node)
     return 0
 
 
 def shutdown_node(node: Optional[Node], spin: Optional["SpinThread"] = None) -> None:
     """End of every node process: the node's ``close()`` first (it flushes
-    files: results, bags), then the executor, the node and the context."""
+    files: results, bags), then the executor (drained: :func:`drain_executor`),
+    the node and the context.  Without ``spin``, the executor the node was
+    spun by (already stopped spinning) is drained."""
     if node is not None:
         close = getattr(node, "close", None)
         if callable(close):
             close()
     if spin is not None:
         spin.stop()
+    elif node is not None:
+        try:
+            drain_executor(node.executor)
+        except Exception:  # noqa: BLE001 - no executor / already gone
+            pass
     if node is not None:
         try:
             node.destroy_node()

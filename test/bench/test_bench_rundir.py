@@ -1,0 +1,194 @@
+"""Run directory pieces without DDS: results quarantine, the run lock, directory checks,
+resume rules and run-parameter validation (real files, real processes, real flock)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slm_agent.bench import rundir
+from slm_agent.bench.results import QUARANTINE_FILE, ResultsLog, dumps
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _write(path: Path, lines: list[str], tail: str = "") -> None:
+    path.write_text("".join(line + "\n" for line in lines) + tail, encoding="utf-8")
+
+
+def _quarantine(path: Path) -> list[dict]:
+    q = path.with_name(QUARANTINE_FILE)
+    return [json.loads(x) for x in q.read_text().splitlines()] if q.exists() else []
+
+
+# --------------------------------------------------------------------------- results.jsonl
+
+def test_a_corrupt_middle_line_loses_only_its_case(tmp_path):
+    path = tmp_path / "results.jsonl"
+    lines = [dumps({"case_id": f"c{i}", "passed": True}) for i in range(12)]
+    lines[2] = lines[2][:17] + "\x00garbage"            # line 3 of 12 damaged
+    _write(path, lines)
+    log = ResultsLog(path)
+    assert log.done_ids == {f"c{i}" for i in range(12)} - {"c2"}, "every intact line is kept"
+    assert [(d.line, d.case_id) for d in log.damaged] == [(3, "c2")]
+    assert log.repaired_bytes == 0
+    assert log.append({"case_id": "c2", "passed": True})
+    log.close()
+    ids = [json.loads(x)["case_id"] for x in path.read_text().splitlines()]
+    assert ids == [f"c{i}" for i in range(12) if i != 2] + ["c2"]
+    q = _quarantine(path)
+    assert [(e["line"], e["case_id"]) for e in q] == [(3, "c2")]
+    assert q[0]["text"].startswith(lines[2][:17]) and "not JSON" in q[0]["reason"]
+
+
+def test_torn_tail_duplicates_and_glued_records(tmp_path):
+    path = tmp_path / "results.jsonl"
+    a, b, c = (dumps({"case_id": x}) for x in "abc")
+    # b twice (two writers), a record glued after a torn write, a torn tail
+    _write(path, [a, b, b, "", '{"case_id": "x", "pa' + c, '[1, 2]'], tail='{"case_id": "d", "pas')
+    log = ResultsLog(path)
+    assert log.done_ids == {"a", "b", "c"}
+    reasons = {d.line: d.reason for d in log.damaged}
+    assert reasons[3].startswith("duplicate of line 2")
+    assert reasons[5].startswith("garbage before a record")
+    assert reasons[6].startswith("not a case record")
+    assert reasons[7].startswith("torn last line")
+    assert log.repaired_bytes == len('{"case_id": "d", "pas')
+    log.close()
+    assert path.read_text() == a + "\n" + b + "\n" + c + "\n"
+    assert len(_quarantine(path)) == 4
+    # reopening a clean file changes nothing and quarantines nothing more
+    ResultsLog(path).close()
+    assert path.read_text() == a + "\n" + b + "\n" + c + "\n" and len(_quarantine(path)) == 4
+
+
+def test_a_whole_record_missing_only_its_newline_is_kept(tmp_path):
+    path = tmp_path / "results.jsonl"
+    _write(path, [dumps({"case_id": "a"})], tail=dumps({"case_id": "b"}))
+    log = ResultsLog(path)
+    assert log.done_ids == {"a", "b"} and not log.damaged and log.repaired_bytes == 0
+    log.append({"case_id": "c"})
+    log.close()
+    assert [json.loads(x)["case_id"] for x in path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+# --------------------------------------------------------------------------- lock
+
+def test_lock_refuses_a_second_writer_and_names_the_holder(tmp_path):
+    first = rundir.RunLock(tmp_path).acquire("first")
+    with pytest.raises(rundir.RunDirLocked) as err:
+        rundir.RunLock(tmp_path).acquire("second")
+    assert f"pid {os.getpid()} (first)" in str(err.value)
+    assert "\n" not in str(err.value)
+    first.release()
+    rundir.RunLock(tmp_path).acquire("third").release()
+
+
+def _holder(tmp_path: Path, extra: str = "") -> subprocess.Popen:
+    code = ("import sys, time; from slm_agent.bench import rundir; "
+            f"l = rundir.RunLock({str(tmp_path)!r}).acquire('holder'); {extra}"
+            "print('locked', flush=True); time.sleep(60)")
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_process_killed_with_sigkill_holds_no_lock(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(rundir.RunDirLocked) as err:
+            rundir.RunLock(tmp_path).acquire("me")
+        assert f"pid {proc.pid} (holder)" in str(err.value)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    rundir.RunLock(tmp_path).acquire("me").release()
+
+
+def test_an_inherited_lock_is_adopted_and_outlives_its_first_holder(tmp_path):
+    parent = rundir.RunLock(tmp_path).acquire("cli")
+    code = ("import os, time; from slm_agent.bench import rundir; "
+            f"l = rundir.RunLock({str(tmp_path)!r}).acquire_or_adopt('node'); "
+            "print('adopted', l.fd, flush=True); time.sleep(60)")
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **{rundir.LOCK_FD_ENV: str(parent.fd)})
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env,
+                             pass_fds=(parent.fd,))
+    try:
+        assert child.stdout.readline().split()[0] == "adopted"
+        parent.release()                                  # the CLI is gone ...
+        with pytest.raises(rundir.RunDirLocked) as err:   # ... the node still holds the directory
+            rundir.RunLock(tmp_path).acquire("rerun")
+        assert f"pid {child.pid} (node)" in str(err.value)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    rundir.RunLock(tmp_path).acquire("rerun").release()
+
+
+def test_a_node_without_an_inherited_lock_is_refused(tmp_path):
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(rundir.RunDirLocked):
+            rundir.RunLock(tmp_path).acquire_or_adopt("node", env={rundir.LOCK_FD_ENV: "0"})
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+# --------------------------------------------------------------------------- directory checks
+
+def test_unusable_output_directories_give_one_line(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(rundir.RunDirError, match="exists and is not a directory"):
+        rundir.prepare_run_dir(a_file)
+    with pytest.raises(rundir.RunDirError, match="cannot create output directory .*: Not a directory"):
+        rundir.prepare_run_dir(a_file / "sub")
+    bad = tmp_path / "run"
+    (bad / "results.jsonl").mkdir(parents=True)
+    with pytest.raises(rundir.RunDirError, match=r"results.jsonl is a directory"):
+        rundir.prepare_run_dir(bad)
+    ok = rundir.prepare_run_dir(tmp_path / "new" / "run")
+    assert ok.is_dir()
+
+
+# --------------------------------------------------------------------------- resume rules
+
+def test_run_differences():
+    base = {"suite": "bfcl", "model": "m", "strategy": "direct", "serialization": "json", "max_steps": 0,
+            "categories": ["simple_python", "multiple"], "ids": [], "limit": 5}
+    assert rundir.run_differences(base, dict(base, categories=["multiple", "simple"])) == ([], True)
+    diffs, identity_ok = rundir.run_differences(base, dict(base, categories=["parallel"]))
+    assert identity_ok and len(diffs) == 1 and "categories multiple,simple_python limit 5 there" in diffs[0]
+    diffs, identity_ok = rundir.run_differences(base, dict(base, limit=6))
+    assert identity_ok and diffs
+    diffs, identity_ok = rundir.run_differences(base, dict(base, strategy="react"))
+    assert not identity_ok and "strategy 'direct' there, 'react' now" in diffs[0]
+    assert "--allow" not in rundir.refusal(Path("/x"), diffs, identity_ok, "--allow")
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_validate_config_uses_the_agent_registries():
+    pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed")
+    from slm_agent.agent import SERIALIZERS, STRATEGIES
+    from slm_agent.bench.runner import BenchConfig, validate_config
+
+    cfg = BenchConfig(strategy=" ReAct ", serialization="TOON")
+    assert validate_config(cfg) == [] and (cfg.strategy, cfg.serialization) == ("react", "toon")
+    bad = BenchConfig(strategy="foo", serialization="yaml", limit=-3, max_steps=-1, case_timeout_s=-1.0,
+                      categories=["nope"], agent_wait_s=float("nan"))
+    problems = dict(validate_config(bad))
+    assert set(problems) == {"strategy", "serialization", "limit", "max_steps", "case_timeout_s", "categories",
+                             "agent_wait_s"}
+    assert all(name in problems["strategy"] for name in STRATEGIES)
+    assert all(name in problems["serialization"] for name in SERIALIZERS)
+    assert all("\n" not in text for text in problems.values())
