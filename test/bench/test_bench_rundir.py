@@ -171,7 +171,7 @@ def test_run_differences():
     diffs, identity_ok = rundir.run_differences(base, dict(base, limit=6))
     assert identity_ok and diffs
     diffs, identity_ok = rundir.run_differences(base, dict(base, strategy="react"))
-    assert not identity_ok and "strategy 'direct' there, 'react' now" in diffs[0]
+    assert not identity_ok and diffs == ["strategy ('direct' there, 'react' now)"]
     assert "--allow" not in rundir.refusal(Path("/x"), diffs, identity_ok, "--allow")
 
 

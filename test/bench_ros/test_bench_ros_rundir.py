@@ -321,11 +321,12 @@ def test_a_different_run_in_the_directory_is_refused_unless_allowed(tmp_path):
 
     code, stdout, stderr = run_cli(*fast, "--categories", "multiple", "--limit", "1", timeout_s=60)
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
-    assert "holds a different run (ids simple_python_0 there, categories multiple limit 1 now)" in stderr
+    assert "holds a run with a different case set (ids simple_python_0 there, categories multiple limit 1 now)" \
+        in stderr
     assert "--allow-different-run" in stderr
     code, stdout, stderr = run_cli(*fast, "--ids", "simple_python_0", "--strategy", "react", timeout_s=60)
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
-    assert "strategy 'direct' there, 'react' now" in stderr and "--allow-different-run" not in stderr
+    assert "different strategy ('direct' there, 'react' now)" in stderr and "--allow-different-run" not in stderr
     assert (out / "run.json").read_text() == run_json, "a refused run changes nothing"
 
     code, stdout, stderr = run_cli(*fast, "--categories", "multiple", "--limit", "1", "--allow-different-run",

@@ -259,16 +259,16 @@ def run_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> 
     diffs = []
     for key in IDENTITY:
         if key in previous and previous.get(key) != current.get(key):
-            diffs.append(f"{key} {previous.get(key)!r} there, {current.get(key)!r} now")
+            diffs.append(f"{key} ({previous.get(key)!r} there, {current.get(key)!r} now)")
     identity_ok = not diffs
     if case_set(previous) != case_set(current):
-        diffs.append(f"{describe_case_set(previous)} there, {describe_case_set(current)} now")
+        diffs.append(f"case set ({describe_case_set(previous)} there, {describe_case_set(current)} now)")
     return diffs, identity_ok
 
 
 def refusal(out: Path, diffs: Sequence[str], identity_ok: bool, flag: str) -> str:
     """The one line that refuses a resume into ``out``."""
-    text = f"{out} holds a different run (" + "; ".join(diffs) + "): "
+    text = f"{out} holds a run with a different " + ", ".join(diffs) + ": "
     if identity_ok:
         return text + f"use another output directory, or {flag} to add these cases to it"
     return text + "use another output directory"
