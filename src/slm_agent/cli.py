@@ -288,6 +288,10 @@ def bench_params(args: argparse.Namespace, out: Path) -> dict[str, dict]:
     }
 
 
+#: how long ``bench`` waits for the nodes of a dead earlier CLI to release the run directory
+ORPHAN_WAIT_S = 30.0
+
+
 class BenchError(Exception):
     """A bench run that cannot start: each arg is one line for stderr (exit 2)."""
 
@@ -368,7 +372,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise BenchError("the agent node (slm_agent.nodes.agent_node) is not installed; "
                              "use --agent gold for a harness run")
         out = rundir.prepare_run_dir(args.output_dir)
-        lock = rundir.RunLock(out).acquire("slm-agent bench")
+        try:
+            lock = rundir.RunLock(out).acquire("slm-agent bench")
+        except rundir.RunDirLocked as exc:
+            if not rundir.orphaned(exc.holders):
+                raise
+            # right after a kill -9 of an earlier CLI its nodes are still stopping: wait for them a little
+            pids = [h.get("pid") for h in exc.holders if h.get("what") != "slm-agent bench"
+                    and rundir.pid_alive(int(h.get("pid", 0) or 0))]
+            print(f"slm-agent bench: waiting up to {ORPHAN_WAIT_S:.0f} s for the nodes of a killed earlier run "
+                  f"(pids {', '.join(map(str, pids)) or '?'}) to release {out}", file=sys.stderr)
+            lock = rundir.RunLock(out).acquire("slm-agent bench", orphan_wait_s=ORPHAN_WAIT_S)
         check_resume(args, out)
         params_file = out / "params.yaml"
         try:

@@ -192,3 +192,35 @@ def test_validate_config_uses_the_agent_registries():
     assert all(name in problems["strategy"] for name in STRATEGIES)
     assert all(name in problems["serialization"] for name in SERIALIZERS)
     assert all("\n" not in text for text in problems.values())
+
+
+def test_the_nodes_of_a_killed_cli_are_waited_for_a_live_cli_is_not(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    node = _holder(tmp_path, extra=(                   # the lock as a node of a dead CLI leaves it
+        "import json, os; os.ftruncate(l.fd, 0); os.pwrite(l.fd, json.dumps({'holders': ["
+        f"{{'pid': {dead.pid}, 'what': 'slm-agent bench'}}, {{'pid': os.getpid(), 'what': 'benchmark_node'}}]}})"
+        ".encode(), 0); "))
+    try:
+        assert rundir.orphaned(rundir.RunLock(tmp_path).read_holders())
+        t0 = time.monotonic()
+        with pytest.raises(rundir.RunDirLocked):
+            rundir.RunLock(tmp_path).acquire("rerun", orphan_wait_s=0.5)
+        assert time.monotonic() - t0 >= 0.5
+        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(0.5); os.kill({node.pid}, 9)"])
+        rundir.RunLock(tmp_path).acquire("rerun", orphan_wait_s=20).release()   # waits for the node to go
+        killer.wait(10)
+    finally:
+        node.kill()
+        node.wait(10)
+    live = _holder(tmp_path, extra=(                    # a live CLI's lock is refused at once
+        "import json, os; os.ftruncate(l.fd, 0); os.pwrite(l.fd, json.dumps({'holders': ["
+        "{'pid': os.getpid(), 'what': 'slm-agent bench'}]}).encode(), 0); "))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(rundir.RunDirLocked):
+            rundir.RunLock(tmp_path).acquire("rerun", orphan_wait_s=20)
+        assert time.monotonic() - t0 < 5
+    finally:
+        live.kill()
+        live.wait(10)

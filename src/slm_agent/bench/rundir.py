@@ -72,6 +72,13 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def orphaned(holders: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the lock's holders were started by an ``slm-agent bench`` that is
+    dead: what is left are its nodes, which stop on their own (parent-death signal)."""
+    clis = [h for h in holders if h.get("what") == "slm-agent bench"]
+    return bool(clis) and not any(pid_alive(int(h.get("pid", 0) or 0)) for h in clis)
+
+
 def _oserror_line(action: str, path: Path, exc: OSError) -> str:
     return f"cannot {action} {path}: {exc.strerror or exc}"
 
@@ -124,7 +131,20 @@ class RunLock:
         self.holders: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- taking
-    def acquire(self, what: str) -> "RunLock":
+    def acquire(self, what: str, orphan_wait_s: float = 0.0) -> "RunLock":
+        """Take the lock or raise :class:`RunDirLocked`.  With ``orphan_wait_s``, a lock
+        whose ``slm-agent bench`` holder is dead (its nodes are still stopping, e.g.
+        right after a kill -9 of the CLI) is waited for that long first."""
+        end = time.monotonic() + max(0.0, orphan_wait_s)
+        while True:
+            try:
+                return self._acquire_once(what)
+            except RunDirLocked as exc:
+                if time.monotonic() >= end or not orphaned(exc.holders):
+                    raise
+            time.sleep(0.2)
+
+    def _acquire_once(self, what: str) -> "RunLock":
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
