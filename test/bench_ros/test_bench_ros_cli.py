@@ -9,6 +9,7 @@ leaves valid results and a closed bag; rerunning the same command resumes.
 from __future__ import annotations
 
 import signal
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,12 @@ def test_cli_gold_run_end_to_end(tmp_path):
     for f in ("report/report.md", "report/report.csv", "report/cases.csv", "report/ttft.png", "run.json",
               "params.yaml", "logs/benchmark.log", "logs/recorder.log", "logs/agent.log", "logs/telemetry.log"):
         assert (out / f).is_file(), f
+    # run.json names the llama.cpp build of this environment: the bootstrap's
+    # record (variant, flags) and what the library says it was compiled with
+    build = json.loads((out / "run.json").read_text())["llama_cpp_build"]
+    assert build["llama_cpp_python"] and "AMX_INT8 = 1" not in build["system_info"]
+    if build.get("build"):
+        assert "-DGGML_NATIVE=OFF" in build["build"]["cmake_args"] and build["build"]["variant"]
 
     # slm-agent report on the bag alone gives the same accuracy
     res = subprocess.run([*CLI, "report", str(out / "bag"), "--output", str(tmp_path / "rep"), "--no-plots"],

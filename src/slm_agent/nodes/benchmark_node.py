@@ -74,6 +74,7 @@ from slm_agent.bench import rundir, runner
 from slm_agent.bench.results import (QUARANTINE_FILE, RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_dict, read_json,
                                      write_json_atomic)
 from slm_agent.bench.scenario import CaseResult, Scenario
+from slm_agent.engines import llama_build
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros.clients import RaceFreeActionClient
@@ -324,6 +325,8 @@ class BenchmarkNode(Node):
         info["cases_planned"] = len(planned)
         info["categories"] = sorted(set(planned.values()))
         info["versions"] = runner.versions()
+        # which llama.cpp CPU build this environment runs (flags, variant, ISA compiled in)
+        info["llama_cpp_build"] = llama_build.installed()
         info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid(),
                                                 "cases": rundir.describe_case_set(self.cfg.to_dict())})
         write_json_atomic(run_path, info)
