@@ -31,43 +31,52 @@ class SpinThread:
         self.executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
         for node in nodes:
             self.executor.add_node(node)
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="slm-agent-spin", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
+        # not executor.spin(): stop() must be able to end the dispatching *before*
+        # Executor.shutdown destroys the guard condition that in-flight callbacks trigger
         try:
-            self.executor.spin()
+            while not self._stopping.is_set() and self.executor.context.ok():
+                self.executor.spin_once(timeout_sec=SHUTDOWN_POLL_S)
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
+        except RuntimeError:  # "context is not valid": shut down between the check and the wait
+            if self.executor.context.ok() and not self._stopping.is_set():
+                raise
 
     def add_node(self, node: Node) -> None:
         self.executor.add_node(node)
 
     def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=2.0)
+        """Stop dispatching, let the callbacks in flight finish, then shut the executor down."""
+        self._stopping.set()
+        try:
+            self.executor.wake()
+        except Exception:  # noqa: BLE001 - already shut down
+            pass
+        self._thread.join(timeout=SHUTDOWN_POLL_S + 2.0)
         drain_executor(self.executor)
 
 
 def drain_executor(executor, timeout_s: float = 5.0) -> None:
-    """Stop ``executor`` and wait for the callbacks it already dispatched, so none
-    runs on a node that is being destroyed.
+    """Wait for the callbacks ``executor`` already dispatched, then shut it down, so no
+    callback runs on a node (or a guard condition) being destroyed.  Call once nothing
+    spins the executor any more, before ``destroy_node``.
 
-    rclpy 7.1's ``Executor.shutdown(timeout_sec)`` does not wait (it tests the
-    flag it has just set), and a MultiThreadedExecutor's thread pool may still
-    hold handlers dispatched just before.  Such a handler then takes from a
-    subscription or client whose destruction was requested and fails with
-    InvalidHandle ("cannot use Destroyable because destruction was
-    requested") into a Task nobody reads: "The following exception was never
-    retrieved" at exit.  Call after spinning has stopped, before
-    ``destroy_node``.  A callback error found here is printed, not dropped.
+    Why: rclpy 7.1's ``Executor.shutdown(timeout_sec)`` does not wait (it tests
+    the flag it has just set) and destroys the executor's guard condition at
+    once, while a MultiThreadedExecutor's thread pool may still hold handlers
+    dispatched just before.  Such a handler triggers that guard, or takes from
+    a subscription whose node is being destroyed, and fails with InvalidHandle
+    ("cannot use Destroyable because destruction was requested") into a Task
+    nobody reads: "The following exception was never retrieved" at exit.  A
+    callback error found here is printed, not dropped.
     """
     if executor is None:
         return
-    try:
-        executor.shutdown(timeout_sec=0)
-    except Exception:  # noqa: BLE001 - already shut down / context gone
-        pass
     pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
     if pool is not None:
         waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, name="slm-agent-drain",
@@ -80,6 +89,10 @@ def drain_executor(executor, timeout_s: float = 5.0) -> None:
             if exc is not None:
                 print(f"slm-agent: a callback failed while the node was stopping: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
+    try:
+        executor.shutdown(timeout_sec=0)
+    except Exception:  # noqa: BLE001 - already shut down / context gone
+        pass
 
 
 @contextmanager
