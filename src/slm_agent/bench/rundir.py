@@ -26,7 +26,9 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
+
+from slm_agent.bench.runner import BenchConfig, split_list
 
 LOCK_FILE = "run.lock"
 #: set by ``slm-agent bench`` in its nodes' environment: the inherited descriptor of run.lock
@@ -243,14 +245,12 @@ class RunLock:
 
 #: a difference in these is a different experiment: never mixed into one results.jsonl
 #: (cases are keyed by case id, so a resume would skip them as done)
-IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps")
+IDENTITY = BenchConfig.IDENTITY
 
 
 def case_set(config: Mapping[str, Any]) -> tuple[str, tuple[str, ...], int]:
     """What selects the cases of a run: ("ids", sorted ids, limit) or
     ("categories", sorted canonical categories, limit)."""
-    from slm_agent.bench.runner import split_list
-
     limit = int(config.get("limit", 0) or 0)
     ids = split_list(config.get("ids"))
     if ids:
@@ -293,6 +293,3 @@ def refusal(out: Path, diffs: Sequence[str], identity_ok: bool, flag: str) -> st
         return text + f"use another output directory, or {flag} to add these cases to it"
     return text + "use another output directory"
 
-
-def iter_holder_pids(holders: Iterable[Mapping[str, Any]]) -> list[int]:
-    return [int(h.get("pid", 0) or 0) for h in holders if int(h.get("pid", 0) or 0) > 0]

@@ -65,7 +65,7 @@ class BenchConfig:
     power_topic: str = "/telemetry/power"
     seed: int = 0
 
-    #: fields that must match when a run directory is resumed (slm_agent.bench.rundir.IDENTITY);
+    #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
     #: the case set (categories, ids, limit) must match unless explicitly allowed
     IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps")
 
