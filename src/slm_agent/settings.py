@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "AgentSettings", "BenchmarkSettings", "Declared", "GoldAgentSettings", "NODE_SETTINGS",
-    "NodeSettings", "PACKAGE_TOPICS", "RecorderSettings", "SettingsError", "TelemetrySettings", "add_cli_arguments",
-    "launch_defaults", "setting",
+    "NodeSettings", "PACKAGE_TOPICS", "Problem", "RecorderSettings", "SettingsError", "TelemetrySettings",
+    "add_cli_arguments", "launch_defaults", "params_yaml", "setting",
 ]
 
 #: the package's topics: what a run records (recorder_node's default and the
@@ -43,13 +43,36 @@ PACKAGE_TOPICS: tuple[str, ...] = (
 DEFAULT_MODEL = "gemma3-270m-q4km"
 
 
-class SettingsError(ValueError):
-    """Invalid setting values; the message lists every problem, one per line."""
+_NOTHING = object()
 
-    def __init__(self, node: str, problems: list[str]) -> None:
+
+class Problem(NamedTuple):
+    """One bad setting: its name ("" for a rule across settings), what it
+    must be, and the value given (``_NOTHING`` when none was)."""
+
+    name: str
+    text: str
+    got: Any = _NOTHING
+
+    def __str__(self) -> str:
+        if not self.name:
+            return self.text
+        return f"{self.name}={self.got!r}: {self.text}" if self.got is not _NOTHING else f"{self.name}: {self.text}"
+
+    def for_flag(self, flag: str) -> str:
+        """The same problem as a line about a command-line flag."""
+        return f"{flag}: {self.text}" + (f" (got {self.got!r})" if self.got is not _NOTHING else "")
+
+
+class SettingsError(ValueError):
+    """Invalid setting values; the message names every problem (``problems``:
+    one text each, ``items``: the same as :class:`Problem`)."""
+
+    def __init__(self, node: str, problems: "Sequence[Problem | str]") -> None:
         self.node = node
-        self.problems = problems
-        super().__init__(f"{node}: " + "; ".join(problems))
+        self.items = [p if isinstance(p, Problem) else Problem("", str(p)) for p in problems]
+        self.problems = [str(p) for p in self.items]
+        super().__init__(f"{node}: " + "; ".join(self.problems))
 
 
 def setting(default: Any, description: str, *, ge: Optional[float] = None, le: Optional[float] = None,
@@ -138,25 +161,36 @@ class NodeSettings(BaseModel):
     @classmethod
     def parse(cls, values: dict[str, Any]) -> "NodeSettings":
         """Validate ``values`` (ROS parameter values, CLI values); raises
-        :class:`SettingsError` naming every bad setting and what it wants."""
-        problems: list[str] = []
+        :class:`SettingsError` naming every bad setting and what it wants.
+
+        A registry value is matched as the agent reads goals: surrounding
+        blanks and case do not matter (`` ReAct `` is ``react``)."""
+        problems: list[Problem] = []
+        values = dict(values)
         for d in cls.declarations():
             if d.choices and d.name in values and values[d.name] not in d.choices:
-                problems.append(f"{d.name}={values[d.name]!r}: must be one of {', '.join(d.choices)}")
+                v = values[d.name]
+                match = [c for c in d.choices if isinstance(v, str) and c.lower() == v.strip().lower()]
+                if match:
+                    values[d.name] = match[0]
+                else:
+                    problems.append(Problem(d.name, f"must be one of {', '.join(d.choices)}", v))
         try:
             obj = cls.model_validate(_coerce_ints(cls, values))
         except ValidationError as exc:
+            obj = None
             for err in exc.errors():
                 where = ".".join(str(x) for x in err["loc"])
                 if not where:  # a rule across settings (model_validator)
-                    problems.append(err["msg"].removeprefix("Value error, "))
+                    problems.append(Problem("", err["msg"].removeprefix("Value error, ")))
                     continue
-                if any(p.startswith(f"{where}=") for p in problems):
+                if any(p.name == where for p in problems):
                     continue
-                got = f"={err['input']!r}" if where in values else ""
-                problems.append(f"{where}{got}: {_wants(cls, where, err)}")
-            raise SettingsError(cls.NODE, problems) from None
-        if problems:
+                problems.append(Problem(where, _wants(cls, where, err), values[where] if where in values
+                                        else _NOTHING))
+        if problems:  # in declaration order, rules across settings last
+            order = {name: i for i, name in enumerate(cls.model_fields)}
+            problems.sort(key=lambda p: order.get(p.name, len(order)))
             raise SettingsError(cls.NODE, problems)
         return obj
 
@@ -241,7 +275,7 @@ class TelemetrySettings(NodeSettings):
     NODE: ClassVar[str] = "telemetry"
 
     reader: str = setting("auto", "telemetry source (auto = jtop, jetson_sysfs, nvml, linux, first that works)",
-                          choices="reader")
+                          choices="reader", cli="--telemetry-reader")
     root: str = setting("/", "filesystem root the readers and nvpmodel.conf are read under "
                              "(tests use a fixture tree)")
     rate_hz: float = setting(2.0, "publish rate of ~/system, ~/thermal and /diagnostics", ge=0.01, le=100.0,
@@ -330,10 +364,13 @@ class GoldAgentSettings(NodeSettings):
     action_name: str = setting("/agent/run_task", "RunTask action served")
     metrics_topic: str = setting("/agent/metrics", "InferenceMetrics topic")
     tool_calls_topic: str = setting("/agent/tool_calls", "ToolCallRecord topic")
-    corrupt: bool = setting(False, "change one argument of every answer (the run must then fail)")
-    corrupt_ids: str = setting("", "comma-separated case ids to corrupt (empty with corrupt=true: all)")
-    delay_s: float = setting(0.0, "sleep before answering each goal", ge=0.0, unit="s")
-    tool_timeout_s: float = setting(10.0, "timeout of each InvokeTool call", gt=0.0, unit="s")
+    corrupt: bool = setting(False, "change one argument value of the first gold call of every case (the "
+                                   "checker must fail)", cli="--corrupt-gold")
+    corrupt_ids: str = setting("", "comma-separated case ids to corrupt (in addition to corrupt=true for all)")
+    delay_s: float = setting(0.0, "sleep this long per answer, inside the reported LLM-call window (tests of "
+                                  "timing and energy)", ge=0.0, unit="s", cli="--gold-delay")
+    tool_timeout_s: float = setting(10.0, "InvokeTool call timeout when the goal's ToolSpec has none",
+                                    gt=0.0, unit="s")
 
 
 #: every node's settings by ROS node name
@@ -345,28 +382,32 @@ NODE_SETTINGS: dict[str, type[NodeSettings]] = {
 
 # -------------------------------------------------------------------- CLI
 
-def _cli_type(d: Declared, cls: type[NodeSettings]) -> Callable[[str], Any]:
-    """argparse ``type=``: parse and validate one value, so a bad one is an
-    argparse error (exit 2, one line naming the flag) before anything starts."""
+def _cli_type(d: Declared, cls: type[NodeSettings], validate: bool) -> Callable[[str], Any]:
+    """argparse ``type=``: parse (and with ``validate``, check) one value, so a
+    bad one is an argparse error (exit 2 naming the flag) before anything starts."""
     def convert(text: str) -> Any:
         try:
             value: Any = {int: int, float: float, str: str}[d.type](text)
         except (KeyError, ValueError):
-            raise argparse.ArgumentTypeError(f"{text!r}: {_wants(cls, d.name, {'msg': ''})}") from None
+            raise argparse.ArgumentTypeError(f"{_wants(cls, d.name, {'msg': ''})} (got {text!r})") from None
+        if not validate:
+            return value
         try:
-            cls.parse({d.name: value})
+            return getattr(cls.parse({d.name: value}), d.name)
         except SettingsError as exc:
-            raise argparse.ArgumentTypeError(exc.problems[0].split(": ", 1)[-1] + f" (got {text!r})") from None
-        return value
+            mine = [p for p in exc.items if p.name == d.name] or exc.items
+            raise argparse.ArgumentTypeError(f"{mine[0].text} (got {text!r})") from None
     convert.__name__ = d.type.__name__  # argparse names the type in its message
     return convert
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser, cls: type[NodeSettings], names: Sequence[str],
-                      overrides: Optional[dict[str, Any]] = None) -> None:
+                      overrides: Optional[dict[str, Any]] = None, *, validate: bool = True) -> None:
     """Add ``--flag`` options for ``names`` of ``cls`` (dest = the setting's
     name); ``overrides`` changes a default for this command only (e.g. the
-    CLI's ``model``)."""
+    CLI's ``model``).  ``validate=False``: argparse only converts the text
+    (int, float); the caller validates every value at once with
+    ``cls.parse`` and reports each bad one (:meth:`Problem.for_flag`)."""
     overrides = overrides or {}
     for name in names:
         d = cls.declared(name)
@@ -375,9 +416,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser, cls: type[NodeSettings], 
             parser.add_argument(d.flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                                 help=d.help())
         else:
-            parser.add_argument(d.flag, dest=name, type=_cli_type(d, cls), default=default,
+            parser.add_argument(d.flag, dest=name, type=_cli_type(d, cls, validate), default=default,
                                 help=d.help().replace(f"default {d.default!r}", f"default {default!r}"),
                                 metavar=d.name.upper())
+
+
+def flag_of(cls: type[NodeSettings], name: str) -> str:
+    """The ``slm-agent`` flag of setting ``name`` of ``cls``."""
+    return cls.declared(name).flag
 
 
 def cli_values(args: argparse.Namespace, cls: type[NodeSettings], names: Iterable[str]) -> dict[str, Any]:
@@ -397,3 +443,36 @@ def launch_defaults(cls: type[NodeSettings], names: Sequence[str],
         text = ("true" if v else "false") if isinstance(v, bool) else str(v)
         out.append((name, text, d.help()))
     return out
+
+
+# ---------------------------------------------------------------- params files
+
+def params_yaml(sections: Mapping[type[NodeSettings], Optional[Mapping[str, Any]]], *,
+                comments: bool = True, header: str = "") -> str:
+    """A ROS 2 parameters file (``--ros-args --params-file``): one
+    ``<node>: ros__parameters:`` section per class with ``values`` (None: the
+    declared defaults), each value preceded by its declaration as a comment.
+    Values are validated first (:class:`SettingsError`)."""
+    import yaml  # PyYAML: a dependency of the profiles and tool sets
+
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for cls, values in sections.items():
+        values = cls.defaults() if values is None else dict(values)
+        parsed = cls.parse({**cls.defaults(), **values})
+        lines += ([""] if lines else []) + [f"{cls.NODE}:", "  ros__parameters:"]
+        for d in cls.declarations():
+            if d.name not in values:
+                continue
+            if comments:
+                cons = d.constraint_text()
+                text = d.description + (f" [{d.unit}]" if d.unit else "") + (f" ({cons})" if cons else "")
+                lines += [f"    # {t}" for t in _wrap(text, 74)]
+            dumped = yaml.safe_dump({d.name: getattr(parsed, d.name)}, default_flow_style=False, width=10**6)
+            lines.append("    " + dumped.strip())
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
