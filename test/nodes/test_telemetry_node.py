@@ -38,10 +38,11 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.time import Time  # noqa: E402
 
 from slm_agent.msg import PowerState, SystemState, ThermalState  # noqa: E402
-from slm_agent.nodes.telemetry_node import PARAMETERS, TelemetryNode  # noqa: E402
+from slm_agent.nodes.telemetry_node import TelemetryNode  # noqa: E402
 from slm_agent.ros import telemetry_convert as conv  # noqa: E402
 from slm_agent.ros.clients import call  # noqa: E402
 from slm_agent.ros.runtime import SpinThread  # noqa: E402
+from slm_agent.settings import TelemetrySettings  # noqa: E402
 from slm_agent.srv import PowerMode  # noqa: E402
 from slm_agent.telemetry import PowerModeController, select_reader, valid_reader_names  # noqa: E402
 from slm_agent.telemetry.model import PowerSample, SystemSample, ThermalSample, ThermalZone  # noqa: E402
@@ -407,9 +408,19 @@ def test_unknown_reader_exits_nonzero_naming_valid_readers():
     proc = _run_to_exit(["-p", "reader:=bogus"])
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert "unknown telemetry reader 'bogus'" in out
-    assert "valid: " + ", ".join(valid_reader_names()) in out
+    assert "bad telemetry configuration: reader='bogus': must be one of " + ", ".join(valid_reader_names()) in out
     assert "Traceback" not in out
+
+
+def test_bad_values_are_named_at_once_in_one_line():
+    proc = _run_to_exit(["-p", "rate_hz:=1000.0", "-p", "temp_warn_c:=99.0"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if "bad telemetry configuration" in line]
+    assert len(errors) == 1 and "rate_hz=1000.0: must be a number (>= 0.01, <= 100)" in errors[0], out
+    proc = _run_to_exit(["-p", "temp_warn_c:=99.0", "-p", "rate_hz:=3"])   # an int for a float setting is fine
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "temp_warn_c (99.0) must be < temp_error_c (95.0)" in out, out
 
 
 def test_explicit_reader_unavailable_exits_nonzero(tmp_path):
@@ -424,7 +435,7 @@ def test_explicit_reader_unavailable_exits_nonzero(tmp_path):
 def test_config_yaml_matches_declared_defaults():
     data = yaml.safe_load((REPO / "config" / "telemetry.yaml").read_text())
     params = data["telemetry"]["ros__parameters"]
-    assert params == {name: p.default for name, p in PARAMETERS.items()}
+    assert params == TelemetrySettings.defaults()
 
 
 def test_energy_between_integrates_fixture_power(tmp_path):
@@ -453,7 +464,7 @@ def test_energy_between_integrates_fixture_power(tmp_path):
         assert not node.set_parameters([Parameter("temp_warn_c", value=99.0)])[0].successful
         assert node.set_parameters([Parameter("temp_warn_c", value=70.0)])[0].successful
         assert not node.set_parameters([Parameter("rate_hz", value=1.0)])[0].successful
-        assert node.get_parameter("rate_hz").value == PARAMETERS["rate_hz"].default
+        assert node.get_parameter("rate_hz").value == TelemetrySettings.defaults()["rate_hz"]
     finally:
         if node is not None:
             node.close()

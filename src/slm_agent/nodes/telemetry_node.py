@@ -19,7 +19,10 @@ Serves
     ``nvpmodel`` and answers the state afterwards.  Off Jetson the answer is
     ``supported=False, success=False`` with the reason in ``message``.
 Parameters
-    see :data:`PARAMETERS` (defaults also in ``config/telemetry.yaml``).
+    :class:`slm_agent.settings.TelemetrySettings` (declared there with
+    defaults, bounds and choices; documented in ``config/telemetry.yaml``).
+    Read once at start, except the live ``temp_warn_c``/``temp_error_c``,
+    whose changes are validated by the same declaration.
 
 Energy.  Every power sample whose total is available goes into an
 :class:`~slm_agent.telemetry.EnergyIntegrator` (a failed read is recorded as a
@@ -46,19 +49,19 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.time import Time
 
 from slm_agent.msg import PowerState, SystemState, ThermalState
 from slm_agent.ros import telemetry_convert as conv
+from slm_agent.ros.params import check_update, declare_settings, read_settings
 from slm_agent.ros.runtime import run_node
+from slm_agent.settings import SettingsError, TelemetrySettings
 from slm_agent.srv import PowerMode
 from slm_agent.telemetry import (
     EnergyEstimate,
@@ -74,7 +77,6 @@ from slm_agent.telemetry import (
     SystemSample,
     ThermalSample,
     select_reader,
-    valid_reader_names,
 )
 
 NODE_NAME = "telemetry"
@@ -84,69 +86,26 @@ class TelemetryConfigError(RuntimeError):
     """A parameter makes the node unable to run (already logged by the node)."""
 
 
-@dataclass(frozen=True)
-class Param:
-    default: Any
-    description: str
-    low: Optional[float] = None
-    high: Optional[float] = None
-    read_only: bool = True
-    constraints: str = ""
-
-
-#: name -> declaration; config/telemetry.yaml holds the same defaults.
-PARAMETERS: dict[str, Param] = {
-    "reader": Param("auto", "telemetry source",
-                    constraints="one of: " + ", ".join(valid_reader_names())
-                    + " (auto = jtop, jetson_sysfs, nvml, linux, first that works)"),
-    "root": Param("/", "filesystem root the readers and nvpmodel.conf are read under (tests use a fixture tree)"),
-    "rate_hz": Param(2.0, "publish rate of ~/system, ~/thermal and /diagnostics [Hz]", 0.01, 100.0),
-    "power_rate_hz": Param(10.0, "publish rate of ~/power and energy integration samples [Hz]", 0.1, 1000.0),
-    "temp_warn_c": Param(85.0, "diagnostics WARN when any thermal zone reaches this [degC]", -40.0, 200.0,
-                         read_only=False, constraints="must be < temp_error_c"),
-    "temp_error_c": Param(95.0, "diagnostics ERROR when any thermal zone reaches this [degC]", -40.0, 200.0,
-                          read_only=False, constraints="must be > temp_warn_c"),
-    "energy_horizon_s": Param(3600.0, "how far back energy_between() can integrate [s]", 1.0, 86400.0),
-    "power_mode_poll_s": Param(5.0, "re-query the current power mode (nvpmodel -q) this often, "
-                               "so ~/power reports a mode changed outside this node; 0 disables [s]",
-                               0.0, 3600.0),
-}
-
-
-def _descriptor(name: str, p: Param) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=name, description=p.description, read_only=p.read_only,
-                            additional_constraints=p.constraints)
-    if isinstance(p.default, float):
-        d.type = ParameterType.PARAMETER_DOUBLE
-        if p.low is not None and p.high is not None:
-            d.floating_point_range = [FloatingPointRange(from_value=p.low, to_value=p.high, step=0.0)]
-    else:
-        d.type = ParameterType.PARAMETER_STRING
-    return d
-
-
 class TelemetryNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self._declare_parameters()
-            p = {name: self.get_parameter(name).value for name in PARAMETERS}
-            if not p["temp_warn_c"] < p["temp_error_c"]:
-                raise ValueError(f"temp_warn_c ({p['temp_warn_c']}) must be < temp_error_c ({p['temp_error_c']})")
-            self.reader: Reader = select_reader(p["reader"], p["root"])
-        except (ParameterException, ValueError, ReaderUnavailable) as exc:
-            self.get_logger().error(f"bad telemetry configuration: {exc}")
+            declare_settings(self, TelemetrySettings)
+            s = read_settings(self, TelemetrySettings)
+            self.reader: Reader = select_reader(s.reader, s.root)
+        except (SettingsError, ValueError, ReaderUnavailable) as exc:
+            text = "; ".join(exc.problems) if isinstance(exc, SettingsError) else str(exc)
+            self.get_logger().error(f"bad telemetry configuration: {text}")
             self.destroy_node()
             raise TelemetryConfigError(str(exc)) from exc
 
         self.reader_name = self.reader.name
-        self.root = p["root"]
+        self.root = s.root
         self._hardware_id = socket.gethostname()
         # "telemetry: power" in the root namespace, "robot/telemetry: power" under /robot
         prefix = self.get_fully_qualified_name().lstrip("/")
         self._diag_names = {area: f"{prefix}: {area}" for area in ("power", "thermal", "system")}
-        self.energy = EnergyIntegrator(max_gap_s=max(1.0, 3.0 / p["power_rate_hz"]),
-                                       horizon_s=p["energy_horizon_s"])
+        self.energy = EnergyIntegrator(max_gap_s=max(1.0, 3.0 / s.power_rate_hz), horizon_s=s.energy_horizon_s)
         self.controller = PowerModeController(self.root)
         self._mode_lock = threading.Lock()
         self._mode_info: PowerModeInfo = self.controller.info()
@@ -162,44 +121,24 @@ class TelemetryNode(Node):
 
         sampling = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0 / p["power_rate_hz"], self._on_power_timer, callback_group=sampling)
-        self.create_timer(1.0 / p["rate_hz"], self._on_state_timer, callback_group=sampling)
+        self.create_timer(1.0 / s.power_rate_hz, self._on_power_timer, callback_group=sampling)
+        self.create_timer(1.0 / s.rate_hz, self._on_state_timer, callback_group=sampling)
         self.create_service(PowerMode, "~/power_mode", self._on_power_mode, callback_group=control)
-        if p["power_mode_poll_s"] > 0 and self._mode_info.supported:
-            self.create_timer(p["power_mode_poll_s"], self._refresh_mode, callback_group=control)
+        if s.power_mode_poll_s > 0 and self._mode_info.supported:
+            self.create_timer(s.power_mode_poll_s, self._refresh_mode, callback_group=control)
 
         mode = self._mode_info
         self.get_logger().info(
-            f"telemetry ready: reader={self.reader_name} root={self.root!r} rate={p['rate_hz']} Hz "
-            f"power={p['power_rate_hz']} Hz; power mode: "
+            f"telemetry ready: reader={self.reader_name} root={self.root!r} rate={s.rate_hz} Hz "
+            f"power={s.power_rate_hz} Hz; power mode: "
             + (f"{mode.current_id} ({mode.current_name})" if mode.supported else mode.message))
 
     # ------------------------------------------------------------ parameters
-    def _declare_parameters(self) -> None:
-        for name, p in PARAMETERS.items():
-            try:
-                self.declare_parameter(name, p.default, _descriptor(name, p))
-            except ParameterException as exc:
-                want = "a float such as 5.0" if isinstance(p.default, float) else "a string"
-                raise ValueError(f"parameter {name!r} must be {want} "
-                                 f"({p.constraints or p.description}): {exc}") from exc
-        name = self.get_parameter("reader").value
-        if name not in valid_reader_names():
-            raise ValueError(f"unknown telemetry reader {name!r}; valid: {', '.join(valid_reader_names())}")
-
     def _on_set_parameters(self, params) -> SetParametersResult:
-        """Runtime changes: only the temperature thresholds are writable; keep warn < error."""
-        warn = self.get_parameter("temp_warn_c").value
-        error = self.get_parameter("temp_error_c").value
-        for prm in params:
-            if prm.name == "temp_warn_c":
-                warn = prm.value
-            elif prm.name == "temp_error_c":
-                error = prm.value
-        if not warn < error:
-            return SetParametersResult(successful=False,
-                                       reason=f"temp_warn_c ({warn}) must be < temp_error_c ({error})")
-        return SetParametersResult(successful=True)
+        """Runtime changes: only the live settings (the temperature thresholds) are
+        writable (the others are read-only parameters); the result must still be
+        valid TelemetrySettings (bounds, warn < error)."""
+        return check_update(self, TelemetrySettings, params)
 
     # ---------------------------------------------------------------- timing
     def _stamp(self, sample_ns: int) -> Time:
