@@ -254,6 +254,99 @@ def test_missing_service_fails_within_its_timeout(ros_env, test_namespace):
     inv.destroy()
 
 
+def test_server_gone_fails_at_once_not_after_its_timeout(ros_env, test_namespace, monkeypatch):
+    """Once a client is past its discovery grace, an absent server is FAILED at once:
+    a server that was there and left, and one that never came."""
+    from slm_agent.ros import tool_invoker
+
+    monkeypatch.setattr(tool_invoker, "DISCOVERY_GRACE_S", 0.3)
+    context, node, executor = ros_env
+    server = rclpy.create_node(f"short_lived_{id(ros_env)}", context=context)
+    served = []
+
+    def cb(request, response):
+        served.append(request)
+        response.success, response.message = True, "there"
+        return response
+
+    server.create_service(Trigger, f"{test_namespace}/short_lived", cb)
+    executor.add_node(server)
+    specs = [ToolSpec(name="short_lived", service_name=f"{test_namespace}/short_lived",
+                      service_type="std_srvs/srv/Trigger", timeout_s=5.0),
+             ToolSpec(name="never", service_name=f"{test_namespace}/never_served",
+                      service_type="std_srvs/srv/Trigger", timeout_s=5.0)]
+    inv = RosServiceToolInvoker(node, specs)
+    try:
+        assert inv.invoke(specs[0], _call("short_lived")).status == Status.OK
+        executor.remove_node(server)
+        server.destroy_node()
+        end = time.monotonic() + 5.0
+        while inv._entries["short_lived"].client.service_is_ready() and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(0.3)  # both clients are now past the (patched) discovery grace
+        for spec in specs:
+            t0 = time.monotonic()
+            r = inv.invoke(spec, _call(spec.name))
+            elapsed = time.monotonic() - t0
+            assert r.status == Status.FAILED and "not available" in r.error and "not called" in r.error, r
+            assert elapsed < 0.1, (spec.name, elapsed)  # not the 5 s timeout
+        assert len(served) == 1
+    finally:
+        inv.destroy()
+
+
+def test_server_leaving_mid_call_ends_the_call_early(ros_env, test_namespace):
+    """A server process takes the request, then leaves the graph (SIGTERM) without
+    answering: the call is FAILED shortly after, not at its 10 s timeout, and was sent once."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from slm_agent.ros import tool_invoker
+
+    _, node, _ = ros_env
+    script = Path(__file__).resolve().parents[1] / "nodes" / "hold_service_proc.py"
+    name = f"{test_namespace}/held_gripper"
+    proc = subprocess.Popen([sys.executable, str(script), name, "Trigger"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    spec = ToolSpec(name="held", service_name=name, service_type="std_srvs/srv/Trigger", timeout_s=10.0)
+    inv = RosServiceToolInvoker(node, [spec])
+    result: list = []
+    try:
+        assert proc.stdout.readline().startswith("held ready")
+        assert inv.wait_ready(10.0)
+        t = threading.Thread(target=lambda: result.append(inv.invoke(spec, _call("held"))))
+        t.start()
+        assert proc.stdout.readline().startswith("RECEIVED 1")
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        t.join(15.0)
+        after_kill = time.monotonic() - killed
+        out = proc.communicate(timeout=15.0)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10.0)
+        inv.destroy()
+    r = result[0]
+    assert r.status == Status.FAILED and "went away during the call" in r.error, r
+    assert after_kill < 2.0 + tool_invoker.GONE_GRACE_S, after_kill
+    assert "RECEIVED 2" not in out
+
+
+def test_young_client_still_waits_for_discovery(ros_env, robot, namespaced_tools):
+    """A client created right before the call gets its discovery grace: the call succeeds."""
+    _, node, _ = ros_env
+    spec = {t.name: t for t in namespaced_tools}["get_battery"]
+    inv = RosServiceToolInvoker(node, [spec])
+    try:
+        r = inv.invoke(spec, _call("get_battery"))
+        assert r.status == Status.OK, r
+    finally:
+        inv.destroy()
+
+
 def test_end_to_end_loop_over_ros(invoker, robot, namespaced_tools, scripted_engine_cls):
     engine = scripted_engine_cls([
         "Thought: I need the kitchen's pose.\nAction: lookup_location\nAction Input: {\"name\": \"kitchen\"}",

@@ -1,5 +1,6 @@
 """Helpers for the agent node tests: node processes, an action client that
-records feedback, lifecycle/parameter calls and small test services.
+records feedback, lifecycle/parameter calls, small test services and a
+scripted OpenAI-compatible model server.
 
 Everything waits on futures with the executor spinning in a SpinThread
 (never ``spin_until_future_complete``).  Each test module runs its nodes in
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -159,6 +161,13 @@ def race_free_action_client_class() -> type:
     return RaceFreeActionClient
 
 
+def action_client_qos() -> Any:
+    """Reliable KEEP_ALL: every goal/result/cancel response is kept until taken."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+
+
 class AgentClient:
     """RunTask client + ~/metrics and ~/tool_calls subscriptions + lifecycle/param clients."""
 
@@ -177,7 +186,11 @@ class AgentClient:
         self.lock = threading.Lock()
         self.metrics: list[Any] = []
         self.records: list[Any] = []
-        self.action = race_free_action_client_class()(node, RunTask, f"{agent_fqn}/run_task", callback_group=group)
+        # KEEP_ALL like the server's: a burst of goals must not lose goal/result responses in this client
+        qos = action_client_qos()
+        self.action = race_free_action_client_class()(node, RunTask, f"{agent_fqn}/run_task", callback_group=group,
+                                                      goal_service_qos_profile=qos, result_service_qos_profile=qos,
+                                                      cancel_service_qos_profile=qos)
         node.create_subscription(InferenceMetrics, f"{agent_fqn}/metrics", self._on(self.metrics), 50,
                                  callback_group=group)
         node.create_subscription(ToolCallRecord, f"{agent_fqn}/tool_calls", self._on(self.records), 50,
@@ -308,3 +321,111 @@ class CountingService:
 
 def loads(text: str) -> Any:
     return json.loads(text) if text else None
+
+
+# ----------------------------------------------------------------------------- scripted model
+
+SCRIPT_TAG = "SCRIPT "
+
+
+def script_prompt(steps: list[Any], chunk_delay_s: float = 0.0, final: str = "done") -> str:
+    """A goal prompt that the :class:`ScriptedModelServer` follows: ``steps[k]`` (a call
+    object or a list of them) is the output of LLM call k, then ``final_answer(final)``."""
+    return SCRIPT_TAG + json.dumps({"steps": steps, "chunk_delay_s": chunk_delay_s, "final": final})
+
+
+class ScriptedModelServer:
+    """An OpenAI-compatible chat-completions server on loopback that replays scripts.
+
+    Not a model: it lets node tests drive the real agent node, with its real
+    ``openai_http`` engine, through exact tool-call sequences across processes.
+    The script is in the goal's prompt (:func:`script_prompt`); the step is the
+    number of assistant messages already in the request (one per earlier LLM
+    call).  The output is streamed as server-sent events in ``chunk``-character
+    deltas, ``chunk_delay_s`` apart, so a goal can be made to take a known time.
+    """
+
+    def __init__(self, chunk: int = 8) -> None:
+        self.chunk = chunk
+        self.requests: list[dict[str, Any]] = []
+        self.closed_streams = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+                with outer.lock:
+                    outer.requests.append(body)
+                text, delay = outer.reply(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                pieces = [text[i:i + outer.chunk] for i in range(0, len(text), outer.chunk)]
+                try:
+                    for piece in pieces:
+                        if delay:
+                            time.sleep(delay)
+                        self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                    self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the agent stopped the stream (cancel/abort)
+                    with outer.lock:
+                        outer.closed_streams += 1
+
+            def _event(self, payload: dict[str, Any]) -> None:
+                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="scripted-model", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def reply(body: dict[str, Any]) -> tuple[str, float]:
+        messages = body.get("messages") or []
+        script = None
+        for m in messages:
+            content = str(m.get("content") or "")
+            if m.get("role") == "user" and SCRIPT_TAG in content:
+                script = json.loads(content[content.index(SCRIPT_TAG) + len(SCRIPT_TAG):])
+                break
+        if script is None:
+            return json.dumps({"name": "final_answer", "arguments": {"text": "no script in the prompt"}}), 0.0
+        step = sum(1 for m in messages if m.get("role") == "assistant")
+        steps = script["steps"]
+        out = steps[step] if step < len(steps) else {"name": "final_answer", "arguments": {"text": script["final"]}}
+        return json.dumps(out), float(script.get("chunk_delay_s", 0.0))
+
+    def write_profile(self, directory: Path) -> Path:
+        """A model profile (YAML) whose openai_http backend is this server."""
+        path = directory / "scripted-model.yaml"
+        path.write_text(
+            "name: scripted-model\n"
+            "description: test-only scripted OpenAI-compatible server (agent_node_helpers.ScriptedModelServer)\n"
+            "model: {name: scripted}\n"
+            "backend:\n"
+            "  type: openai_http\n"
+            "  openai_http:\n"
+            f"    base_url: {self.url}\n"
+            "    connect_timeout_s: 5.0\n"
+            "    read_timeout_s: 60.0\n"
+            "    include_usage: false\n"
+            "chat: {mode: template}\n"
+            "sampling: {max_tokens: 256}\n", encoding="utf-8")
+        return path
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -28,8 +28,17 @@ Action ``~/run_task`` (slm_agent/action/RunTask)
     runtime keeps a thread team per calling thread, so calling it from
     whichever executor thread took the goal would grow a team per executor
     thread and change its spin-wait behaviour from goal to goal.  At most
-    ``max_queued_goals`` are accepted at once; a queued goal that is
-    cancelled ends at once.
+    ``max_queued_goals`` are accepted at once (running + waiting); more are
+    rejected.  Waiting goals are a plain FIFO (``handle_accepted_callback``)
+    and hold no executor thread: only the running goal's execute callback
+    occupies one, so however many goals are queued, the executor always has
+    threads left for tool-service responses, cancel requests and lifecycle
+    calls.  A dispatcher thread starts the next goal when one ends and ends
+    at once a waiting goal that is cancelled (or every waiting goal on
+    deactivate).  Every goal request gets an answer: the goal, result and
+    cancel services keep all requests (KEEP_ALL), so a burst larger than
+    rclpy's default depth of 10 is answered (accepted or rejected) instead
+    of silently dropped.
     Goal fields: ``messages`` and/or ``prompt``; ``tool_set`` (""
     = the loaded one, else a name/path loaded for this goal); ``tools``
     (extra ToolSpecs; one with the name of a set tool replaces it; empty
@@ -73,7 +82,7 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -90,6 +99,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from slm_agent.action import RunTask
@@ -113,6 +123,13 @@ NODE_NAME = "agent"
 CHAT_FORMATS = ("raw", "chat")
 #: power samples older than this mean "telemetry is not running" (no energy wait)
 POWER_STALE_S = 2.0
+#: how often the dispatcher re-checks waiting goals for cancel requests (the
+#: goal's state changes only after the cancel callback returned)
+DISPATCH_POLL_S = 0.02
+#: the RunTask goal/result/cancel services keep every request until it is taken:
+#: rclpy's default (KEEP_LAST 10) silently drops all but the newest 10 of a
+#: burst, leaving their clients waiting forever for an accept or reject.
+ACTION_SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class AgentConfigError(RuntimeError):
@@ -232,6 +249,16 @@ class _MeteredEngine(Engine):
 
     def reset_cache(self) -> None:
         self.inner.reset_cache()
+
+
+@dataclass(eq=False)
+class _Job:
+    """An accepted goal: waiting in the FIFO, then dispatched to run or to end."""
+
+    goal_handle: Any
+    task_id: str
+    cancel: "_CancelFlag"
+    run: bool = False   # set by the dispatcher: True = run it, False = end it unrun
 
 
 class _CancelFlag:
@@ -493,7 +520,12 @@ class AgentNode(LifecycleNode):
         self._goal_lock = threading.Lock()      # held while a goal runs (deactivate waits on it)
         self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-goal")
         self._queue_lock = threading.Lock()
-        self._queued = 0
+        self._queue_cv = threading.Condition(self._queue_lock)
+        self._queued = 0                        # accepted and not ended (running + waiting)
+        self._waiting: "deque[_Job]" = deque()  # accepted, not yet dispatched (FIFO)
+        self._jobs: dict[bytes, _Job] = {}      # dispatched, execute callback not yet returned
+        self._running: Optional[_Job] = None
+        self._closing = False
         self._task_seq = 0
         self.energy = EnergyIntegrator(max_gap_s=1.0, horizon_s=3600.0)
         self._power_mode = ""
@@ -504,7 +536,13 @@ class AgentNode(LifecycleNode):
         self._metrics_out = _MetricsPublisher(self)
         self._action = ActionServer(self, RunTask, "~/run_task", self._execute,
                                     goal_callback=self._on_goal, cancel_callback=self._on_cancel,
+                                    handle_accepted_callback=self._on_accepted,
+                                    goal_service_qos_profile=ACTION_SERVICE_QOS,
+                                    result_service_qos_profile=ACTION_SERVICE_QOS,
+                                    cancel_service_qos_profile=ACTION_SERVICE_QOS,
                                     callback_group=self._group)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="agent-dispatch", daemon=True)
+        self._dispatcher.start()
         self._list_srv = self.create_service(ListTools, "~/list_tools", self._on_list_tools,
                                              callback_group=self._group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -636,8 +674,14 @@ class AgentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_goals(self, why: str, timeout_s: float = 10.0) -> None:
-        """Make a running goal end (aborted) and wait for it."""
+        """End every waiting goal and make a running goal end (aborted); wait for it."""
         self._abort.set()
+        with self._queue_cv:
+            ended = list(self._waiting)
+            self._waiting.clear()
+            self._queue_cv.notify_all()
+        for job in ended:
+            self._dispatch(job, run=False)
         if self._goal_lock.acquire(timeout=timeout_s):
             self._goal_lock.release()
         else:
@@ -662,6 +706,9 @@ class AgentNode(LifecycleNode):
         """Process exit: stop goals and threads, release the model."""
         self._active = False
         self._abort.set()
+        with self._queue_cv:
+            self._closing = True
+            self._queue_cv.notify_all()
         self._worker.shutdown(wait=False, cancel_futures=True)
         self._metrics_out.stop()
         try:
@@ -736,7 +783,61 @@ class AgentNode(LifecycleNode):
         return GoalResponse.ACCEPT
 
     def _on_cancel(self, _goal_handle: Any) -> CancelResponse:
+        with self._queue_cv:
+            self._queue_cv.notify_all()  # a waiting goal ends as soon as its state says CANCELING
         return CancelResponse.ACCEPT
+
+    def _on_accepted(self, goal_handle: Any) -> None:
+        """Executor thread, right after the accept was sent: queue the goal (no thread is held)."""
+        goal: RunTask.Goal = goal_handle.request
+        with self._queue_cv:
+            if goal.task_id:
+                task_id = goal.task_id
+            else:
+                self._task_seq += 1
+                task_id = f"task-{self._task_seq}"
+            self._waiting.append(_Job(goal_handle, task_id, _CancelFlag(goal_handle, self._abort)))
+            self._queue_cv.notify_all()
+
+    def _dispatch(self, job: _Job, run: bool) -> None:
+        """Hand a goal to the action server's execute path (``_execute``, an executor task)."""
+        job.run = run
+        with self._queue_cv:
+            self._jobs[bytes(job.goal_handle.goal_id.uuid)] = job
+        try:
+            job.goal_handle.execute()
+        except Exception as exc:  # noqa: BLE001 - e.g. the goal handle was destroyed at shutdown
+            self.get_logger().error(f"goal {job.task_id!r} could not be dispatched: {type(exc).__name__}: {exc}")
+            self._finished(job)
+
+    def _finished(self, job: _Job) -> None:
+        with self._queue_cv:
+            if self._jobs.pop(bytes(job.goal_handle.goal_id.uuid), None) is not None:
+                self._queued -= 1
+            if self._running is job:
+                self._running = None
+            self._queue_cv.notify_all()
+
+    def _dispatch_loop(self) -> None:
+        """Dispatcher thread: FIFO order, one goal running at a time; waiting goals that are
+        cancelled (or all of them while inactive) end at once, without running."""
+        while True:
+            start: Optional[_Job] = None
+            with self._queue_cv:
+                if self._closing:
+                    return
+                inactive = not self._active or self._abort.is_set()
+                ended = [j for j in self._waiting if inactive or j.goal_handle.is_cancel_requested]
+                for j in ended:
+                    self._waiting.remove(j)
+                if not ended and self._running is None and self._waiting:
+                    start = self._running = self._waiting.popleft()
+                if not ended and start is None:
+                    self._queue_cv.wait(DISPATCH_POLL_S if self._waiting else None)
+            for j in ended:
+                self._dispatch(j, run=False)
+            if start is not None:
+                self._dispatch(start, run=True)
 
     def _goal_tool_set(self, cfg: _Config, name: str) -> ToolSet:
         ts = cfg.tool_sets.get(name)
@@ -776,30 +877,23 @@ class AgentNode(LifecycleNode):
         return tools, strategy, int(goal.max_steps) or cfg.max_steps, cfg.envelope(tools)
 
     def _execute(self, goal_handle: Any) -> RunTask.Result:
-        """Executor thread: hand the goal to the worker thread and wait for it."""
-        goal: RunTask.Goal = goal_handle.request
-        if goal.task_id:
-            task_id = goal.task_id
-        else:
-            with self._queue_lock:
-                self._task_seq += 1
-                task_id = f"task-{self._task_seq}"
-        cancel = _CancelFlag(goal_handle, self._abort)
+        """Executor thread, for a dispatched goal: end it unrun, or run it on the worker thread
+        and wait (only the one running goal holds an executor thread)."""
+        with self._queue_cv:
+            job = self._jobs.get(bytes(goal_handle.goal_id.uuid))
+        if job is None:  # unreachable: every execute comes from _dispatch
+            return self._end(goal_handle, RunTask.Result(), "agent node error: goal was not dispatched")
         try:
-            job = self._worker.submit(self._goal_job, goal_handle, goal, task_id, cancel)
-            while True:
-                try:
-                    return job.result(timeout=0.05)
-                except cf.TimeoutError:
-                    if cancel.is_set() and job.cancel():  # still queued: end it now
-                        return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
-                                         if goal_handle.is_cancel_requested else "agent is not active")
+            if not job.run:
+                return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
+                                 if goal_handle.is_cancel_requested else "agent is not active")
+            return self._worker.submit(self._goal_job, goal_handle, goal_handle.request, job.task_id,
+                                       job.cancel).result()
         except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
-            self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
+            self.get_logger().error(f"goal {job.task_id!r} failed: {type(exc).__name__}: {exc}")
             return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
         finally:
-            with self._queue_lock:
-                self._queued -= 1
+            self._finished(job)
 
     def _goal_job(self, goal_handle: Any, goal: RunTask.Goal, task_id: str, cancel: _CancelFlag) -> RunTask.Result:
         """Worker thread: one goal, start to end."""

@@ -14,6 +14,24 @@ A call that is not answered within ``timeout_s`` is removed from the
 client's pending requests (a late answer is dropped) and reported as
 TIMEOUT; the client stays usable for the next call.
 
+Unavailable servers fail fast instead of costing the tool's timeout:
+
+* before sending, a service that is not on the graph is waited for only
+  while its client is young (``DISCOVERY_GRACE_S`` after the client was
+  created, never past ``timeout_s``) and has never seen its server: that is
+  discovery, not an outage.  Otherwise an absent server is FAILED at once,
+  "not available", and the request is not sent.
+* while waiting for the answer, the graph is re-checked every
+  ``LIVENESS_POLL_S``; once the server has left it (its node was destroyed
+  or its process exited), the call is FAILED after ``GONE_GRACE_S`` (so an
+  answer sent just before it left still arrives) with an error saying it
+  may or may not have run.  A server killed without leaving the graph
+  (SIGKILL, power loss) is only noticed when DDS liveliness expires it, so
+  such a call can still end by TIMEOUT.
+
+No call is ever sent twice: every outcome goes back to the caller (the
+model), which decides what to do next.
+
 Tools served by ``slm_agent/srv/InvokeTool`` (scenario environments such as
 BFCL's multi-turn classes, whose functions have no ROS type of their own)
 are *pass-through*: the arguments, validated against the tool's JSON schema,
@@ -45,6 +63,14 @@ INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
 #: polling interval while waiting for a service to appear (rclpy's own wait
 #: sleeps 0.25 s per check, too coarse for a 2 s tool timeout)
 READY_POLL_S = 0.005
+#: how long after a client is created its server may still be "being
+#: discovered"; later, a server that is not on the graph is simply not there
+DISCOVERY_GRACE_S = 2.0
+#: how often a pending call re-checks that its server is still on the graph
+LIVENESS_POLL_S = 0.05
+#: after the server left the graph, how long an answer it may have sent just
+#: before leaving is still waited for
+GONE_GRACE_S = 0.2
 
 
 @dataclass
@@ -53,6 +79,8 @@ class _Entry:
     srv_type: Any
     client: Any
     passthrough: bool = False
+    created: float = 0.0   # time.monotonic() when the client was created
+    seen: bool = False     # its server has been on the graph (discovery is done)
 
 
 def arguments_json(arguments: Any) -> str:
@@ -89,7 +117,8 @@ class RosServiceToolInvoker:
             srv_type = import_interface(spec.service_type)
             client = node.create_client(srv_type, spec.service_name, callback_group=self._group)
             self._entries[spec.name] = _Entry(spec, srv_type, client,
-                                              passthrough=spec.service_type == INVOKE_TOOL_TYPE)
+                                              passthrough=spec.service_type == INVOKE_TOOL_TYPE,
+                                              created=time.monotonic())
 
     @property
     def tool_names(self) -> list[str]:
@@ -98,11 +127,16 @@ class RosServiceToolInvoker:
     def wait_ready(self, timeout_s: float = 5.0) -> bool:
         """True once every tool's service is on the graph (for startup checks)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(e.client.service_is_ready() for e in self._entries.values()):
-                return True
+        while True:
+            ready = True
+            for e in self._entries.values():
+                if e.client.service_is_ready():
+                    e.seen = True
+                else:
+                    ready = False
+            if ready or time.monotonic() >= deadline:
+                return ready
             time.sleep(READY_POLL_S)
-        return all(e.client.service_is_ready() for e in self._entries.values())
 
     def invoke(self, spec: ToolSpec, call: ToolCall) -> ToolResult:
         """Call the tool's service.  Never raises; never spins."""
@@ -126,12 +160,18 @@ class RosServiceToolInvoker:
         start = time.monotonic()
         deadline = start + spec.timeout_s
         client = entry.client
-        while not client.service_is_ready():
-            if time.monotonic() >= deadline:
-                return ToolResult(call.id, call.name, Status.FAILED,
-                                  error=f"service {spec.service_name} is not available "
-                                        f"(waited {spec.timeout_s:g} s)")
-            time.sleep(READY_POLL_S)
+        if not client.service_is_ready():
+            # Only a young client that never saw its server may still be discovering it.
+            ready_by = start if entry.seen else min(deadline, entry.created + DISCOVERY_GRACE_S)
+            while not client.service_is_ready():
+                if time.monotonic() >= ready_by:
+                    waited = time.monotonic() - start
+                    waited_text = f"waited {waited:.1f} s for discovery, " if waited >= 0.05 else ""
+                    return ToolResult(call.id, call.name, Status.FAILED,
+                                      error=f"service {spec.service_name} is not available "
+                                            f"(no server on the graph; {waited_text}not called)")
+                time.sleep(READY_POLL_S)
+        entry.seen = True
 
         done = threading.Event()
         t0 = time.perf_counter()
@@ -140,12 +180,29 @@ class RosServiceToolInvoker:
         except Exception as exc:
             return ToolResult(call.id, call.name, Status.FAILED, error=f"send failed: {type(exc).__name__}: {exc}")
         future.add_done_callback(lambda _f: done.set())
-        if not done.wait(max(0.0, deadline - time.monotonic())):
+        gone_at: Optional[float] = None
+        while not done.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if gone_at is None:
+                if not client.service_is_ready():
+                    gone_at = now
+            elif now - gone_at >= GONE_GRACE_S:
+                break
+            done.wait(min(LIVENESS_POLL_S, deadline - now))
+        if not done.is_set():
             client.remove_pending_request(future)
             future.cancel()
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            if gone_at is not None:
+                return ToolResult(call.id, call.name, Status.FAILED, latency_ms=latency_ms,
+                                  error=f"service {spec.service_name} went away during the call (its server left "
+                                        f"the graph after {gone_at - start:.2g} s); it may or may not have "
+                                        f"executed the request")
             return ToolResult(call.id, call.name, Status.TIMEOUT,
                               error=f"{spec.service_name} did not answer within {spec.timeout_s:g} s",
-                              latency_ms=(time.perf_counter() - t0) * 1e3)
+                              latency_ms=latency_ms)
         latency_ms = (time.perf_counter() - t0) * 1e3
         if future.cancelled():
             return ToolResult(call.id, call.name, Status.FAILED, error="call was cancelled", latency_ms=latency_ms)
