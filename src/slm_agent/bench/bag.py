@@ -43,14 +43,13 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from slm_agent.settings import PACKAGE_TOPICS
+
 #: Packages whose message definitions the recorder embeds.
 INTERFACE_PACKAGES: tuple[str, ...] = ("builtin_interfaces", "std_msgs", "diagnostic_msgs", "slm_agent")
 
-#: What ``slm-agent bench --record`` records (same list as launch/bench.launch.py).
-DEFAULT_TOPICS: tuple[str, ...] = (
-    "/telemetry/power", "/telemetry/thermal", "/telemetry/system", "/diagnostics",
-    "/agent/metrics", "/agent/tool_calls", "/benchmark/scenarios", "/benchmark/results",
-)
+#: What ``slm-agent bench --record`` and the launch file record (declared in slm_agent.settings).
+DEFAULT_TOPICS: tuple[str, ...] = PACKAGE_TOPICS
 
 #: Types of the default topics, so the recorder subscribes before any publisher exists.
 KNOWN_TOPIC_TYPES: dict[str, str] = {

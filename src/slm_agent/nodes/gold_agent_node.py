@@ -18,8 +18,8 @@ The goal's ``task_id`` is ``<case_id>#<turn>`` (``slm_agent.bench.runner.task_id
 
 Publishes ``/agent/metrics`` (InferenceMetrics: one per "response", engine
 and backend ``gold``, measured wall times, no tokens) and ``/agent/tool_calls``
-(ToolCallRecord) like the real agent.  Node name ``gold_agent``; parameters in
-:data:`PARAMETERS`.
+(ToolCallRecord) like the real agent.  Node name ``gold_agent``; parameters:
+:class:`slm_agent.settings.GoldAgentSettings` (``config/benchmark.yaml``).
 """
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ import threading
 import time
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -40,20 +39,16 @@ from rclpy.node import Node
 from slm_agent.action import RunTask
 from slm_agent.bench.runner import parse_task_id
 from slm_agent.msg import ChatMessage, InferenceMetrics, ToolCall, ToolCallRecord, ToolResult
+from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import run_node
+from slm_agent.settings import GoldAgentSettings, SettingsError
 from slm_agent.srv import InvokeTool
 
 NODE_NAME = "gold_agent"
 
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "action_name": ("/agent/run_task", "RunTask action served"),
-    "metrics_topic": ("/agent/metrics", "InferenceMetrics topic"),
-    "tool_calls_topic": ("/agent/tool_calls", "ToolCallRecord topic"),
-    "corrupt": (False, "change one argument value of the first gold call of every case (the checker must fail)"),
-    "corrupt_ids": ("", "comma-separated case ids to corrupt (in addition to corrupt:=true for all)"),
-    "delay_s": (0.0, "sleep this long per answer, inside the reported LLM-call window (tests of timing/energy)"),
-    "tool_timeout_s": (10.0, "InvokeTool call timeout when the goal's ToolSpec has none [s]"),
-}
+
+class GoldAgentConfigError(RuntimeError):
+    """Bad parameters (already logged)."""
 
 
 def corrupt_value(value: Any) -> Any:
@@ -109,24 +104,28 @@ def corrupt_turns(turns: list[list[tuple[str, dict[str, Any]]]]) -> list[list[tu
 class GoldAgentNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=True))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.corrupt = bool(p["corrupt"])
-        self.corrupt_ids = {t.strip() for t in str(p["corrupt_ids"]).split(",") if t.strip()}
-        self.delay_s = max(0.0, float(p["delay_s"]))
-        self.tool_timeout_s = float(p["tool_timeout_s"])
+        try:
+            declare_settings(self, GoldAgentSettings)
+            p = read_settings(self, GoldAgentSettings)
+        except SettingsError as exc:
+            self.get_logger().error(f"bad gold_agent configuration: {'; '.join(exc.problems)}")
+            self.destroy_node()
+            raise GoldAgentConfigError(str(exc)) from exc
+        self.corrupt = p.corrupt
+        self.corrupt_ids = {t.strip() for t in p.corrupt_ids.split(",") if t.strip()}
+        self.delay_s = p.delay_s
+        self.tool_timeout_s = p.tool_timeout_s
         self._group = ReentrantCallbackGroup()
         self._tool_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._call_seq = 0
-        self.pub_metrics = self.create_publisher(InferenceMetrics, p["metrics_topic"], 50)
-        self.pub_calls = self.create_publisher(ToolCallRecord, p["tool_calls_topic"], 50)
-        self.server = ActionServer(self, RunTask, p["action_name"], self._execute,
+        self.pub_metrics = self.create_publisher(InferenceMetrics, p.metrics_topic, 50)
+        self.pub_calls = self.create_publisher(ToolCallRecord, p.tool_calls_topic, 50)
+        self.server = ActionServer(self, RunTask, p.action_name, self._execute,
                                    goal_callback=lambda _g: GoalResponse.ACCEPT,
                                    cancel_callback=lambda _g: CancelResponse.ACCEPT,
                                    callback_group=self._group)
-        self.get_logger().info(f"gold agent ready at {p['action_name']}"
+        self.get_logger().info(f"gold agent ready at {p.action_name}"
                                + (" (CORRUPTED answers)" if self.corrupt else ""))
 
     # ------------------------------------------------------------------ data
@@ -281,7 +280,11 @@ class GoldAgentNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(GoldAgentNode, args if args is not None else sys.argv)
+    """Run the node; exit status 2 (after one logged line) on a bad parameter."""
+    try:
+        return run_node(GoldAgentNode, args if args is not None else sys.argv)
+    except GoldAgentConfigError:
+        return 2
 
 
 if __name__ == "__main__":

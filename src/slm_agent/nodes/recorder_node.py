@@ -9,7 +9,8 @@ cost) to every topic in ``topics``: topics of known type (the package's own,
 see ``slm_agent.bench.bag.KNOWN_TOPIC_TYPES``) at once, others as soon as the
 graph shows their type.  Each message is written with its receive time (node
 clock).  The bag embeds each type's full message definition and RIHS01 hash,
-so ``rosbags`` reads it without slm_agent installed.
+so ``rosbags`` reads it without slm_agent installed.  Parameters:
+:class:`slm_agent.settings.RecorderSettings` (``config/benchmark.yaml``).
 
 Durability: every ``flush_period_s`` the buffered messages are written to
 the file as a complete MCAP chunk.  SIGINT/SIGTERM close the bag properly
@@ -25,23 +26,16 @@ import sys
 import threading
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from slm_agent.bench.bag import DEFAULT_TOPICS, KNOWN_TOPIC_TYPES, BagError, BagWriter, normalize_msgtype
+from slm_agent.bench.bag import KNOWN_TOPIC_TYPES, BagError, BagWriter, normalize_msgtype
+from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import run_node
+from slm_agent.settings import RecorderSettings, SettingsError
 
 NODE_NAME = "recorder"
-
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "topics": (",".join(DEFAULT_TOPICS), "comma-separated topics to record"),
-    "output": ("bag", "bag directory to create (must not exist)"),
-    "flush_period_s": (1.0, "write buffered messages to the file this often; bounds the loss on kill -9 [s]"),
-    "discovery_period_s": (0.5, "how often to look for the type of topics not yet subscribed [s]"),
-    "qos_depth": (200, "subscription queue depth (reliable, volatile)"),
-}
 
 
 class RecorderConfigError(RuntimeError):
@@ -56,11 +50,15 @@ def message_class(msgtype: str):
 class RecorderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=True))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.topics = [t.strip() for t in str(p["topics"]).split(",") if t.strip()]
-        self.output = str(p["output"])
+        try:
+            declare_settings(self, RecorderSettings)
+            p = read_settings(self, RecorderSettings)
+        except SettingsError as exc:
+            self.get_logger().error(f"bad recorder configuration: {'; '.join(exc.problems)}")
+            self.destroy_node()
+            raise RecorderConfigError(str(exc)) from exc
+        self.topics = [t.strip() for t in p.topics.split(",") if t.strip()]
+        self.output = p.output
         try:
             self.writer = BagWriter(self.output)
         except (BagError, OSError) as exc:
@@ -70,7 +68,7 @@ class RecorderNode(Node):
         if not self.writer.can_flush:
             self.get_logger().warning("this rosbags version has no chunk flush: a kill -9 may lose "
                                       "everything since the last 1 MiB chunk")
-        self._qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["qos_depth"]),
+        self._qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth,
                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._lock = threading.Lock()
         self._subs: dict[str, Any] = {}
@@ -80,8 +78,8 @@ class RecorderNode(Node):
         for topic in self.topics:
             if topic in KNOWN_TOPIC_TYPES:
                 self._subscribe(topic, KNOWN_TOPIC_TYPES[topic])
-        self.create_timer(float(p["flush_period_s"]), self._flush, callback_group=self._group)
-        self.create_timer(float(p["discovery_period_s"]), self._discover, callback_group=self._group)
+        self.create_timer(p.flush_period_s, self._flush, callback_group=self._group)
+        self.create_timer(p.discovery_period_s, self._discover, callback_group=self._group)
         self._discover()
         self.get_logger().info(f"recording {len(self.topics)} topics to {self.output} "
                                f"({len(self._subs)} subscribed now)")
