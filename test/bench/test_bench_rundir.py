@@ -177,21 +177,27 @@ def test_run_differences():
 
 # --------------------------------------------------------------------------- validation
 
-def test_validate_config_uses_the_agent_registries():
+def test_bench_config_is_the_declared_settings_and_uses_the_agent_registries():
     pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed")
     from slm_agent.agent import SERIALIZERS, STRATEGIES
     from slm_agent.bench.runner import BenchConfig, validate_config
+    from slm_agent.settings import BenchmarkSettings, SettingsError
 
+    default = BenchConfig()
+    assert default.to_dict() == {**BenchmarkSettings.defaults(), "categories": ["simple_python"], "ids": []}
     cfg = BenchConfig(strategy=" ReAct ", serialization="TOON")
     assert validate_config(cfg) == [] and (cfg.strategy, cfg.serialization) == ("react", "toon")
-    bad = BenchConfig(strategy="foo", serialization="yaml", limit=-3, max_steps=-1, case_timeout_s=-1.0,
-                      categories=["nope"], agent_wait_s=float("nan"))
-    problems = dict(validate_config(bad))
-    assert set(problems) == {"strategy", "serialization", "limit", "max_steps", "case_timeout_s", "categories",
-                             "agent_wait_s"}
+    with pytest.raises(SettingsError) as err:
+        BenchConfig(strategy="foo", serialization="yaml", limit=-3, max_steps=-1, case_timeout_s=-1.0,
+                    agent_wait_s=float("nan"))
+    problems = {p.name: p.text for p in err.value.items}
+    assert set(problems) == {"strategy", "serialization", "limit", "max_steps", "case_timeout_s", "agent_wait_s"}
     assert all(name in problems["strategy"] for name in STRATEGIES)
     assert all(name in problems["serialization"] for name in SERIALIZERS)
-    assert all("\n" not in text for text in problems.values())
+    assert all("\n" not in text for text in err.value.problems)
+    # what the declaration cannot know: the suite's categories
+    problems = dict(validate_config(BenchConfig(categories=["simple_python", "nope"])))
+    assert set(problems) == {"categories"} and "unknown BFCL category 'nope'" in problems["categories"]
 
 
 def test_the_nodes_of_a_killed_cli_are_waited_for_a_live_cli_is_not(tmp_path):

@@ -1,12 +1,15 @@
 """Benchmark logic shared by the benchmark node, the gold agent and the CLI (no ROS imports).
 
-* which cases run (:func:`select_scenarios`: categories, ids, a limit *per
-  category*, BFCL's stable order);
-* what the agent is sent per turn (:func:`turn_messages`, :func:`turn_tools`;
-  task ids are ``<case_id>#<turn>``, :func:`task_id`/:func:`parse_task_id`);
-* how the agent's answer is scored (:func:`score_single_turn`: the calls of
-  the first response; :func:`score_multi_turn`: per turn, the calls grouped
-  by their agent-loop ``step``) with BFCL's own checkers;
+Suite-neutral: what a suite does (cases, turns, tools, scoring) is behind
+:class:`slm_agent.bench.suite.Suite`.
+
+* which cases run (:func:`select_scenarios`: the suite's categories, ids, a
+  limit *per category*, the suite's stable order);
+* task ids ``<case_id>#<turn>`` (:func:`task_id`/:func:`parse_task_id`);
+* pieces suites use to read the agent's answer: calls of the first response
+  (:func:`first_response_calls`), calls grouped by agent-loop ``step``
+  (:func:`group_steps`), the model's own text (:func:`raw_model_output`), the
+  conversation to continue from (:func:`carry_conversation`);
 * the JSONL record of a case (:func:`case_record`), progress/ETA and the
   end-of-run summary.
 
@@ -19,14 +22,17 @@ import math
 import platform
 import socket
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from slm_agent.bench.scenario import CaseResult, Scenario
 
+if TYPE_CHECKING:
+    from slm_agent.settings import BenchmarkSettings
+
+from slm_agent.bench.suite import INVOKE_TOOL_TYPE, get_suite  # noqa: F401 - INVOKE_TOOL_TYPE re-exported
+
 TASK_SEP = "#"
-INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
-SUITES = ("bfcl",)
 
 
 # --------------------------------------------------------------------------- config
@@ -42,90 +48,72 @@ def split_list(text: Any) -> list[str]:
     return [t.strip() for t in items if t.strip()]
 
 
-@dataclass
 class BenchConfig:
-    """What a run measures; the benchmark node's parameters, written to run.json."""
+    """What a run measures, as run.json records it (``"config"``): the
+    benchmark node's settings (:class:`slm_agent.settings.BenchmarkSettings`,
+    where each is declared once with its default, bounds and registry) with
+    ``categories`` and ``ids`` as lists, and a ``run_id`` that a resume may
+    take from run.json.
 
-    suite: str = "bfcl"
-    categories: list[str] = field(default_factory=lambda: ["simple_python"])
-    ids: list[str] = field(default_factory=list)
-    limit: int = 0                    # cases per category, 0 = all
-    strategy: str = "direct"
-    serialization: str = "json"
-    max_steps: int = 0                # 0 = agent default
-    model: str = ""                   # profile name (label)
-    power_mode: str = ""              # label; "" = from /telemetry/power
-    output_dir: str = "runs/latest"
-    run_id: str = ""
-    case_timeout_s: float = 300.0
-    agent_action: str = "/agent/run_task"
-    agent_wait_s: float = 300.0
-    tool_namespace: str = "/bfcl"
-    tool_timeout_s: float = 10.0
-    power_topic: str = "/telemetry/power"
-    seed: int = 0
+    ``BenchConfig(**values)`` validates (``slm_agent.settings.SettingsError``
+    names every bad value); ``BenchConfig(settings)`` wraps validated ones.
+    Registry values come back normalized (`` ReAct `` -> ``react``).
+    """
 
     #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
     #: the case set (categories, ids, limit) must match unless explicitly allowed
     IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps")
 
+    def __init__(self, settings: Optional["BenchmarkSettings"] = None, **values: Any) -> None:
+        from slm_agent.settings import BenchmarkSettings
+
+        for key in ("categories", "ids"):
+            if isinstance(values.get(key), (list, tuple)):
+                values[key] = ",".join(split_list(values[key]))
+        if settings is None or values:
+            base = settings.model_dump() if settings is not None else {}
+            settings = BenchmarkSettings.parse({**base, **values})  # type: ignore[assignment]
+        self.settings: BenchmarkSettings = settings  # type: ignore[assignment]
+        self.run_id: str = settings.run_id
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other setting, as declared (``cfg.strategy``, ``cfg.case_timeout_s``, ...)."""
+        settings = self.__dict__.get("settings")
+        if settings is None or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(settings, name)
+
+    @property
+    def categories(self) -> list[str]:
+        return split_list(self.settings.categories)
+
+    @property
+    def ids(self) -> list[str]:
+        return split_list(self.settings.ids)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-#: RunTask.Goal.max_steps is a uint32
-MAX_STEPS_MAX = 2**32 - 1
+        return {**self.settings.model_dump(), "categories": self.categories, "ids": self.ids,
+                "run_id": self.run_id}
 
 
 def validate_config(cfg: BenchConfig) -> list[tuple[str, str]]:
-    """Problems of a run's parameters, ``(field, one-line message)`` each (empty: fine).
-
-    Strategy and serialization are checked against the agent's own registries
-    (``slm_agent.agent.STRATEGIES`` / ``get_serializer``) and normalized in
-    place (stripped, lower case) the way the agent reads them.  Categories
-    are checked against BFCL's supported set; case ids are checked when the
-    cases are selected (:func:`select_scenarios` raises ``KeyError``).
+    """What the declaration cannot check alone, ``(field, one-line message)``
+    each (empty: fine): the categories exist in the suite.  The values
+    themselves (registries such as strategy and serialization, bounds) were
+    checked when ``cfg`` was built; case ids are checked when the cases are
+    selected (:func:`select_scenarios` raises ``KeyError``).
     """
-    from slm_agent.agent.serializers import get_serializer
-    from slm_agent.agent.strategies import STRATEGIES
-
     problems: list[tuple[str, str]] = []
-    if cfg.suite not in SUITES:
-        problems.append(("suite", f"unknown suite {cfg.suite!r}; valid: {', '.join(SUITES)}"))
-    strategy = str(cfg.strategy or "").strip().lower()
-    if strategy not in STRATEGIES:
-        problems.append(("strategy", f"unknown strategy {cfg.strategy!r}; valid: {', '.join(sorted(STRATEGIES))}"))
-    else:
-        cfg.strategy = strategy
-    serialization = str(cfg.serialization or "").strip().lower()
-    try:
-        get_serializer(serialization)
-        cfg.serialization = serialization
-    except ValueError as exc:
-        problems.append(("serialization", str(exc).replace(f"'{serialization}'", repr(cfg.serialization))))
     if not cfg.ids:
         if not cfg.categories:
             problems.append(("categories", "no category given"))
         else:
-            from slm_agent.bench.bfcl.loader import resolve_category
-
-            for cat in cfg.categories:
-                try:
-                    resolve_category(cat)
-                except (KeyError, ValueError) as exc:
-                    problems.append(("categories", str(exc.args[0] if exc.args else exc)))
-    if not isinstance(cfg.limit, int) or cfg.limit < 0:
-        problems.append(("limit", f"limit must be >= 1 cases per category, or 0 for all (got {cfg.limit})"))
-    if not isinstance(cfg.max_steps, int) or not 0 <= cfg.max_steps <= MAX_STEPS_MAX:
-        problems.append(("max_steps", f"max_steps must be >= 1, or 0 for the agent's default (got {cfg.max_steps})"))
-    for name, value in (("case_timeout_s", cfg.case_timeout_s), ("tool_timeout_s", cfg.tool_timeout_s)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            problems.append((name, f"{name} must be a number of seconds > 0 (got {value})"))
-    if not (isinstance(cfg.agent_wait_s, (int, float)) and math.isfinite(cfg.agent_wait_s)
-            and cfg.agent_wait_s >= 0):
-        problems.append(("agent_wait_s", f"agent_wait_s must be a number of seconds >= 0 (got {cfg.agent_wait_s})"))
-    if not str(cfg.output_dir or "").strip():
-        problems.append(("output_dir", "output_dir is empty"))
+            try:
+                suite = get_suite(cfg.suite)
+            except ValueError:
+                suite = None  # the suite itself is refused by its declaration (registry choices)
+            if suite is not None:
+                problems.extend(("categories", text) for text in suite.category_problems(cfg.categories))
     return problems
 
 
@@ -146,39 +134,16 @@ def parse_task_id(text: str) -> tuple[str, int]:
 
 def select_scenarios(suite: str, categories: Sequence[str], ids: Sequence[str] = (),
                      limit: int = 0) -> list[Scenario]:
-    """Cases of a run: ``limit`` per category (0 = all), in BFCL's stable order."""
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; supported: {', '.join(SUITES)}")
-    from slm_agent.bench.bfcl.loader import load_scenarios, resolve_category
-
-    cats = [resolve_category(c) for c in categories]
-    if ids:
-        chosen = load_scenarios(categories=cats or None, ids=ids)
-        if limit > 0:
-            per: dict[str, int] = {}
-            out = []
-            for sc in chosen:
-                per[sc.category] = per.get(sc.category, 0) + 1
-                if per[sc.category] <= limit:
-                    out.append(sc)
-            chosen = out
-        return chosen
-    out: list[Scenario] = []
-    for cat in cats:
-        out.extend(load_scenarios(categories=[cat], limit=limit if limit > 0 else None))
-    return out
+    """Cases of a run: ``limit`` per category (0 = all), in the suite's stable order
+    (:meth:`slm_agent.bench.suite.Suite.select`); ``ValueError``/``KeyError`` for
+    an unknown suite, category or id."""
+    return get_suite(suite).select(categories, ids, limit)
 
 
 # --------------------------------------------------------------------------- goals
 
-def is_multi_turn(scenario: Scenario) -> bool:
-    from slm_agent.bench.bfcl.loader import MULTI_TURN_CATEGORIES
-
-    return scenario.category in MULTI_TURN_CATEGORIES
-
-
 def chat_message(msg: dict[str, Any]) -> dict[str, Any]:
-    """A BFCL/OpenAI message dict as ChatMessage fields."""
+    """An OpenAI-style message dict as ChatMessage fields."""
     content = msg.get("content", "")
     if not isinstance(content, str):
         import json
@@ -187,32 +152,6 @@ def chat_message(msg: dict[str, Any]) -> dict[str, Any]:
     return {"role": str(msg.get("role", "user")), "content": content,
             "name": str(msg.get("name", "") or ""), "tool_call_id": str(msg.get("tool_call_id", "") or ""),
             "tool_calls": []}
-
-
-def turn_messages(scenario: Scenario, turn: int) -> list[dict[str, Any]]:
-    return [chat_message(m) for m in scenario.turns[turn]]
-
-
-def turn_tools(scenario: Scenario, turn: int, service_names: Optional[dict[str, str]] = None,
-               timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """ToolSpec fields for ``turn``: sanitized names, JSON schemas and, for
-    multi-turn, the InvokeTool service that executes each function."""
-    import json
-
-    from slm_agent.bench.bfcl.loader import tools_for
-
-    toolset = tools_for(scenario, turn)
-    out = []
-    for tool in toolset.tools:
-        spec = {"name": tool["name"], "description": tool.get("description", ""),
-                "parameters_json_schema": json.dumps(tool["parameters"], ensure_ascii=False),
-                "service_name": "", "service_type": "", "timeout_s": float(timeout_s),
-                "requires_confirmation": False, "max_rate_hz": 0.0}
-        if service_names is not None:
-            spec["service_name"] = service_names[toolset.original_name(tool["name"])]
-            spec["service_type"] = INVOKE_TOOL_TYPE
-        out.append(spec)
-    return out
 
 
 def carry_conversation(sent: list[dict[str, Any]], transcript: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -257,35 +196,20 @@ def group_steps(records: Sequence[dict[str, Any]], turn: int = 0) -> list[list[d
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _checker_call(c: dict[str, Any]) -> dict[str, Any]:
-    return {"name": c["name"], "arguments": c["arguments"]}
-
-
 def raw_model_output(transcript: Sequence[Any], sent: int = 0) -> str:
     """The model's own text of every step of one goal, for the record.
 
-    ``transcript`` is the RunTask result's ``messages``; the first ``sent``
-    are what the goal carried in (earlier turns), so they are skipped.  A
-    case's calls are parsed from this text; keeping it lets a reader see
-    *why* a case failed (wrong value, wrong format, no call at all).
+    ``transcript`` is the RunTask result's ``messages`` (messages or their
+    dicts); the first ``sent`` are what the goal carried in (earlier turns),
+    so they are skipped.  A case's calls are parsed from this text; keeping
+    it lets a reader see *why* a case failed (wrong value, wrong format, no
+    call at all).
     """
-    return "\n".join(m.content for m in list(transcript)[sent:] if m.role == "assistant" and m.content)
+    def get(m: Any, key: str) -> Any:
+        return m.get(key) if isinstance(m, dict) else getattr(m, key, None)
 
-
-def score_single_turn(scenario: Scenario, calls: Sequence[dict[str, Any]], final_text: str) -> CaseResult:
-    from slm_agent.bench.bfcl.checker import check_single_turn
-    from slm_agent.bench.bfcl.loader import tools_for
-
-    return check_single_turn(scenario, [_checker_call(c) for c in calls], final_text or "",
-                             tools_for(scenario, 0))
-
-
-def score_multi_turn(scenario: Scenario, turn_steps: Sequence[Sequence[Sequence[dict[str, Any]]]],
-                     raw_output: str = "") -> CaseResult:
-    from slm_agent.bench.bfcl.checker import check_multi_turn
-
-    steps = [[[_checker_call(c) for c in step] for step in turn] for turn in turn_steps]
-    return check_multi_turn(scenario, steps, raw_output)
+    return "\n".join(get(m, "content") for m in list(transcript)[sent:]
+                     if get(m, "role") == "assistant" and get(m, "content"))
 
 
 # --------------------------------------------------------------------------- records
@@ -302,9 +226,12 @@ def metrics_totals(metrics: Iterable[dict[str, Any]]) -> dict[str, float]:
 def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, power_mode: str,
                 calls: list[dict[str, Any]], metrics: list[dict[str, Any]], wall_time_s: float,
                 energy_j: float, energy_covered_s: float, started_at: float, turns_run: int,
-                agent_errors: list[str]) -> dict[str, Any]:
-    """The results.jsonl line of a case (fields of ScenarioResult plus run labels)."""
-    return {
+                agent_errors: list[str], turns: Optional[int] = None,
+                extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The results.jsonl line of a case (fields of ScenarioResult plus run labels);
+    ``turns`` defaults to the scenario's; ``extra`` (a suite's own fields, e.g.
+    reward components) is appended and never replaces a standard field."""
+    record = {
         "run_id": config.run_id,
         "suite": scenario.suite,
         "category": scenario.category,
@@ -325,19 +252,24 @@ def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, 
         "energy_covered_s": energy_covered_s,
         "started_at": started_at,
         "finished_at": time.time(),
-        "turns": scenario.num_turns,
+        "turns": scenario.num_turns if turns is None else int(turns),
         "turns_run": turns_run,
         "agent_errors": agent_errors,
         **metrics_totals(metrics),
     }
+    for key, value in (extra or {}).items():
+        record.setdefault(key, value)
+    return record
 
 
-def versions() -> dict[str, str]:
+def versions(suite_dists: Sequence[str] = ()) -> dict[str, str]:
+    """Versions for run.json: Python, the platform, our packages and ``suite_dists``
+    (the suite's own, :attr:`slm_agent.bench.suite.Suite.distributions`)."""
     from importlib import metadata
 
     out = {"python": platform.python_version(), "platform": platform.platform(),
            "hostname": socket.gethostname()}
-    for dist in ("slm_agent", "bfcl-eval", "llama_cpp_python", "rosbags"):
+    for dist in ("slm_agent", *suite_dists, "llama_cpp_python", "rosbags"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -25,9 +25,10 @@ Per case
     (done/total, accuracy so far, ETA).
 
 Run
-    Parameters are checked before anything is written (strategy and
-    serialization against the agent's registries, categories, limit >= 0,
-    max_steps >= 0, case_timeout_s > 0, ...).  ``<output_dir>`` is locked for
+    Parameters are checked before anything is written (as declared in
+    :class:`slm_agent.settings.BenchmarkSettings`: strategy and serialization
+    against the agent's registries, limit >= 0, max_steps >= 0,
+    case_timeout_s > 0, ...; then the categories against the suite).  ``<output_dir>`` is locked for
     the node's lifetime (``run.lock``, :class:`slm_agent.bench.rundir.RunLock`;
     a lock handed down by ``slm-agent bench`` is adopted): a second writer is
     refused naming the holder's pid.  ``<output_dir>/run.json`` records the
@@ -43,7 +44,8 @@ Run
     3 = the agent was unreachable, nothing recorded for the unfinished case;
     130 = interrupted, SIGINT/SIGTERM).
 
-Parameters: see :data:`PARAMETERS` (defaults also in ``config/benchmark.yaml``).
+Parameters: :class:`slm_agent.settings.BenchmarkSettings` (declared there with
+defaults, bounds and choices; documented in ``config/benchmark.yaml``).
 """
 from __future__ import annotations
 
@@ -54,16 +56,12 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import rclpy
 from action_msgs.msg import GoalStatus
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -78,63 +76,15 @@ from slm_agent.engines import llama_build
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros.clients import RaceFreeActionClient
+from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import SpinThread, shutdown_node
+from slm_agent.settings import BenchmarkSettings, SettingsError
 from slm_agent.telemetry import EnergyIntegrator
 
 NODE_NAME = "benchmark"
 EXIT_OK, EXIT_CONFIG, EXIT_AGENT, EXIT_INTERRUPTED = 0, 2, 3, 130
 _STATUS = {GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CANCELED",
            GoalStatus.STATUS_UNKNOWN: "UNKNOWN"}
-
-
-@dataclass(frozen=True)
-class Param:
-    default: Any
-    description: str
-
-
-#: name -> declaration; config/benchmark.yaml holds the same defaults.
-PARAMETERS: dict[str, Param] = {
-    "suite": Param("bfcl", "benchmark suite (bfcl)"),
-    "categories": Param("simple_python", "comma-separated BFCL categories (aliases simple, java, js accepted); "
-                        "ignored when ids is set"),
-    "ids": Param("", "comma-separated case ids to run (empty: all cases of the categories)"),
-    "limit": Param(0, "cases per category, 0 = all"),
-    "strategy": Param("direct", "prompt strategy sent in each goal: direct | react | reflact"),
-    "serialization": Param("json", "tool-spec serialization sent in each goal: json | toon | natural"),
-    "max_steps": Param(0, "agent loop step limit per goal, 0 = agent default"),
-    "model": Param("", "model profile name (label in results; run.json lists the profile)"),
-    "power_mode": Param("", "power mode label; empty = from the latest power_topic message"),
-    "output_dir": Param("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)"),
-    "run_id": Param("", "run label; empty = taken from run.json on resume, else generated"),
-    "case_timeout_s": Param(300.0, "per-case deadline over all its goals; the case fails on timeout [s]"),
-    "agent_action": Param("/agent/run_task", "RunTask action of the agent"),
-    "agent_wait_s": Param(300.0, "how long to wait for the agent's action server at start [s]"),
-    "tool_namespace": Param("/bfcl", "namespace of the multi-turn InvokeTool services hosted by this node"),
-    "tool_timeout_s": Param(10.0, "per-call timeout given to the agent for each InvokeTool service [s]"),
-    "power_topic": Param("/telemetry/power", "PowerState topic integrated for energy"),
-    "seed": Param(0, "seed of Python's RNG in this process (recorded in run.json)"),
-    "min_subscribers": Param(0, "before the first case, wait until ~/scenarios and ~/results each have this many "
-                             "matched subscriptions (a recorder), at most subscriber_wait_s"),
-    "subscriber_wait_s": Param(15.0, "how long to wait for min_subscribers [s]"),
-    "power_wait_s": Param(5.0, "if power_topic has a publisher, wait this long at start for its first sample [s]"),
-    "allow_different_run": Param(False, "resume into an output_dir whose run.json has another case set "
-                                 "(categories, ids, limit); model, strategy, serialization, suite and "
-                                 "max_steps must always match"),
-}
-
-
-def _descriptor(name: str, p: Param) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=name, description=p.description, read_only=True)
-    if isinstance(p.default, bool):
-        d.type = ParameterType.PARAMETER_BOOL
-    elif isinstance(p.default, int):
-        d.type = ParameterType.PARAMETER_INTEGER
-    elif isinstance(p.default, float):
-        d.type = ParameterType.PARAMETER_DOUBLE
-    else:
-        d.type = ParameterType.PARAMETER_STRING
-    return d
 
 
 class BenchmarkConfigError(RuntimeError):
@@ -169,24 +119,15 @@ class BenchmarkNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            for name, p in PARAMETERS.items():
-                self.declare_parameter(name, p.default, _descriptor(name, p))
-            v = {name: self.get_parameter(name).value for name in PARAMETERS}
-        except ParameterException as exc:
-            self.get_logger().error(f"bad benchmark parameter: {exc}")
+            declare_settings(self, BenchmarkSettings)
+            self.cfg = runner.BenchConfig(read_settings(self, BenchmarkSettings))
+        except SettingsError as exc:
+            self.get_logger().error(f"benchmark not started: bad parameters: {'; '.join(exc.problems)}")
             raise BenchmarkConfigError(str(exc)) from exc
-        self.cfg = runner.BenchConfig(
-            suite=v["suite"], categories=runner.split_list(v["categories"]), ids=runner.split_list(v["ids"]),
-            limit=int(v["limit"]), strategy=v["strategy"], serialization=v["serialization"],
-            max_steps=int(v["max_steps"]), model=v["model"], power_mode=v["power_mode"],
-            output_dir=v["output_dir"], run_id=v["run_id"], case_timeout_s=float(v["case_timeout_s"]),
-            agent_action=v["agent_action"], agent_wait_s=float(v["agent_wait_s"]),
-            tool_namespace=v["tool_namespace"], tool_timeout_s=float(v["tool_timeout_s"]),
-            power_topic=v["power_topic"], seed=int(v["seed"]))
-        self.min_subscribers = int(v["min_subscribers"])
-        self.subscriber_wait_s = float(v["subscriber_wait_s"])
-        self.power_wait_s = float(v["power_wait_s"])
-        self.allow_different_run = bool(v["allow_different_run"])
+        self.min_subscribers = self.cfg.min_subscribers
+        self.subscriber_wait_s = self.cfg.subscriber_wait_s
+        self.power_wait_s = self.cfg.power_wait_s
+        self.allow_different_run = self.cfg.allow_different_run
         self.lock: Optional[rundir.RunLock] = None
         random.seed(self.cfg.seed)
 
