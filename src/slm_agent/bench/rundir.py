@@ -255,14 +255,14 @@ def case_set(config: Mapping[str, Any]) -> tuple[str, tuple[str, ...], int]:
     ids = split_list(config.get("ids"))
     if ids:
         return "ids", tuple(sorted(set(ids))), limit
-    cats = []
-    for c in split_list(config.get("categories")):
-        try:
-            from slm_agent.bench.bfcl.loader import resolve_category
+    try:
+        from slm_agent.bench.suite import get_suite
 
-            cats.append(resolve_category(c))
-        except Exception:  # noqa: BLE001 - an unknown name compares as written
-            cats.append(c)
+        canonical = get_suite(str(config.get("suite") or "bfcl")).canonical_category
+    except Exception:  # noqa: BLE001 - an unknown suite: names compare as written
+        def canonical(name: str) -> str:
+            return name
+    cats = [canonical(c) for c in split_list(config.get("categories"))]
     return "categories", tuple(sorted(set(cats))), limit
 
 

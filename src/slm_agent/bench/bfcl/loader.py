@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Sequence, TypeVar
 from slm_agent.bench.bfcl.compat import ensure_bfcl
 from slm_agent.bench.bfcl.tools import ToolSet, build_toolset
 from slm_agent.bench.scenario import Scenario
+from slm_agent.bench.suite import SuiteError, did_you_mean
 
 ensure_bfcl()
 from bfcl_eval.constants.default_prompts import (  # noqa: E402
@@ -71,8 +72,8 @@ CATEGORY_ALIASES: dict[str, str] = {
 }
 
 
-class UnknownCategoryError(ValueError):
-    """Raised for a category name this harness does not support."""
+class UnknownCategoryError(SuiteError):
+    """Raised for a category name this harness does not support (a ValueError)."""
 
 
 def resolve_category(name: str) -> str:
@@ -80,7 +81,8 @@ def resolve_category(name: str) -> str:
     canonical = CATEGORY_ALIASES.get(name, name)
     if canonical not in SUPPORTED_CATEGORIES:
         raise UnknownCategoryError(
-            f"unknown BFCL category {name!r}; valid categories: "
+            f"unknown BFCL category {name!r}{did_you_mean(name, [*SUPPORTED_CATEGORIES, *CATEGORY_ALIASES])}; "
+            "valid categories: "
             f"{', '.join(SUPPORTED_CATEGORIES)} "
             f"(aliases: {', '.join(f'{a}={c}' for a, c in CATEGORY_ALIASES.items())})"
         )
