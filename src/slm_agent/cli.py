@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import signal
 import subprocess
@@ -15,7 +14,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+from slm_agent.settings import (NODE_SETTINGS, AgentSettings, BenchmarkSettings, GoldAgentSettings, NodeSettings,
+                                RecorderSettings, SettingsError, TelemetrySettings, add_cli_arguments, flag_of,
+                                params_yaml)
 
 #: executable name -> module with ``main(args)``; scripts/ has one file per entry
 NODES: dict[str, str] = {
@@ -200,46 +203,6 @@ class _Child:
         return self.proc.returncode
 
 
-def _agent_module_params() -> Optional[set[str]]:
-    """Parameter names of slm_agent.nodes.agent_node (None if it does not exist)."""
-    try:
-        mod = importlib.import_module("slm_agent.nodes.agent_node")
-    except ImportError:
-        return None
-    params = getattr(mod, "PARAMETERS", None)
-    return set(params) if isinstance(params, dict) else set()
-
-
-def _activate_lifecycle(node_name: str, timeout_s: float) -> tuple[bool, str]:
-    """configure + activate ``node_name`` through its lifecycle services."""
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-    from rclpy.node import Node
-
-    from slm_agent.ros.clients import ServiceCallError, call
-    from slm_agent.ros.runtime import SpinThread, ros_context
-
-    with ros_context([]):
-        node = Node("slm_agent_bench_cli")
-        spin = SpinThread(node)
-        try:
-            client = node.create_client(ChangeState, f"{node_name}/change_state")
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                return False, f"{node_name}/change_state not available after {timeout_s:.0f} s"
-            for tid, label in ((Transition.TRANSITION_CONFIGURE, "configure"),
-                               (Transition.TRANSITION_ACTIVATE, "activate")):
-                try:
-                    res, _ = call(client, ChangeState.Request(transition=Transition(id=tid)), timeout_s)
-                except (ServiceCallError, TimeoutError) as exc:
-                    return False, f"{label} failed: {exc}"
-                if not res.success:
-                    return False, f"{label} refused by {node_name} (see its log)"
-            return True, "active"
-        finally:
-            spin.stop()
-            node.destroy_node()
-
-
 def _free_bag_dir(out: Path) -> Path:
     bag = out / "bag"
     n = 2
@@ -249,43 +212,56 @@ def _free_bag_dir(out: Path) -> Path:
     return bag
 
 
-#: BenchConfig field -> the bench option that sets it (for error lines)
-OPTION_OF = {"suite": "--suite", "categories": "--categories", "ids": "--ids", "limit": "--limit",
-             "strategy": "--strategy", "serialization": "--serialization", "max_steps": "--max-steps",
-             "model": "--model", "output_dir": "--output-dir", "case_timeout_s": "--case-timeout",
-             "agent_wait_s": "--agent-wait", "tool_timeout_s": "--tool-timeout", "power_mode": "--power-mode"}
+#: the settings ``slm-agent bench`` has flags for, by the node that reads them
+#: (flag and help derived from the declaration; dest = the setting's name)
+BENCH_FLAGS: dict[type[NodeSettings], tuple[str, ...]] = {
+    AgentSettings: ("model",),
+    BenchmarkSettings: ("suite", "categories", "ids", "limit", "strategy", "serialization", "max_steps",
+                        "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
+                        "run_id", "seed"),
+    GoldAgentSettings: ("corrupt", "delay_s"),
+    TelemetrySettings: ("reader",),
+}
+
+
+def bench_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark node's settings of a bench run (before the output dir is resolved)."""
+    values = {name: getattr(args, name) for name in BENCH_FLAGS[BenchmarkSettings]}
+    values["model"] = args.model if args.agent == "model" else "gold"   # the label in results
+    # with a recorder: start only once it is matched, so the bag has every case
+    values["min_subscribers"] = 1 if args.record else 0
+    return values
 
 
 def bench_config(args: argparse.Namespace, out: Optional[Path] = None):
     """The run's :class:`~slm_agent.bench.runner.BenchConfig` as the benchmark node will build it."""
     from slm_agent.bench import runner
 
-    return runner.BenchConfig(
-        suite=args.suite, categories=runner.split_list(args.categories), ids=runner.split_list(args.ids),
-        limit=args.limit, strategy=args.strategy, serialization=args.serialization, max_steps=args.max_steps,
-        model=args.model if args.agent == "model" else "gold", power_mode=args.power_mode or "",
-        output_dir=str(out if out is not None else args.output_dir), run_id=args.run_id or "",
-        case_timeout_s=float(args.case_timeout), agent_wait_s=float(args.agent_wait), seed=int(args.seed))
+    values = bench_values(args)
+    if out is not None:
+        values["output_dir"] = str(out)
+    return runner.BenchConfig(**values)
 
 
-def bench_params(args: argparse.Namespace, out: Path) -> dict[str, dict]:
-    """The params file of a bench run (one section per node)."""
-    cfg = bench_config(args, out)
-    bench = {
-        "suite": cfg.suite, "categories": ",".join(cfg.categories), "ids": ",".join(cfg.ids),
-        "limit": int(cfg.limit), "strategy": cfg.strategy, "serialization": cfg.serialization,
-        "max_steps": int(cfg.max_steps), "model": cfg.model, "power_mode": cfg.power_mode,
-        "output_dir": str(out), "run_id": cfg.run_id, "case_timeout_s": float(cfg.case_timeout_s),
-        "agent_wait_s": float(cfg.agent_wait_s), "seed": int(cfg.seed),
-        "allow_different_run": bool(getattr(args, "allow_different_run", False)),
-        # with a recorder: start only once it is matched, so the bag has every case
-        "min_subscribers": 1 if args.record else 0,
-    }
-    return {
-        "benchmark": {"ros__parameters": bench},
-        "telemetry": {"ros__parameters": {"reader": args.telemetry_reader}},
-        "gold_agent": {"ros__parameters": {"corrupt": bool(args.corrupt_gold), "delay_s": float(args.gold_delay)}},
-    }
+def bench_params(args: argparse.Namespace, out: Path, bag: Optional[Path] = None) -> dict[type[NodeSettings], dict]:
+    """What each node of a bench run gets from params.yaml (values that differ
+    from the declared defaults, or that the run must record)."""
+    sections: dict[type[NodeSettings], dict] = {BenchmarkSettings: {**bench_values(args), "output_dir": str(out)}}
+    if args.telemetry:
+        sections[TelemetrySettings] = {"reader": args.reader}
+    if args.agent == "model":
+        sections[AgentSettings] = {"model": args.model, "autostart": True}
+    else:
+        sections[GoldAgentSettings] = {"corrupt": args.corrupt, "delay_s": args.delay_s}
+    if bag is not None:
+        sections[RecorderSettings] = {"output": str(bag)}
+    return sections
+
+
+PARAMS_HEADER = """\
+Parameters of this run, written by slm-agent bench (the nodes read it with
+--ros-args --params-file; every setting is declared in slm_agent/settings.py).
+"""
 
 
 #: how long ``bench`` waits for the nodes of a dead earlier CLI to release the run directory
@@ -296,33 +272,25 @@ class BenchError(Exception):
     """A bench run that cannot start: each arg is one line for stderr (exit 2)."""
 
 
-def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def check_bench_args(args: argparse.Namespace) -> list:
     """Every run parameter checked before anything is written or started; returns the
     selected scenarios.  Raises :class:`BenchError` with one line per bad value."""
     from slm_agent.bench import runner
 
-    cfg = bench_config(args)
-    errors = [f"{OPTION_OF.get(name, name)}: {text}" for name, text in runner.validate_config(cfg)]
-    args.strategy, args.serialization = cfg.strategy, cfg.serialization  # normalized (lower case)
-    if not _finite(args.gold_delay) or args.gold_delay < 0:
-        errors.append(f"--gold-delay: must be a number of seconds >= 0 (got {args.gold_delay})")
-    if args.telemetry:
-        from slm_agent.telemetry.readers import valid_reader_names
-
-        if args.telemetry_reader not in valid_reader_names():
-            errors.append(f"--telemetry-reader: unknown reader {args.telemetry_reader!r}; valid: "
-                          + ", ".join(valid_reader_names()))
-    if args.agent == "model":
-        from slm_agent.profiles import load_profile
-
+    errors: list[str] = []
+    for cls, names in BENCH_FLAGS.items():   # every flag against its declaration, all at once
         try:
-            load_profile(args.model)
-        except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
-            errors.append(f"--model: {_one_line(str(exc))}")
+            parsed = cls.parse({name: getattr(args, name) for name in names})
+        except SettingsError as exc:
+            errors += [p.for_flag(flag_of(cls, p.name)) if p.name in names else str(p) for p in exc.items]
+        else:
+            for name in names:
+                setattr(args, name, getattr(parsed, name))   # normalized (" ReAct " -> "react")
+    if errors:
+        raise BenchError(*errors, *_profile_errors(args))
+    cfg = bench_config(args)
+    errors = [f"{flag_of(BenchmarkSettings, name)}: {text}" for name, text in runner.validate_config(cfg)]
+    errors += _profile_errors(args)
     scenarios: list = []
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:
@@ -335,6 +303,19 @@ def check_bench_args(args: argparse.Namespace) -> list:
     if errors:
         raise BenchError(*errors)
     return scenarios
+
+
+def _profile_errors(args: argparse.Namespace) -> list[str]:
+    """The model profile, loaded as the agent will load it (one line per problem)."""
+    errors = []
+    if args.agent == "model":
+        from slm_agent.profiles import load_profile
+
+        try:
+            load_profile(args.model)
+        except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
+            errors.append(f"--model: {_one_line(str(exc))}")
+    return errors
 
 
 def _one_line(text: str) -> str:
@@ -361,16 +342,11 @@ def check_resume(args: argparse.Namespace, out: Path) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Start telemetry, agent (or gold agent), recorder and benchmark nodes; report at the end."""
-    import json
-
     from slm_agent.bench import rundir
 
     lock: Optional[rundir.RunLock] = None
     try:
         check_bench_args(args)
-        if args.agent == "model" and _agent_module_params() is None:
-            raise BenchError("the agent node (slm_agent.nodes.agent_node) is not installed; "
-                             "use --agent gold for a harness run")
         out = rundir.prepare_run_dir(args.output_dir)
         try:
             lock = rundir.RunLock(out).acquire("slm-agent bench")
@@ -385,9 +361,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             lock = rundir.RunLock(out).acquire("slm-agent bench", orphan_wait_s=ORPHAN_WAIT_S)
         check_resume(args, out)
         params_file = out / "params.yaml"
+        bag = _free_bag_dir(out) if args.record else None
         try:
             (out / "logs").mkdir(exist_ok=True)
-            params_file.write_text(json.dumps(bench_params(args, out), indent=2) + "\n", encoding="utf-8")
+            params_file.write_text(params_yaml(bench_params(args, out, bag), header=PARAMS_HEADER), encoding="utf-8")
         except OSError as exc:
             raise BenchError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
     except (BenchError, rundir.RunDirError) as exc:
@@ -402,17 +379,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("slm-agent bench: interrupted before any node started", file=sys.stderr)
         return 130
     try:
-        return _run_bench(args, out, params_file, lock)
+        return _run_bench(args, out, params_file, bag, lock)
     finally:
         lock.release()
 
 
-def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, lock) -> int:
+def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Optional[Path], lock) -> int:
     from slm_agent.bench.rundir import LOCK_FD_ENV
 
     ros = ["--ros-args", "--params-file", str(params_file)]
     children: dict[str, _Child] = {}
-    bag: Optional[Path] = None
     code = 1
     # every node holds the run directory's lock too: it stays locked until the last of them is gone
     env = dict(os.environ, **{LOCK_FD_ENV: str(lock.fd)})
@@ -429,27 +405,15 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, lock) -> 
     try:
         if args.telemetry:
             start("telemetry", node_command("telemetry_node", ros))
-        if args.record:
-            bag = _free_bag_dir(out)
-            rec = start("recorder", node_command("recorder_node", [*ros, "-p", f"output:={bag}"]))
+        if bag is not None:
+            rec = start("recorder", node_command("recorder_node", ros))
             if not rec.wait_for_text("recording", 30.0):
                 print(f"slm-agent: recorder did not start: {rec.error_text() or 'no error logged'} "
                       f"(see {rec.log_path})", file=sys.stderr)
                 return 1
-        if args.agent == "gold":
-            start("agent", node_command("gold_agent_node", ros))
-        else:
-            names = _agent_module_params() or set()
-            extra = ["-p", f"{'profile' if 'profile' in names else 'model'}:={args.model}"]
-            if "autostart" in names:
-                extra += ["-p", "autostart:=true"]
-            start("agent", node_command("agent_node", [*ros, *extra]))
-            if "autostart" not in names:
-                ok, why = _activate_lifecycle("/agent", args.agent_wait)
-                if not ok:
-                    print(f"slm-agent: agent not activated: {why}", file=sys.stderr)
-                    return 3
-        if args.record:
+        # the agent's model and autostart come from params.yaml
+        start("agent", node_command("gold_agent_node" if args.agent == "gold" else "agent_node", ros))
+        if bag is not None:
             for topic in ("/agent/metrics", "/agent/tool_calls"):
                 if not children["recorder"].wait_for_text(f"matched a publisher on {topic}", 20.0):
                     print(f"slm-agent: the recorder sees no publisher on {topic} yet; its first messages "
@@ -522,36 +486,19 @@ def _add_bench_parser(sub) -> None:
                     "recorder_node and benchmark_node as separate processes, wait for the benchmark to finish, "
                     "stop the others (bag closed) and write the report. Ctrl-C stops everything cleanly.",
         epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="gemma3-270m-q4km", help="model profile (config/models/NAME.yaml or a path)")
-    p.add_argument("--suite", default="bfcl", choices=["bfcl"], help="benchmark suite")
-    p.add_argument("--categories", default="simple_python",
-                   help="comma-separated BFCL categories, e.g. simple_python,multiple,multi_turn_base")
-    p.add_argument("--ids", default="", help="comma-separated case ids (overrides --categories)")
-    p.add_argument("--limit", type=int, default=0, help="cases per category (>= 1), 0 = all (default 0)")
-    p.add_argument("--strategy", default="direct", help="prompt strategy: direct | react | reflact")
-    p.add_argument("--serialization", default="json", help="tool-spec serialization: json | toon | natural")
-    p.add_argument("--max-steps", type=int, default=0, help="agent steps per goal (>= 1), 0 = agent default")
-    p.add_argument("--output-dir", default="runs/latest",
-                   help="run directory (reused = resumed; one writer at a time: a second run into it is refused)")
-    p.add_argument("--allow-different-run", action="store_true",
-                   help="add cases to an output dir that holds another case set (categories, ids, limit); "
-                        "model, strategy, serialization and max steps must still match")
+    _one_line_errors(p)
+    # the nodes' settings: flags, help and defaults from slm_agent.settings; every
+    # value is checked at once by check_bench_args (one line per bad value)
+    for cls, names in BENCH_FLAGS.items():
+        group = p.add_argument_group(f"{cls.NODE} settings" + (" (with --agent gold)" if cls is GoldAgentSettings
+                                                                else ""))
+        add_cli_arguments(group, cls, names, validate=False)
     p.add_argument("--record", dest="record", action="store_true", default=True,
                    help="record the topics to a rosbag2 MCAP bag in OUTPUT_DIR/bag (default)")
     p.add_argument("--no-record", dest="record", action="store_false", help="do not record a bag")
     p.add_argument("--agent", choices=["model", "gold"], default="model",
                    help="model: agent_node with --model; gold: BFCL's gold answers (harness fidelity run)")
-    p.add_argument("--corrupt-gold", action="store_true", help="with --agent gold: change one argument (must fail)")
-    p.add_argument("--gold-delay", type=float, default=0.0,
-                   help="with --agent gold: seconds the gold agent waits per answer (demos, tests)")
-    p.add_argument("--power-mode", default="", help="power mode label (default: from /telemetry/power)")
-    p.add_argument("--telemetry-reader", default="auto", help="telemetry reader: auto | jtop | jetson_sysfs | linux | nvml")
     p.add_argument("--no-telemetry", dest="telemetry", action="store_false", help="do not start telemetry_node")
-    p.add_argument("--case-timeout", type=float, default=300.0, help="seconds per case (> 0) before it fails (300)")
-    p.add_argument("--agent-wait", type=float, default=300.0,
-                   help="seconds (>= 0) to wait for the agent to come up (300)")
-    p.add_argument("--run-id", default="", help="run label (default: generated, kept on resume)")
-    p.add_argument("--seed", type=int, default=0, help="seed recorded in run.json (default 0)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("--quiet", action="store_true",
                    help="do not stream the nodes' console (still in logs/; errors are still printed)")
@@ -569,11 +516,27 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """A usage error of ``parser`` is one line on stderr (``slm-agent bench:
+    --limit: must be an integer (>= 0) (got 'x')``), exit status 2."""
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: {message.removeprefix('argument ')}\n")
+    parser.error = error  # type: ignore[method-assign]
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     """Demo robot + agent node + one RunTask goal, streamed to the console."""
     from slm_agent.ros.ask import run_ask
 
     return run_ask(args.prompt, args.model, args.strategy, args.timeout)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print a node's parameters file, generated from its declaration."""
+    names = args.nodes or sorted(NODE_SETTINGS)
+    sys.stdout.write(params_yaml({NODE_SETTINGS[n]: None for n in names},
+                                 header="Declared defaults (slm_agent/settings.py), generated by slm-agent config"))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -593,10 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="ask the demo robot through the agent node (default model, demo tool set)")
     p.add_argument("prompt", nargs="?", default="Open the gripper.", help='e.g. "Drive to the kitchen."')
-    p.add_argument("--model", default="gemma3-270m-q4km", help="model profile (default gemma3-270m-q4km)")
-    p.add_argument("--strategy", default="direct", help="direct | react | reflact")
+    add_cli_arguments(p, AgentSettings, ["model", "strategy"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for the model to load and answer")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("config", help="print node parameters files (ros__parameters YAML) from the declarations",
+                       description="Print the declared parameters of the nodes (default: all) as a ROS 2 "
+                                   "parameters file with each setting's description, bounds and default; "
+                                   "config/*.yaml document the same values (a test keeps them equal).")
+    p.add_argument("--print", dest="nodes", nargs="*", choices=sorted(NODE_SETTINGS), metavar="NODE",
+                   help=f"nodes to print: {', '.join(sorted(NODE_SETTINGS))} (default: all)")
+    p.set_defaults(func=cmd_config)
 
     _add_bench_parser(sub)
     return ap

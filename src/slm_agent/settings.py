@@ -205,6 +205,8 @@ def _coerce_ints(cls: type[NodeSettings], values: dict[str, Any]) -> dict[str, A
 
 
 def _wants(cls: type[NodeSettings], name: str, err: dict[str, Any]) -> str:
+    if err.get("type") == "value_error":  # a field_validator's own words
+        return str(err["msg"]).removeprefix("Value error, ")
     try:
         d = cls.declared(name)
     except StopIteration:
@@ -341,6 +343,13 @@ class BenchmarkSettings(NodeSettings):
     def _comma_list(cls, v: str) -> str:
         return ",".join(x.strip() for x in v.split(",") if x.strip())
 
+    @field_validator("output_dir")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
 
 class RecorderSettings(NodeSettings):
     """``recorder_node`` (the pip route's stand-in for ``ros2 bag record``)."""
@@ -418,7 +427,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, cls: type[NodeSettings], 
         else:
             parser.add_argument(d.flag, dest=name, type=_cli_type(d, cls, validate), default=default,
                                 help=d.help().replace(f"default {d.default!r}", f"default {default!r}"),
-                                metavar=d.name.upper())
+                                metavar=d.flag.lstrip("-").replace("-", "_").upper())
 
 
 def flag_of(cls: type[NodeSettings], name: str) -> str:

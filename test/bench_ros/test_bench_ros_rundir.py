@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) not installed")
@@ -255,20 +256,23 @@ def test_a_corrupt_middle_line_loses_only_that_case(tmp_path):
 
 # --------------------------------------------------------------------------- refused before any node
 
+# the words of slm_agent.settings (the same a node logs for the same value as a parameter)
 BAD = [
-    (["--strategy", "foo"], "--strategy: unknown strategy 'foo'; valid: direct, react, reflact"),
-    (["--serialization", "yaml"], "--serialization: unknown serialization 'yaml'; valid: json, natural, toon"),
-    (["--limit", "-3"], "--limit: limit must be >= 1"),
-    (["--max-steps", "-1"], "--max-steps: max_steps must be >= 1, or 0"),
-    (["--case-timeout", "-1"], "--case-timeout: case_timeout_s must be a number of seconds > 0"),
+    (["--strategy", "foo"], "--strategy: must be one of direct, react, reflact (got 'foo')"),
+    (["--serialization", "yaml"], "--serialization: must be one of json, natural, toon (got 'yaml')"),
+    (["--limit", "-3"], "--limit: must be an integer (>= 0) (got -3)"),
+    (["--limit", "x"], "--limit: must be an integer (>= 0) (got 'x')"),
+    (["--max-steps", "-1"], "--max-steps: must be an integer (>= 0, <= 64) (got -1)"),
+    (["--case-timeout", "-1"], "--case-timeout: must be a number (> 0) (got -1.0)"),
+    (["--output-dir", ""], "--output-dir: must not be empty"),
     (["--categories", "nope"], "--categories: unknown BFCL category 'nope'"),
     (["--ids", "simple_python_0,nosuch_7"], "--ids: "),
-    (["--gold-delay", "-1"], "--gold-delay: must be"),
-    (["--telemetry-reader", "bogus"], "--telemetry-reader: unknown reader 'bogus'"),
+    (["--gold-delay", "-1"], "--gold-delay: must be a number (>= 0) (got -1.0)"),
+    (["--telemetry-reader", "bogus"], "--telemetry-reader: must be one of auto, "),
 ]
 
 
-@pytest.mark.parametrize("extra,line", BAD, ids=[b[0][0] for b in BAD])
+@pytest.mark.parametrize("extra,line", BAD, ids=[" ".join(b[0]) for b in BAD])
 def test_a_bad_run_parameter_exits_2_with_one_line_before_any_node(tmp_path, extra, line):
     out = tmp_path / "run"
     code, stdout, stderr = run_cli("--agent", "gold", "--output-dir", str(out), *extra, timeout_s=60)
@@ -285,7 +289,7 @@ def test_every_bad_value_gets_its_line_and_a_bad_model_profile_too(tmp_path):
                                    "--output-dir", str(out), timeout_s=60)
     assert code == 2, stdout + stderr
     opts = [line.split(":")[1].strip() for line in stderr.splitlines()]
-    assert opts == ["--strategy", "--serialization", "--limit", "--max-steps", "--case-timeout", "--model"], stderr
+    assert opts == ["--limit", "--strategy", "--serialization", "--max-steps", "--case-timeout", "--model"], stderr
     assert "no profile named 'no-such-profile'" in stderr
     assert not out.exists()
 
@@ -316,6 +320,12 @@ def test_a_different_run_in_the_directory_is_refused_unless_allowed(tmp_path):
     code, stdout, stderr = run_cli(*fast, "--ids", "simple_python_0", timeout_s=120)
     assert code == 0, stdout + stderr
     run_json = (out / "run.json").read_text()
+    # the nodes read params.yaml (real YAML, ros__parameters) with --params-file
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    assert set(params) == {"benchmark", "gold_agent"}, params
+    bench = params["benchmark"]["ros__parameters"]
+    assert (bench["ids"], bench["model"], bench["output_dir"]) == ("simple_python_0", "gold", str(out.resolve()))
+    assert json.loads(run_json)["config"]["ids"] == ["simple_python_0"]
 
     code, stdout, stderr = run_cli(*fast, "--categories", "multiple", "--limit", "1", timeout_s=60)
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
