@@ -232,7 +232,8 @@ def choices_of(kind: str) -> list[str]:
         from slm_agent.telemetry import valid_reader_names
         return list(valid_reader_names())
     if kind == "suite":
-        return ["bfcl"]
+        from slm_agent.bench.suite import suite_names
+        return suite_names()
     raise KeyError(f"no registry named {kind!r}")
 
 

@@ -76,12 +76,13 @@ def test_select_scenarios_limit_is_per_category():
 def test_scoring_uses_sanitized_names_and_json_text():
     from slm_agent.bench.bfcl.gold import gold_calls
     from slm_agent.bench.bfcl.loader import load_scenario, tools_for
+    from slm_agent.bench.bfcl.suite import score_single_turn
 
     sc = load_scenario("simple_python_0")
     gold = gold_calls(sc, tools_for(sc, 0))
     calls = [{"name": c["name"], "arguments": json.dumps(c["arguments"]), "step": 0} for c in gold]
-    assert runner.score_single_turn(sc, calls, "").passed
-    assert not runner.score_single_turn(sc, [], "I cannot help").passed
+    assert score_single_turn(sc, calls, "").passed
+    assert not score_single_turn(sc, [], "I cannot help").passed
 
 
 def test_carry_conversation_drops_the_agents_own_system_prompt():

@@ -17,7 +17,8 @@ group with a ``level`` column, and per case in ``cases.csv``):
 * the summary, **Model | TTFT ms | Prefill tok/s | Decode tok/s | Accuracy**
   (medians over LLM calls; accuracy = passed / cases, a case that could not be
   run counts as failed and is listed as invalid), then the same per category
-  and per power mode;
+  (plus the suite's own columns, :meth:`slm_agent.bench.suite.Suite.report_columns`,
+  e.g. mean reward) and per power mode;
 * details: p50/p95 TTFT, energy per LLM call, energy per correct answer
   (all energy of the cases / passed cases), tokens per case, wall time per
   case and in total; energy reads "n/a (power not measured)" when no power
@@ -262,11 +263,32 @@ def _seed_row(label: list[str], a: dict[str, Any]) -> list[str]:
     return label + [_fmt(a["ttft_ms_median"]), _fmt(a["prefill_tps_median"]), _fmt(a["decode_tps_median"]), _acc(a)]
 
 
+def suite_columns(records: Sequence[dict[str, Any]], suite: Optional[str] = None) -> list:
+    """The report columns of the suites of ``records`` (:class:`slm_agent.bench.suite.ReportColumn`);
+    a suite that is not registered or does not load adds none."""
+    from slm_agent.bench.suite import get_suite
+
+    names = sorted({str(r.get("suite")) for r in records if r.get("suite")} or ({suite} if suite else set()))
+    out: list = []
+    seen: set[str] = set()
+    for name in names:
+        try:
+            cols = get_suite(name).report_columns()
+        except Exception:  # noqa: BLE001 - a report never fails for a suite it cannot load
+            continue
+        for c in cols:
+            if c.name not in seen:
+                seen.add(c.name)
+                out.append(c)
+    return out
+
+
 @dataclass
 class Report:
     markdown: str
     rows: list[dict[str, Any]]
     files: dict[str, Path] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)   # the suite's own columns (per-category rows)
 
 
 def build_report(data: RunData) -> Report:
@@ -298,13 +320,16 @@ def build_report(data: RunData) -> Report:
         rows.append({"level": "model", "model": model, "category": "", "power_mode": "", **a})
     lines += _table(["Model", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy"], seed_rows) + [""]
 
+    columns = suite_columns(recs, cfg.get("suite"))
     cat_rows = []
     for (model, cat), rs in sorted(group(recs, lambda r: (_model(r), r.get("category", ""))).items()):
         a = aggregate(rs)
-        cat_rows.append(_seed_row([model, cat], a))
-        rows.append({"level": "category", "model": model, "category": cat, "power_mode": "", **a})
+        cat_rows.append(_seed_row([model, cat], a) + [c.text(rs) for c in columns])
+        rows.append({"level": "category", "model": model, "category": cat, "power_mode": "", **a,
+                     **{c.name: c.compute(rs) for c in columns}})
     lines += ["## Per category", ""]
-    lines += _table(["Model", "Category", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy"], cat_rows) + [""]
+    lines += _table(["Model", "Category", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy",
+                     *(c.name for c in columns)], cat_rows) + [""]
 
     mode_rows = []
     for (model, mode), rs in sorted(group(recs, lambda r: (_model(r), _mode(r))).items()):
@@ -336,7 +361,7 @@ def build_report(data: RunData) -> Report:
             counts[r.get("error_type") or "?"] = counts.get(r.get("error_type") or "?", 0) + 1
         lines += _table(["Error type", "Cases"], [[k, str(v)] for k, v in sorted(counts.items(), key=lambda x: -x[1])])
         lines.append("")
-    return Report("\n".join(lines), rows)
+    return Report("\n".join(lines), rows, columns=[c.name for c in columns])
 
 
 # --------------------------------------------------------------------------- files
@@ -366,7 +391,8 @@ def write_report(data: RunData, out_dir: os.PathLike | str, plots: bool = True) 
             f"![{k}]({p.name})" for k, p in files.items() if p.suffix == ".png") + "\n"
     files["markdown"].write_text(rep.markdown, encoding="utf-8")
     with files["csv"].open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        extra = [name for name in rep.columns if name not in CSV_COLUMNS]
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS + extra, extrasaction="ignore")
         w.writeheader()
         for row in rep.rows:
             w.writerow({k: _csv_value(v) for k, v in row.items()})

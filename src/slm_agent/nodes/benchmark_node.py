@@ -1,22 +1,23 @@
-"""Benchmark node: replays BFCL cases through the agent's RunTask action and scores them.
+"""Benchmark node: replays a suite's cases through the agent's RunTask action and scores them.
 
-Node ``benchmark`` (relative names, so ``__ns:=/x`` moves its topics).
+Node ``benchmark`` (relative names, so ``__ns:=/x`` moves its topics).  What
+a case is, what each goal carries, which tools run and how the answers are
+scored belong to the suite (:class:`slm_agent.bench.suite.Suite`, found by
+the ``suite`` parameter; BFCL: :mod:`slm_agent.bench.bfcl.suite`).  The node
+creates the ROS interfaces, converts messages, and delegates: playing a case
+to :func:`slm_agent.bench.play.play_case`, the run directory to
+:class:`slm_agent.bench.session.RunSession`.
 
 Per case
-    publishes the case on ``~/scenarios`` (slm_agent/msg/Scenario, one
-    message per user turn); sends RunTask goal(s) to ``agent_action``:
+    for each turn the suite's episode asks for: publishes it on
+    ``~/scenarios`` (slm_agent/msg/Scenario) and sends it as a RunTask goal
+    to ``agent_action`` (task id ``<case_id>#<turn>``); tools the suite must
+    execute are ``slm_agent/srv/InvokeTool`` services under
+    ``tool_namespace`` in this process
+    (:class:`~slm_agent.ros.tool_services.ToolServiceHost`), so every such
+    tool call crosses DDS.
 
-    * single-turn: one goal, ``execute_tools=false`` (the agent returns the
-      calls of its first response without invoking anything); scored on the
-      calls of the lowest ``step``;
-    * multi-turn: one goal per user turn carrying the conversation so far
-      (the previous goal's transcript plus the next user message); the
-      turn's functions are ``slm_agent/srv/InvokeTool`` services served by a
-      :class:`~slm_agent.bench.bfcl.tool_server.ScenarioToolServer` in this
-      process (reset per case), so every tool call crosses DDS;
-      ``execute_tools=true``; scored per turn on the calls grouped by ``step``.
-
-    Scores with BFCL's own checkers; integrates ``power_topic``
+    Scores with the suite's own checker; integrates ``power_topic``
     (slm_agent/msg/PowerState) over the case window for ``energy_j`` (NaN
     when power is not measured, or not for the whole window) and fills each
     LLM call's ``energy_j`` the agent left NaN the same way; publishes
@@ -50,13 +51,10 @@ defaults, bounds and choices; documented in ``config/benchmark.yaml``).
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 from typing import Any, Optional
 
 import rclpy
@@ -69,10 +67,11 @@ from rclpy.time import Time
 
 from slm_agent.action import RunTask
 from slm_agent.bench import rundir, runner
-from slm_agent.bench.results import (QUARANTINE_FILE, RUN_FILE, RESULTS_FILE, ResultsLog, msg_to_dict, read_json,
-                                     write_json_atomic)
-from slm_agent.bench.scenario import CaseResult, Scenario
-from slm_agent.engines import llama_build
+from slm_agent.bench.play import AgentUnavailable, Interrupted, play_case
+from slm_agent.bench.results import RESULTS_FILE, msg_to_dict
+from slm_agent.bench.scenario import Scenario
+from slm_agent.bench.session import RunSession
+from slm_agent.bench.suite import CaseContext, Suite, Turn, TurnOutcome, get_suite
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros.clients import RaceFreeActionClient
@@ -88,14 +87,6 @@ _STATUS = {GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CA
 
 
 class BenchmarkConfigError(RuntimeError):
-    pass
-
-
-class AgentUnavailable(RuntimeError):
-    pass
-
-
-class Interrupted(RuntimeError):
     pass
 
 
@@ -128,7 +119,8 @@ class BenchmarkNode(Node):
         self.subscriber_wait_s = self.cfg.subscriber_wait_s
         self.power_wait_s = self.cfg.power_wait_s
         self.allow_different_run = self.cfg.allow_different_run
-        self.lock: Optional[rundir.RunLock] = None
+        self.suite: Optional[Suite] = None
+        self.session: Optional[RunSession] = None
         random.seed(self.cfg.seed)
 
         self._stop = threading.Event()
@@ -146,8 +138,7 @@ class BenchmarkNode(Node):
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.action = RaceFreeActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
-        self._tool_server = None
-        self.results: Optional[ResultsLog] = None
+        self._tool_host = None
         self._current_goal = None
         self.get_logger().info(
             f"benchmark: suite={self.cfg.suite} categories={','.join(self.cfg.categories)} "
@@ -222,67 +213,6 @@ class BenchmarkNode(Node):
         return future.result()
 
     # ------------------------------------------------------------------ the run
-    def _take_run_dir(self) -> Path:
-        """The output directory, checked and locked (one writer per run directory)."""
-        out = rundir.prepare_run_dir(self.cfg.output_dir)
-        self.lock = rundir.RunLock(out).acquire_or_adopt("benchmark_node")
-        return out
-
-    def _prepare_output(self, out: Path, scenarios: list[Scenario]) -> None:
-        run_path = out / RUN_FILE
-        previous = read_json(run_path)
-        if previous is None and run_path.exists() and run_path.stat().st_size > 0:
-            raise BenchmarkConfigError(f"{run_path} is damaged (not JSON); move it away to start this "
-                                       "directory afresh, or use another output_dir")
-        now = time.time()
-        planned = {s.case_id: s.category for s in scenarios}
-        if previous:
-            old = previous.get("config", {})
-            diffs, identity_ok = rundir.run_differences(old, self.cfg.to_dict())
-            if diffs and not (identity_ok and self.allow_different_run):
-                raise BenchmarkConfigError(rundir.refusal(out, diffs, identity_ok, "allow_different_run:=true"))
-            if diffs:
-                # explicitly allowed: the directory now plans the cases of both sets
-                try:
-                    k, names, limit = rundir.case_set(old)
-                    old_cases = runner.select_scenarios(old.get("suite", "bfcl"), [] if k == "ids" else names,
-                                                        names if k == "ids" else (), limit)
-                    planned = {**{s.case_id: s.category for s in old_cases}, **planned}
-                except Exception as exc:  # noqa: BLE001 - the old set is information only here
-                    self.get_logger().warning(f"cannot list the cases of the earlier run: {exc}")
-                self.get_logger().warning(
-                    f"adding cases to {out}, which holds a different run (" + "; ".join(diffs)
-                    + "): allow_different_run is set, the report covers both sets")
-            if not self.cfg.run_id:
-                self.cfg.run_id = old.get("run_id", "")
-        if not self.cfg.run_id:
-            self.cfg.run_id = f"{self.cfg.model or 'run'}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        info = previous or {"started_at": now, "started_at_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "sessions": []}
-        info["config"] = self.cfg.to_dict()
-        info["run_id"] = self.cfg.run_id
-        info["model_profile"] = runner.model_info(self.cfg.model)
-        info["power_mode"] = self.power_mode
-        info["cases_planned"] = len(planned)
-        info["categories"] = sorted(set(planned.values()))
-        info["versions"] = runner.versions()
-        # which llama.cpp CPU build this environment runs (flags, variant, ISA compiled in)
-        info["llama_cpp_build"] = llama_build.installed()
-        info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid(),
-                                                "cases": rundir.describe_case_set(self.cfg.to_dict())})
-        write_json_atomic(run_path, info)
-        self.results = ResultsLog(out / RESULTS_FILE)
-        for d in self.results.damaged:
-            if d.reason.startswith("torn last line"):
-                self.get_logger().warning(
-                    f"{RESULTS_FILE}: dropped a torn last line ({self.results.repaired_bytes} bytes) left by an "
-                    f"interrupted run (moved to {QUARANTINE_FILE}); that case runs again")
-                continue
-            dup = d.reason.startswith("duplicate")
-            self.get_logger().warning(
-                f"{RESULTS_FILE} line {d.line}: {d.reason}" + (f", case {d.case_id}" if d.case_id else "")
-                + f"; moved to {QUARANTINE_FILE}" + ("" if dup else "; that case runs again"))
-
     def run(self) -> int:
         """Run every case not yet in results.jsonl; returns the exit status."""
         problems = runner.validate_config(self.cfg)
@@ -291,13 +221,15 @@ class BenchmarkNode(Node):
         if problems:
             return EXIT_CONFIG
         try:
-            scenarios = runner.select_scenarios(self.cfg.suite, [] if self.cfg.ids else self.cfg.categories,
-                                                self.cfg.ids, self.cfg.limit)
+            self.suite = get_suite(self.cfg.suite)
+            scenarios = self.suite.select([] if self.cfg.ids else self.cfg.categories, self.cfg.ids, self.cfg.limit)
             if not scenarios:
                 raise BenchmarkConfigError("no case selected")
-            out = self._take_run_dir()
+            self.session = RunSession(self.cfg, self.suite, scenarios, allow_different_run=self.allow_different_run,
+                                      warn=self.get_logger().warning)
+            self.session.lock_dir("benchmark_node")
             self._wait_for_power()
-            self._prepare_output(out, scenarios)
+            self.session.open(self.power_mode)
         except (ValueError, KeyError, BenchmarkConfigError, rundir.RunDirError) as exc:
             self.get_logger().error(f"benchmark not started: {exc.args[0] if exc.args else exc}")
             return EXIT_CONFIG
@@ -305,14 +237,9 @@ class BenchmarkNode(Node):
             self.get_logger().error(f"benchmark not started: {exc.filename or self.cfg.output_dir}: "
                                     f"{exc.strerror or exc}")
             return EXIT_CONFIG
-        assert self.results is not None
-        done = self.results.done_ids
-        todo = [s for s in scenarios if s.case_id not in done]
-        prev_passed = sum(1 for r in self.results.records
-                          if r.get("passed") and r.get("case_id") in {s.case_id for s in scenarios})
-        progress = runner.Progress(len(scenarios), len(scenarios) - len(todo), prev_passed)
-        if len(todo) < len(scenarios):
-            self.get_logger().info(f"resuming {self.cfg.output_dir}: {len(scenarios) - len(todo)} of "
+        todo = self.session.todo
+        if self.session.already_done:
+            self.get_logger().info(f"resuming {self.cfg.output_dir}: {self.session.already_done} of "
                                    f"{len(scenarios)} cases already done")
         if todo:
             self.get_logger().info(f"waiting for the agent at {self.cfg.agent_action} ...")
@@ -328,11 +255,9 @@ class BenchmarkNode(Node):
                 if self._interrupted():
                     return EXIT_INTERRUPTED
                 record, result_msg = self.run_case(sc)
-                self.results.append(record)
+                line = self.session.append(record)
                 self.pub_results.publish(result_msg)
-                progress.add(record["passed"], record["wall_time_s"])
-                self.get_logger().info(progress.line(sc.case_id, record["passed"])
-                                       + ("" if record["passed"] else f" ({record['error_type']})"))
+                self.get_logger().info(line)
         except Interrupted:
             self.get_logger().warning("interrupted; finished cases are in results.jsonl, rerun to resume")
             return EXIT_INTERRUPTED
@@ -340,9 +265,8 @@ class BenchmarkNode(Node):
             self.get_logger().error(f"agent unavailable: {exc}; rerun with the same output_dir to resume")
             return EXIT_AGENT
         self._flush_publishers()
-        records = [r for r in self.results.records if r.get("case_id") in {s.case_id for s in scenarios}]
         self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
-                               + "\n".join(runner.summary_lines(records)))
+                               + "\n".join(self.session.summary_lines()))
         return EXIT_OK
 
     def _wait_for_power(self) -> None:
@@ -432,85 +356,55 @@ class BenchmarkNode(Node):
             time.sleep(0.1)
         return self.action.server_is_ready()
 
-    def _goal(self, sc: Scenario, turn: int, messages: list[dict], tools: list[dict], execute: bool) -> RunTask.Goal:
-        return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn), messages=_chat_msgs(messages),
-                            tools=_tool_msgs(tools), tool_set="", strategy=self.cfg.strategy,
+    def _goal(self, sc: Scenario, turn: Turn) -> RunTask.Goal:
+        return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn.index), messages=_chat_msgs(turn.messages),
+                            tools=_tool_msgs(turn.tools), tool_set="", strategy=self.cfg.strategy,
                             serialization=self.cfg.serialization, max_steps=self.cfg.max_steps,
-                            allow_confirmation=False, execute_tools=execute)
+                            allow_confirmation=False, execute_tools=turn.execute_tools)
 
-    def _publish_scenario(self, sc: Scenario, turn: int, messages: list[dict], tools: list[dict]) -> None:
+    def _publish_scenario(self, sc: Scenario, turn: Turn) -> None:
         msg = ScenarioMsg(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
-                          turn=turn, messages=_chat_msgs(messages), tools=_tool_msgs(tools))
+                          turn=turn.index, messages=_chat_msgs(turn.messages), tools=_tool_msgs(turn.tools))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_scenarios.publish(msg)
 
+    def _send_turn(self, sc: Scenario, turn: Turn, deadline: float) -> tuple[Optional[TurnOutcome], str]:
+        res, err = self._send_goal(self._goal(sc, turn), deadline)
+        if res is None:
+            return None, err
+        return TurnOutcome(turn.index, bool(res.success), res.error, res.final_text,
+                           [msg_to_dict(m) for m in res.messages], [msg_to_dict(r) for r in res.tool_calls],
+                           source=res), ""
+
+    def _tools(self):
+        """The tool host of this node (InvokeTool services under tool_namespace), made on first use."""
+        if self._tool_host is None:
+            from slm_agent.ros.tool_services import ToolServiceHost
+
+            self._tool_host = ToolServiceHost(self, self.cfg.tool_namespace)
+        return self._tool_host
+
     def run_case(self, sc: Scenario) -> tuple[dict[str, Any], ScenarioResult]:
+        assert self.suite is not None and self.session is not None
         started_at = time.time()
         t0_wall = time.monotonic()
         deadline = t0_wall + self.cfg.case_timeout_s
         t0 = self._now_s()
-        metrics_msgs: list = []
-        call_msgs: list = []
-        calls: list[dict[str, Any]] = []
-        agent_errors: list[str] = []
-        timed_out = False
-        invalid_error = ""
-        turns_run = 0
-        try:
-            if runner.is_multi_turn(sc):
-                result, turns_run, timed_out, invalid_error = self._run_multi_turn(
-                    sc, deadline, metrics_msgs, call_msgs, calls, agent_errors)
-            else:
-                tools = runner.turn_tools(sc, 0)
-                messages = runner.turn_messages(sc, 0)
-                self._publish_scenario(sc, 0, messages, tools)
-                res, err = self._send_goal(self._goal(sc, 0, messages, tools, False), deadline)
-                final_text = ""
-                if res is not None:
-                    turns_run = 1
-                    metrics_msgs.extend(res.metrics)
-                    records = [msg_to_dict(r) for r in res.tool_calls]
-                    first = runner.first_response_calls(records)
-                    if first:
-                        call_msgs.extend(r.call for r in res.tool_calls if int(r.call.step) == first[0]["step"])
-                    calls.extend(first)
-                    final_text = runner.raw_model_output(res.messages, len(messages)) or res.final_text
-                    if not res.success and res.error:
-                        agent_errors.append(res.error)
-                elif err == "timeout":
-                    timed_out = True
-                else:
-                    invalid_error = err
-                result = runner.score_single_turn(sc, calls, final_text)
-        except (Interrupted, AgentUnavailable):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a broken case must not end the run
-            import traceback
-
-            self.get_logger().error(f"{sc.case_id}: harness error {type(exc).__name__}: {exc}\n"
-                                    + "".join(traceback.format_exception(exc)))
-            result = CaseResult(sc.case_id, sc.category, valid=False, passed=False,
-                                error_type="harness:exception", error=f"{type(exc).__name__}: {exc}")
-        if invalid_error:
-            result = CaseResult(sc.case_id, sc.category, valid=False, passed=False,
-                                error_type="harness:goal_rejected", error=invalid_error,
-                                raw_output=result.raw_output, calls=result.calls)
-        elif timed_out:
-            result.passed = False
-            result.error_type = "bench:case_timeout"
-            result.error = f"no answer within case_timeout_s={self.cfg.case_timeout_s:g}"
-        if agent_errors and not result.passed:
-            # keep BFCL's error_type, but say why the model produced nothing usable
-            result.error = f"agent: {agent_errors[0]}" + (f" | {result.error}" if result.error else "")
+        ctx = CaseContext(tool_host=self._tools(), tool_timeout_s=self.cfg.tool_timeout_s, seed=self.cfg.seed)
+        play = play_case(self.suite, sc, ctx, lambda turn: self._send_turn(sc, turn, deadline),
+                         lambda turn: self._publish_scenario(sc, turn), case_timeout_s=self.cfg.case_timeout_s,
+                         log_error=self.get_logger().error)
+        result = play.result
         wall = time.monotonic() - t0_wall
         t1 = self._now_s()
         energy_j, covered = self._energy(t0, t1)
+        metrics_msgs = [m for o in play.outcomes if o.source is not None for m in o.source.metrics]
+        call_msgs = [r.call for r in play.counted_sources("tool_calls")]
         self._fill_call_energy(metrics_msgs)
         metrics = [msg_to_dict(m) for m in metrics_msgs]
         power_mode = self.power_mode
-        record = runner.case_record(self.cfg, sc, result, power_mode=power_mode, calls=calls, metrics=metrics,
-                                    wall_time_s=wall, energy_j=energy_j, energy_covered_s=covered,
-                                    started_at=started_at, turns_run=turns_run, agent_errors=agent_errors)
+        record = play.record(self.cfg, power_mode=power_mode, metrics=metrics, wall_time_s=wall,
+                             energy_j=energy_j, energy_covered_s=covered, started_at=started_at)
         msg = ScenarioResult(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
                              model=self.cfg.model, power_mode=power_mode, valid=bool(result.valid),
                              passed=bool(result.passed), error_type=result.error_type, error=result.error,
@@ -518,39 +412,6 @@ class BenchmarkNode(Node):
                              wall_time_s=float(wall), energy_j=float(energy_j))
         msg.header.stamp = self.get_clock().now().to_msg()
         return record, msg
-
-    def _run_multi_turn(self, sc: Scenario, deadline: float, metrics_msgs: list, call_msgs: list,
-                        calls: list, agent_errors: list) -> tuple[CaseResult, int, bool, str]:
-        from slm_agent.bench.bfcl.tool_server import ScenarioToolServer
-
-        if self._tool_server is None:
-            self._tool_server = ScenarioToolServer(self, None, self.cfg.tool_namespace)
-        names = self._tool_server.reset(sc)
-        conversation: list[dict[str, Any]] = []
-        turn_steps: list[list[list[dict[str, Any]]]] = []
-        texts: list[str] = []
-        timed_out = False
-        invalid = ""
-        for turn in range(sc.num_turns):
-            tools = runner.turn_tools(sc, turn, names, self.cfg.tool_timeout_s)
-            sent = conversation + runner.turn_messages(sc, turn)
-            self._publish_scenario(sc, turn, sent, tools)
-            res, err = self._send_goal(self._goal(sc, turn, sent, tools, True), deadline)
-            if res is None:
-                timed_out = err == "timeout"
-                invalid = "" if timed_out else err
-                break
-            metrics_msgs.extend(res.metrics)
-            call_msgs.extend(r.call for r in res.tool_calls)
-            steps = runner.group_steps([msg_to_dict(r) for r in res.tool_calls], turn)
-            turn_steps.append(steps)
-            calls.extend(c for step in steps for c in step)
-            texts.append(runner.raw_model_output(res.messages, len(sent)) or res.final_text)
-            if not res.success and res.error:
-                agent_errors.append(f"turn {turn}: {res.error}")
-            conversation = runner.carry_conversation(sent, [msg_to_dict(m) for m in res.messages])
-        result = runner.score_multi_turn(sc, turn_steps, "\n".join(texts))
-        return result, len(turn_steps), timed_out, invalid
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
@@ -561,15 +422,13 @@ class BenchmarkNode(Node):
                 handle.cancel_goal_async()
             except Exception:  # noqa: BLE001 - best effort on shutdown
                 pass
-        if self._tool_server is not None:
+        if self._tool_host is not None:
             try:
-                self._tool_server.close()
+                self._tool_host.clear()
             except Exception:  # noqa: BLE001
                 pass
-        if self.results is not None:
-            self.results.close()
-        if self.lock is not None:
-            self.lock.release()
+        if self.session is not None:
+            self.session.close()
 
 
 def main(args=None) -> int:

@@ -217,8 +217,10 @@ class BfclSuite(Suite):
             known = [e["id"] for e in _entries(cat, True)]
             if cid not in known:
                 span = f"{known[0]} .. {known[-1]}" if known else "none"
-                raise SuiteError(f"unknown BFCL case id {cid!r}{did_you_mean(cid, known, n=1, cutoff=0.9)}; "
-                                 f"{cat} has {len(known)} cases ({span})")
+                # a typo gets a suggestion; a well-formed index past the end does not
+                typo = any(ch not in "0123456789-_" for ch in cid[len(cat):])
+                hint = did_you_mean(cid, known, n=1, cutoff=0.9) if typo else ""
+                raise SuiteError(f"unknown BFCL case id {cid!r}{hint}; {cat} has {len(known)} cases ({span})")
 
     def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
         return MultiTurnEpisode(scenario, ctx) if is_multi_turn(scenario) else SingleTurnEpisode(scenario, ctx)

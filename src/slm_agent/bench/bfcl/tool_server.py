@@ -6,7 +6,11 @@ only hides their docs, see ``environment``) becomes a
 is the function name made a valid ROS name token (:func:`service_names_for`;
 both sides compute the same mapping from the scenario, so no discovery
 protocol is needed).  So every multi-turn tool call of a benchmark run
-crosses DDS, like a robot's tools would.
+crosses DDS, like a robot's tools would.  The services themselves are the
+suite-neutral :class:`slm_agent.ros.tool_services.ToolServiceHost`, which the
+benchmark node hands to BFCL's multi-turn episodes
+(:mod:`slm_agent.bench.bfcl.suite`); :class:`ScenarioToolServer` adds a case's
+environment to it for this module's standalone server and the tests.
 
 Wire format (``InvokeTool``):
 
@@ -31,7 +35,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import sys
 import threading
 import time
@@ -40,55 +43,26 @@ from typing import Any, Optional, Union
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from slm_agent.bench.bfcl.environment import MultiTurnEnvironment
 from slm_agent.bench.bfcl.loader import load_scenario
 from slm_agent.bench.scenario import Scenario
+from slm_agent.ros.tool_services import ToolServiceHost, normalize_namespace, ros_token, service_names  # noqa: F401
 from slm_agent.srv import InvokeTool
 
 CONTROL_RESET = "_control/reset"
 
 
-def normalize_namespace(namespace: str) -> str:
-    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    return ns
-
-
-def ros_token(name: str) -> str:
-    """A valid ROS name token for a function name (alnum/underscore, not
-    starting with a digit)."""
-    token = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    if not token or token[0].isdigit():
-        token = "f_" + token
-    return token
-
-
 def service_names_for(scenario: Scenario, namespace: str = "/bfcl") -> dict[str, str]:
     """Original function name -> full service name, for every function of
     the scenario (all turns), collision-free and validated."""
-    ns = normalize_namespace(namespace)
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for doc in scenario.all_functions():
-        original = doc["name"]
-        if original in out:
-            continue
-        token, base, n = ros_token(original), ros_token(original), 2
-        while token in used:
-            token = f"{base}_{n}"
-            n += 1
-        used.add(token)
-        full = f"{ns}/{token}"
-        validate_full_topic_name(full, is_service=True)
-        out[original] = full
-    return out
+    return service_names((doc["name"] for doc in scenario.all_functions()), namespace)
 
 
-class ScenarioToolServer:
-    """InvokeTool services for one scenario's functions, on ``node``.
-
-    Callbacks serialize on an internal lock, so any executor works.
+class ScenarioToolServer(ToolServiceHost):
+    """InvokeTool services for one scenario's functions, on ``node``, owning
+    the scenario's :class:`MultiTurnEnvironment` (closed on :meth:`reset` and
+    :meth:`close`).  Callbacks serialize on an internal lock, so any executor works.
     """
 
     def __init__(
@@ -97,91 +71,38 @@ class ScenarioToolServer:
         environment: Optional[MultiTurnEnvironment] = None,
         namespace: str = "/bfcl",
     ) -> None:
-        self.node = node
-        self.namespace = normalize_namespace(namespace)
-        self._lock = threading.RLock()
+        super().__init__(node, namespace)
         self._env: Optional[MultiTurnEnvironment] = None
-        self._services: dict[str, Any] = {}
-        self._names: dict[str, str] = {}
         if environment is not None:
-            self._serve(environment)
+            self._serve_env(environment)
 
-    # ----------------------------------------------------------------- state
     @property
     def environment(self) -> Optional[MultiTurnEnvironment]:
         return self._env
-
-    @property
-    def service_names(self) -> dict[str, str]:
-        """Original function name -> full service name currently served."""
-        return dict(self._names)
 
     def reset(self, scenario: Union[Scenario, MultiTurnEnvironment]) -> dict[str, str]:
         """Serve the next case: closes the old environment, replaces the
         services, and returns the new :attr:`service_names`."""
         env = scenario if isinstance(scenario, MultiTurnEnvironment) else MultiTurnEnvironment(scenario)
         with self._lock:
-            self._teardown()
-            self._serve(env)
-            return dict(self._names)
+            self._close_env()
+            return self._serve_env(env)
 
     def close(self) -> None:
         with self._lock:
-            self._teardown()
+            self.clear()
+            self._close_env()
 
-    def _teardown(self) -> None:
-        for srv in self._services.values():
-            self.node.destroy_service(srv)
-        self._services.clear()
-        self._names = {}
+    def _serve_env(self, env: MultiTurnEnvironment) -> dict[str, str]:
+        names = self.serve(env, (doc["name"] for doc in env.scenario.all_functions()))
+        self._env = env
+        return names
+
+    def _close_env(self) -> None:
+        self.clear()
         if self._env is not None:
             self._env.close()
             self._env = None
-
-    def _serve(self, env: MultiTurnEnvironment) -> None:
-        self._env = env
-        self._names = service_names_for(env.scenario, self.namespace)
-        for original, full in self._names.items():
-            self._services[original] = self.node.create_service(
-                InvokeTool, full, self._make_callback(original)
-            )
-
-    # ----------------------------------------------------------------- calls
-    def _make_callback(self, original: str):
-        def _cb(request: InvokeTool.Request, response: InvokeTool.Response):
-            return self._handle(original, request, response)
-
-        return _cb
-
-    def _handle(
-        self, original: str, request: InvokeTool.Request, response: InvokeTool.Response
-    ) -> InvokeTool.Response:
-        try:
-            args = json.loads(request.arguments_json) if request.arguments_json.strip() else {}
-        except json.JSONDecodeError as exc:
-            response.success = False
-            response.error = f"arguments_json is not valid JSON: {exc}"
-            return response
-        if not isinstance(args, dict):
-            response.success = False
-            response.error = "arguments_json must be a JSON object"
-            return response
-        with self._lock:
-            env = self._env
-            if env is None:
-                response.success = False
-                response.error = "no scenario loaded"
-                return response
-            try:
-                result = env.execute(original, args)
-            except Exception as exc:  # noqa: BLE001 - report, never kill the server
-                response.success = False
-                response.error = f"{type(exc).__name__}: {exc}"
-                return response
-        response.success = True
-        response.result_json = json.dumps(result, ensure_ascii=False)
-        response.error = ""
-        return response
 
 
 class InvokeToolClient:
