@@ -203,7 +203,11 @@ class _Child:
         return self.proc.returncode
 
 
-def _free_bag_dir(out: Path) -> Path:
+def free_bag_dir(out: Path) -> Path:
+    """A bag folder in run directory ``out`` that does not exist yet (``bag``,
+    then ``bag_2``, ...): rosbag2 refuses to record into an existing one, and a
+    resumed run records its own bag next to the earlier ones.  The launch file
+    uses it too."""
     bag = out / "bag"
     n = 2
     while bag.exists():
@@ -361,7 +365,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             lock = rundir.RunLock(out).acquire("slm-agent bench", orphan_wait_s=ORPHAN_WAIT_S)
         check_resume(args, out)
         params_file = out / "params.yaml"
-        bag = _free_bag_dir(out) if args.record else None
+        bag = free_bag_dir(out) if args.record else None
         try:
             (out / "logs").mkdir(exist_ok=True)
             params_file.write_text(params_yaml(bench_params(args, out, bag), header=PARAMS_HEADER), encoding="utf-8")

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "AgentSettings", "BenchmarkSettings", "Declared", "GoldAgentSettings", "NODE_SETTINGS",
     "NodeSettings", "PACKAGE_TOPICS", "Problem", "RecorderSettings", "SettingsError", "TelemetrySettings",
-    "add_cli_arguments", "launch_defaults", "params_yaml", "setting",
+    "add_cli_arguments", "from_texts", "launch_defaults", "params_yaml", "setting",
 ]
 
 #: the package's topics: what a run records (recorder_node's default and the
@@ -453,6 +453,37 @@ def launch_defaults(cls: type[NodeSettings], names: Sequence[str],
         text = ("true" if v else "false") if isinstance(v, bool) else str(v)
         out.append((name, text, d.help()))
     return out
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def from_texts(cls: type[NodeSettings], texts: Mapping[str, str]) -> dict[str, Any]:
+    """Launch-argument texts (``limit:=5``, ``record:=true``) as the declared
+    types, validated: ``{name: value}`` for ``texts``' names, or a
+    :class:`SettingsError` naming every bad one.  ``"600"`` for a float
+    setting is 600.0 and ``"15"`` for a string setting stays ``"15"``
+    (the YAML rules of a launch substitution would make both ints)."""
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for name, text in texts.items():
+        d = cls.declared(name)
+        try:
+            if d.type is bool:
+                if text.strip().lower() not in _TRUE + _FALSE:
+                    raise ValueError(text)
+                values[name] = text.strip().lower() in _TRUE
+            else:
+                values[name] = d.type(text.strip() if d.type in (int, float) else text)
+        except ValueError:
+            problems.append(Problem(name, _wants(cls, name, {"msg": ""}), text))
+    try:
+        parsed = cls.parse(values)
+    except SettingsError as exc:
+        problems += exc.items
+    if problems:
+        raise SettingsError(cls.NODE, problems)
+    return {name: getattr(parsed, name) for name in values}
 
 
 # ---------------------------------------------------------------- params files
