@@ -110,3 +110,59 @@ def test_ros_descriptors_follow_the_declaration():
     assert live.live and descriptor(live, read_only=False).type == ParameterType.PARAMETER_BOOL
     s = descriptor(BenchmarkSettings.declared("strategy"), read_only=True)
     assert "one of: direct" in s.additional_constraints
+
+
+@pytest.mark.parametrize("node", sorted(NODE_SETTINGS))
+def test_generated_params_file_holds_the_declared_defaults(node):
+    """``slm-agent config --print NODE``: a --params-file generated from the declaration."""
+    from slm_agent.settings import params_yaml
+
+    cls = NODE_SETTINGS[node]
+    data = yaml.safe_load(params_yaml({cls: None}))
+    params = data[node]["ros__parameters"]
+    assert params == cls.defaults()
+    assert all(type(params[n]) is type(v) for n, v in cls.defaults().items())
+
+
+def test_config_command_prints_every_node(capsys):
+    from slm_agent.cli import main
+
+    assert main(["config", "--print", "telemetry", "benchmark"]) == 0
+    out = capsys.readouterr().out
+    data = yaml.safe_load(out)
+    assert set(data) == {"telemetry", "benchmark"}
+    assert "# diagnostics WARN when any thermal zone reaches this" in out
+    assert main(["config"]) == 0
+    assert set(yaml.safe_load(capsys.readouterr().out)) == set(NODE_SETTINGS)
+
+
+def test_params_file_values_are_validated_and_keep_their_types():
+    from slm_agent.settings import GoldAgentSettings, params_yaml
+
+    text = params_yaml({BenchmarkSettings: {"run_id": "15", "ids": "", "case_timeout_s": 600},
+                        GoldAgentSettings: {"corrupt": True}})
+    data = yaml.safe_load(text)
+    assert data["benchmark"]["ros__parameters"] == {"ids": "", "run_id": "15", "case_timeout_s": 600.0}
+    assert data["gold_agent"]["ros__parameters"] == {"corrupt": True}
+    with pytest.raises(SettingsError, match="limit=-1"):
+        params_yaml({BenchmarkSettings: {"limit": -1}})
+
+
+def test_launch_texts_take_the_declared_types():
+    from slm_agent.settings import from_texts
+
+    assert from_texts(BenchmarkSettings, {"case_timeout_s": "600", "run_id": "15", "allow_different_run": "True",
+                                          "strategy": " ReAct "}) == {
+        "case_timeout_s": 600.0, "run_id": "15", "allow_different_run": True, "strategy": "react"}
+    with pytest.raises(SettingsError) as err:
+        from_texts(BenchmarkSettings, {"limit": "x", "allow_different_run": "maybe", "max_steps": "99"})
+    assert {p.name for p in err.value.items} == {"limit", "allow_different_run", "max_steps"}
+
+
+def test_bad_values_as_flag_lines():
+    with pytest.raises(SettingsError) as err:
+        BenchmarkSettings.parse({"strategy": "foo", "limit": -3, "output_dir": " "})
+    lines = [p.for_flag(BenchmarkSettings.declared(p.name).flag) for p in err.value.items]
+    assert lines == ["--limit: must be an integer (>= 0) (got -3)",
+                     "--strategy: must be one of direct, react, reflact (got 'foo')",
+                     "--output-dir: must not be empty (got ' ')"]
