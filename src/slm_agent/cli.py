@@ -248,8 +248,8 @@ def bench_config(args: argparse.Namespace, out: Optional[Path] = None):
 
 
 def bench_params(args: argparse.Namespace, out: Path, bag: Optional[Path] = None) -> dict[type[NodeSettings], dict]:
-    """What each node of a bench run gets from params.yaml (values that differ
-    from the declared defaults, or that the run must record)."""
+    """What each node of a bench run gets from params.yaml: the values this run
+    sets (flags, run directory, bag); everything else is the declared default."""
     sections: dict[type[NodeSettings], dict] = {BenchmarkSettings: {**bench_values(args), "output_dir": str(out)}}
     if args.telemetry:
         sections[TelemetrySettings] = {"reader": args.reader}
