@@ -87,7 +87,7 @@ from slm_agent.agent.loop import AgentLoop  # noqa: E402
 from slm_agent.agent.toolset import load_tool_set  # noqa: E402
 from slm_agent.agent.types import Status, ToolCall  # noqa: E402
 from slm_agent.engines import create_engine  # noqa: E402
-from slm_agent.nodes.agent_node import make_strategy, resolve_chat_format  # noqa: E402
+from slm_agent.agent.strategies import make_strategy, resolve_chat_format  # noqa: E402
 from slm_agent.profiles import DEFAULT_PROFILE, load_profile  # noqa: E402
 from slm_agent.ros.runtime import SpinThread  # noqa: E402
 from slm_agent.ros.tool_invoker import RosServiceToolInvoker  # noqa: E402

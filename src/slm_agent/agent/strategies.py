@@ -518,6 +518,25 @@ def get_strategy(name: str, **kwargs: Any) -> Strategy:
     return cls(**kwargs)
 
 
+def make_strategy(name: str, serialization: str, chat_format: str, example: Optional[dict[str, Any]],
+                  max_tokens: int) -> Strategy:
+    """The strategy a goal runs with (raises ValueError naming the valid choices): what
+    the agent node builds per goal, so benchmarks build the in-process loop exactly alike."""
+    get_serializer(serialization)  # clear error for an unknown/unavailable serialization
+    return get_strategy(name, serialization=serialization, chat_format=chat_format, example=example,
+                        max_tokens=max_tokens)
+
+
+def resolve_chat_format(param: str, profile: Any) -> str:
+    """``chat_format`` setting -> raw|chat (empty = from the model profile's ``chat.mode``)."""
+    value = (param or "").strip().lower()
+    if not value:
+        return "raw" if profile.chat.mode == "raw" else "chat"
+    if value not in CHAT_FORMATS:
+        raise ValueError(f"unknown chat_format {param!r}; valid: {', '.join(CHAT_FORMATS)} (or empty)")
+    return value
+
+
 __all__ = [
     "CHAT_FORMATS",
     "DirectStrategy",
@@ -529,4 +548,6 @@ __all__ = [
     "default_example",
     "example_arguments",
     "get_strategy",
+    "make_strategy",
+    "resolve_chat_format",
 ]
