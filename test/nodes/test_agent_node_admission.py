@@ -211,7 +211,7 @@ def test_burst_of_twenty_goals_all_answered(stack):
         accepted = [h for h in handles if h is not None and h.accepted]
         rejected = [h for h in handles if h is not None and not h.accepted]
         silent = sum(h is None for h in handles)
-        print(f"\n[admission] burst of 20: {len(accepted)} accepted, {len(rejected)} rejected, {silent} unanswered; "
+        print(f"\n[admission] burst of {len(handles)}: {len(accepted)} accepted, {len(rejected)} rejected, {silent} unanswered; "
               f"last answer after {max(a for a in answered if a is not None):.2f} s")
         assert silent == 0, f"{silent} goal requests never answered\n{agent.tail()}"
         assert 1 <= len(accepted) <= 1 + BURST_QUEUE

@@ -805,7 +805,14 @@ class AgentNode(LifecycleNode):
         with self._queue_cv:
             self._jobs[bytes(job.goal_handle.goal_id.uuid)] = job
         try:
-            job.goal_handle.execute()
+            try:
+                job.goal_handle.execute()
+            except Exception:  # noqa: BLE001
+                # a cancel that lands between execute()'s check and its EXECUTE transition makes
+                # that transition invalid; the goal is CANCELING now and execute() skips it
+                if not job.goal_handle.is_cancel_requested:
+                    raise
+                job.goal_handle.execute()
         except Exception as exc:  # noqa: BLE001 - e.g. the goal handle was destroyed at shutdown
             self.get_logger().error(f"goal {job.task_id!r} could not be dispatched: {type(exc).__name__}: {exc}")
             self._finished(job)
@@ -982,6 +989,8 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     code = 0
     try:
         node = AgentNode()
+        # goals hold at most one of these threads (the running goal's execute callback; waiting
+        # goals hold none), so tool-service responses always find a free one
         executor = MultiThreadedExecutor(num_threads=max(8, os.cpu_count() or 2))
         executor.add_node(node)
         if node.autostart:
