@@ -14,6 +14,9 @@ Design points:
   which stops llama.cpp decoding) and between tool calls.
 * Nothing here raises for a model's or an engine's misbehaviour: the result
   carries ``success=False`` and ``error`` instead.
+* What ends a goal and what is recorded follows a :class:`LoopRules`
+  (:mod:`slm_agent.agent.protocol`): ``robot`` (default) retries unparsed
+  replies and stops on repeated calls; ``bfcl`` is bfcl-eval's own loop.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Callable, Optional, Protocol, Sequence, Union, runtime_checkable
 
+from slm_agent.agent.protocol import LoopRules, get_rules
 from slm_agent.agent.safety import SafetyEnvelope
 from slm_agent.agent.strategies import Strategy, get_strategy
 from slm_agent.agent.types import AgentResult, Status, ToolCall, ToolResult, ToolSpec
@@ -141,7 +145,8 @@ class AgentLoop:
     with ``serialization``, ``chat_format`` and ``example``; or a ready
     :class:`Strategy` (then those three are ignored).  ``envelope`` defaults to
     one built from ``tools``; pass a shared one to keep rate limits across
-    loops.
+    loops.  ``rules``: a :class:`LoopRules` or a preset name (``robot``,
+    ``bfcl``); a preset that fixes its own step limit overrides ``max_steps``.
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class AgentLoop:
         example: Optional[dict[str, Any]] = None,
         parallel_execution: bool = False,
         envelope: Optional[SafetyEnvelope] = None,
+        rules: Union[str, LoopRules] = "robot",
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be >= 1")
@@ -171,6 +177,7 @@ class AgentLoop:
         self.constrained = constrained
         self.parallel_execution = parallel_execution
         self.envelope = envelope or SafetyEnvelope(self.tools)
+        self.rules = rules if isinstance(rules, LoopRules) else get_rules(rules)
 
     # ------------------------------------------------------------------ events
     @staticmethod
@@ -259,6 +266,7 @@ class AgentLoop:
         With ``execute_tools=False`` the first step that produces calls ends
         the run; those calls are returned with status REFUSED ("not executed")
         and no service is touched (benchmarks that only score the calls).
+        Retries, repeats and the step limit follow :attr:`rules`.
         """
         transcript = _normalise_messages(messages)
         if prompt:
@@ -267,7 +275,9 @@ class AgentLoop:
         if not any(m.get("role") == "user" for m in transcript):
             result.error = "no user message or prompt given"
             return result
-        steps = max_steps or self.max_steps
+        rules = self.rules
+        result.protocol = rules.name
+        steps = rules.max_steps or max_steps or self.max_steps
         tools = self.tools
         for step in range(steps):
             if cancel is not None and cancel.is_set():
@@ -311,7 +321,7 @@ class AgentLoop:
                         result.calls.append((c, r))
                     result.success = True
                     return result
-                if _repeats_last_step(decision.calls, result.calls):
+                if rules.stop_on_repeated_calls and _repeats_last_step(decision.calls, result.calls):
                     # Small models often re-issue the call that just succeeded
                     # instead of answering; running it again would change
                     # nothing (or fail, for non-idempotent tools) and burn the
@@ -336,10 +346,21 @@ class AgentLoop:
                 if cancel is not None and cancel.is_set():
                     result.error = "cancelled"
                     return result
+                if rules.force_terminate_at_limit and step == steps - 1:
+                    # bfcl-eval: "Model has been forced to quit after MAXIMUM_STEP_LIMIT steps"
+                    result.force_terminated = True
+                    result.error = (f"force-terminated: {step + 1} steps with tool calls, the {rules.name} "
+                                    f"protocol allows {steps - 1} per goal")
+                    return result
                 continue
             if decision.final_text is not None:
                 result.final_text = decision.final_text
                 result.success = True
+                return result
+            if not rules.retry_unparsed:
+                # bfcl-eval: a reply that does not decode ends the turn ("Proceed to next turn")
+                result.error = ("the reply does not decode as tool calls, which ends the goal under the "
+                                f"{rules.name} protocol: " + "; ".join(decision.errors))
                 return result
             transcript.append({
                 "role": "tool",

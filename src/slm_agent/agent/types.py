@@ -160,4 +160,6 @@ class AgentResult:
     raw_outputs: list[str] = field(default_factory=list)
     parse_errors: list[str] = field(default_factory=list)
     stopped_on_repeat: bool = False    # ended because the model re-issued the last successful calls
+    force_terminated: bool = False     # the protocol's step limit ended it (bfcl: the case fails)
+    protocol: str = ""                 # the LoopRules it ran under (agent/protocol.py)
 

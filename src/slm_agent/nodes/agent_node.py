@@ -47,7 +47,10 @@ Action ``~/run_task`` (slm_agent/action/RunTask)
     = node default; unknown -> aborted with the valid names in ``error``);
     ``max_steps`` (0 = node default); ``allow_confirmation``;
     ``execute_tools`` (false: the first response's calls come back
-    unexecuted, status REFUSED "not executed").  Tools of type
+    unexecuted, status REFUSED "not executed"); ``protocol`` (loop rules,
+    :mod:`slm_agent.agent.protocol`: "" = robot, bfcl; unknown, or a
+    max_steps that the protocol fixes itself -> aborted; the result's
+    ``force_terminated`` says the protocol's step limit ended it).  Tools of type
     ``slm_agent/srv/InvokeTool`` get the validated arguments JSON passed
     through (see :mod:`slm_agent.ros.tool_invoker`).
 
@@ -104,6 +107,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from slm_agent.action import RunTask
 from slm_agent.agent.loop import AgentEvent, AgentLoop, EventKind
+from slm_agent.agent.protocol import rules_for_goal
 from slm_agent.agent.safety import SafetyEnvelope
 from slm_agent.agent.serializers import get_serializer
 from slm_agent.agent.strategies import STRATEGIES, Strategy, get_strategy
@@ -859,6 +863,10 @@ class AgentNode(LifecycleNode):
         return ts
 
     def _plan(self, cfg: _Config, goal: RunTask.Goal) -> tuple[list[ToolSpec], Strategy, int, SafetyEnvelope]:
+        try:
+            rules_for_goal(goal.protocol, goal.max_steps)
+        except ValueError as exc:
+            raise _GoalError(str(exc)) from exc
         ts = self._goal_tool_set(cfg, goal.tool_set.strip()) if goal.tool_set.strip() else cfg.tool_set
         try:
             extras = [conv.tool_spec_from_msg(m) for m in goal.tools]
@@ -938,13 +946,15 @@ class AgentNode(LifecycleNode):
             self._metrics_out.submit(m, kwargs, cfg.metrics_energy_wait_s)
 
         loop = AgentLoop(_MeteredEngine(cfg.engine, on_metrics), tools, cfg.router, strategy=strategy,
-                         max_steps=max_steps, constrained=cfg.constrained, envelope=envelope)
+                         max_steps=max_steps, constrained=cfg.constrained, envelope=envelope,
+                         rules=rules_for_goal(goal.protocol, goal.max_steps))
         res = loop.run(messages=conv.messages_from_msgs(goal.messages), prompt=goal.prompt or None,
                        allow_confirmation=goal.allow_confirmation, execute_tools=goal.execute_tools,
                        on_event=feedback.on_event, cancel=cancel, task_id=task_id)
         feedback.flush()
 
-        result = RunTask.Result(success=bool(res.success), final_text=res.final_text or "", error=res.error or "")
+        result = RunTask.Result(success=bool(res.success), final_text=res.final_text or "", error=res.error or "",
+                                force_terminated=bool(res.force_terminated))
         now = self.get_clock().now().to_msg()
         for call, outcome in res.calls:
             record = feedback.records.get(call.id)
