@@ -221,7 +221,7 @@ def free_bag_dir(out: Path) -> Path:
 BENCH_FLAGS: dict[type[NodeSettings], tuple[str, ...]] = {
     AgentSettings: ("model",),
     BenchmarkSettings: ("suite", "categories", "ids", "limit", "strategy", "serialization", "max_steps",
-                        "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
+                        "protocol", "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
                         "run_id", "seed"),
     GoldAgentSettings: ("corrupt", "delay_s"),
     TelemetrySettings: ("reader",),

@@ -234,6 +234,9 @@ def choices_of(kind: str) -> list[str]:
     if kind == "suite":
         from slm_agent.bench.suite import suite_names
         return suite_names()
+    if kind == "bench_protocol":
+        from slm_agent.bench.suite import BENCH_PROTOCOLS
+        return list(BENCH_PROTOCOLS)
     raise KeyError(f"no registry named {kind!r}")
 
 
@@ -315,7 +318,12 @@ class BenchmarkSettings(NodeSettings):
     strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy")
     serialization: str = setting("json", "tool-spec serialization sent in each goal",
                                  choices="serialization")
-    max_steps: int = setting(0, "agent loop step limit per goal, 0 = the agent's default", ge=0, le=64)
+    max_steps: int = setting(0, "agent loop step limit per goal, 0 = the agent's default (protocol robot "
+                                "only: the suite's protocol fixes its own)", ge=0, le=64)
+    protocol: str = setting("suite", "agent loop rules sent in each goal: suite = the suite's own protocol "
+                                     "(BFCL: bfcl-eval's inference loop, scores comparable with BFCL), robot = "
+                                     "the agent's robot-facing rules (retries, stop on repeat; NOT comparable)",
+                            choices="bench_protocol")
     model: str = setting("", "model profile name (label in results; run.json lists the profile)")
     power_mode: str = setting("", "power-mode label; empty = from the latest power_topic message")
     output_dir: str = setting("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)")

@@ -22,7 +22,7 @@ from slm_agent.bench.bfcl.loader import (  # noqa: E402
     load_scenarios,
     tools_for,
 )
-from slm_agent.bench.bfcl.tools import sanitize_tool_name  # noqa: E402
+from slm_agent.bench.bfcl.tools import NOT_SHOWN, sanitize_tool_name  # noqa: E402
 
 JSON_SCHEMA_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 
@@ -122,10 +122,12 @@ def test_dotted_names_map_back_and_types_convert():
     assert ts.original_name("GeometryPresentation_createPresentation") == (
         "GeometryPresentation.createPresentation"
     )
-    # an original name is accepted too, hallucinated names pass through unchanged
+    # strict, as BFCL: an original name the model was not shown matches no function;
+    # hallucinated names pass through unchanged
     assert ts.original_name("GeometryPresentation.createPresentation") == (
-        "GeometryPresentation.createPresentation"
+        "GeometryPresentation.createPresentation" + NOT_SHOWN
     )
+    assert ts.any_name("GeometryPresentation.createPresentation") == "GeometryPresentation.createPresentation"
     assert ts.original_name("no_such_tool") == "no_such_tool"
     # the model sees BFCL's hinted docs (Java params as strings), the checker the raw ones
     assert sc.functions[0]["parameters"]["properties"]["controller"]["type"] == "string"

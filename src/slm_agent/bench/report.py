@@ -291,6 +291,26 @@ class Report:
     columns: list[str] = field(default_factory=list)   # the suite's own columns (per-category rows)
 
 
+def protocol_line(info: dict[str, Any]) -> str:
+    """The report's line on the agent-loop rules of the run (run.json ``loop_protocol``):
+    whether its scores are comparable with the suite's own; empty when unknown."""
+    cfg = info.get("config") or {}
+    lp = info.get("loop_protocol")
+    if not isinstance(lp, dict):
+        if not cfg:
+            return ""
+        # run.json from before goals carried a protocol: the agent's robot rules ran
+        lp = {"setting": cfg.get("protocol", "robot"), "rules": "robot", "suite_protocol": "?",
+              "comparable_with_suite": False, "description": "recorded before loop protocols existed"}
+    suite = str(cfg.get("suite") or "the suite").upper() if cfg.get("suite") == "bfcl" else (cfg.get("suite") or
+                                                                                             "the suite")
+    head = f"Loop protocol: **{lp.get('rules')}** (setting protocol={lp.get('setting')})"
+    if lp.get("comparable_with_suite"):
+        return f"{head}: the suite's own protocol; scores are comparable with {suite}'s own scores."
+    return (f"{head}: **NOT comparable with {suite}'s own scores** (the suite's protocol is "
+            f"{lp.get('suite_protocol')}; {lp.get('description', '')}).")
+
+
 def build_report(data: RunData) -> Report:
     recs = data.records
     measured = any(math.isfinite(num(m.get("energy_j"))) for r in recs for m in r.get("metrics") or []) \
@@ -303,6 +323,9 @@ def build_report(data: RunData) -> Report:
     if cfg:
         lines.append(f"Run `{info.get('run_id', '')}`: suite {cfg.get('suite')}, strategy {cfg.get('strategy')}, "
                      f"serialization {cfg.get('serialization')}, started {info.get('started_at_iso', '?')}.")
+    protocol = protocol_line(info)
+    if protocol:
+        lines.append(protocol)
     if data.source == "bag":
         lines.append(f"Power samples in the bag: {data.power_samples} ({data.power_measured_samples} with a "
                      "measured total).")

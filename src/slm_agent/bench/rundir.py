@@ -278,6 +278,12 @@ def run_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> 
     """(differences as text, whether they are only in the case set)."""
     diffs = []
     for key in IDENTITY:
+        if key == "protocol" and "suite" in previous:
+            # run.json written before goals carried a protocol: those runs used the robot rules
+            before, now = previous.get(key, "robot"), current.get(key, "robot")
+            if before != now:
+                diffs.append(f"{key} ({before!r} there, {now!r} now)")
+            continue
         if key in previous and previous.get(key) != current.get(key):
             diffs.append(f"{key} ({previous.get(key)!r} there, {current.get(key)!r} now)")
     identity_ok = not diffs

@@ -62,7 +62,7 @@ class BenchConfig:
 
     #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
     #: the case set (categories, ids, limit) must match unless explicitly allowed
-    IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps")
+    IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps", "protocol")
 
     def __init__(self, settings: Optional["BenchmarkSettings"] = None, **values: Any) -> None:
         from slm_agent.settings import BenchmarkSettings
@@ -98,7 +98,8 @@ class BenchConfig:
 
 def validate_config(cfg: BenchConfig) -> list[tuple[str, str]]:
     """What the declaration cannot check alone, ``(field, one-line message)``
-    each (empty: fine): the categories exist in the suite.  The values
+    each (empty: fine): the categories exist in the suite; ``max_steps`` is 0
+    when the protocol in force fixes its own step limit.  The values
     themselves (registries such as strategy and serialization, bounds) were
     checked when ``cfg`` was built; case ids are checked when the cases are
     selected (:func:`select_scenarios` raises ``KeyError``).
@@ -114,7 +115,30 @@ def validate_config(cfg: BenchConfig) -> list[tuple[str, str]]:
                 suite = None  # the suite itself is refused by its declaration (registry choices)
             if suite is not None:
                 problems.extend(("categories", text) for text in suite.category_problems(cfg.categories))
+    if cfg.max_steps:
+        from slm_agent.agent.protocol import get_rules
+        from slm_agent.bench.suite import loop_protocol
+
+        try:
+            rules = get_rules(loop_protocol(get_suite(cfg.suite), cfg.protocol))
+        except ValueError:
+            rules = None  # an unknown suite or protocol is refused by its declaration
+        if rules is not None and rules.fixed_steps:
+            problems.append(("max_steps", f"must be 0 with protocol {cfg.protocol} ({rules.name}: "
+                                          f"{rules.max_steps} LLM calls per turn at most, as BFCL); "
+                                          "use protocol robot to set a step limit"))
     return problems
+
+
+def protocol_info(cfg: BenchConfig, suite: Any) -> dict[str, Any]:
+    """What run.json records about the loop rules the goals carried (``loop_protocol``)."""
+    from slm_agent.agent.protocol import get_rules
+    from slm_agent.bench.suite import comparable_with_suite, loop_protocol
+
+    name = loop_protocol(suite, cfg.protocol)
+    return {"setting": cfg.protocol, "rules": name, "suite_protocol": suite.protocol,
+            "comparable_with_suite": comparable_with_suite(suite, name),
+            "description": get_rules(name).description}
 
 
 def task_id(case_id: str, turn: int) -> str:

@@ -104,6 +104,7 @@ class RunSession:
         info["cases_planned"] = len(planned)
         info["categories"] = sorted(set(planned.values()))
         info["versions"] = runner.versions(self.suite.distributions)
+        info["loop_protocol"] = runner.protocol_info(cfg, self.suite)
         # which llama.cpp CPU build this environment runs (flags, variant, ISA compiled in)
         from slm_agent.engines import llama_build
 

@@ -34,6 +34,13 @@ names to put in the turn's tool specs.
 
 Suites are found by name in a registry (:func:`get_suite`, :func:`suite_names`,
 :func:`register_suite`); a registered suite is imported only when first used.
+
+A suite owns its protocol (:attr:`Suite.protocol`): the agent-loop rules
+(:mod:`slm_agent.agent.protocol` preset) under which its own scores were
+made, which every goal of a run carries (``RunTask.Goal.protocol``) unless
+the run asks for the agent's robot-facing rules instead (benchmark setting
+``protocol``: ``suite`` or ``robot``; :func:`loop_protocol`).  BFCL's is
+``bfcl``: bfcl-eval's own inference loop.
 """
 from __future__ import annotations
 
@@ -47,6 +54,10 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Protoco
 from slm_agent.bench.scenario import CaseResult, Scenario
 
 INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
+
+#: values of the benchmark setting ``protocol``: the suite's own loop rules, or the agent's robot-facing ones
+BENCH_PROTOCOLS = ("suite", "robot")
+ROBOT_PROTOCOL = "robot"
 
 
 class SuiteError(ValueError):
@@ -109,6 +120,7 @@ class CaseContext:
     tool_host: Optional[ToolHost] = None     # None: this run cannot execute tools (a suite that needs it fails)
     tool_timeout_s: float = 10.0             # per-call timeout to put in served tools' specs
     seed: int = 0
+    protocol: str = ""                       # loop rules every goal carries (agent/protocol.py); "" = robot
 
 
 @dataclass
@@ -133,6 +145,7 @@ class TurnOutcome:
     tool_calls: list[dict[str, Any]]         # ToolCallRecord dicts, in the agent's order
     source: Any = None                       # what the agent returned, untouched (the node's RunTask.Result)
     counted: list[int] = field(default_factory=list)   # indices of tool_calls that count (set by play_case)
+    force_terminated: bool = False           # the protocol's step limit ended the goal
 
 
 class Episode(ABC):
@@ -224,6 +237,8 @@ class Suite(ABC):
     title: ClassVar[str] = ""
     #: Python distributions whose versions run.json records
     distributions: ClassVar[tuple[str, ...]] = ()
+    #: the agent-loop rules (an ``agent/protocol.py`` preset) the suite's own scores assume
+    protocol: ClassVar[str] = ROBOT_PROTOCOL
 
     # ------------------------------------------------------------------ cases
     @abstractmethod
@@ -303,6 +318,19 @@ class Suite(ABC):
     def report_columns(self) -> list[ReportColumn]:
         """Suite-specific columns of the report's per-category table.  Default: none."""
         return []
+
+
+def loop_protocol(suite: Suite, setting: str = "suite") -> str:
+    """The loop protocol goals carry: the suite's own for ``suite``, ``robot`` for ``robot``."""
+    value = (setting or "suite").strip().lower()
+    if value not in BENCH_PROTOCOLS:
+        raise SuiteError(f"unknown protocol setting {setting!r}; valid: {', '.join(BENCH_PROTOCOLS)}")
+    return suite.protocol if value == "suite" else ROBOT_PROTOCOL
+
+
+def comparable_with_suite(suite: Suite, protocol: str) -> bool:
+    """Whether scores made under loop ``protocol`` mean what the suite's own scores mean."""
+    return (protocol or ROBOT_PROTOCOL) == suite.protocol
 
 
 # --------------------------------------------------------------------------- registry

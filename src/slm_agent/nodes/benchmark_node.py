@@ -71,7 +71,7 @@ from slm_agent.bench.play import AgentUnavailable, Interrupted, play_case
 from slm_agent.bench.results import RESULTS_FILE, msg_to_dict
 from slm_agent.bench.scenario import Scenario
 from slm_agent.bench.session import RunSession
-from slm_agent.bench.suite import CaseContext, Suite, Turn, TurnOutcome, get_suite
+from slm_agent.bench.suite import CaseContext, Suite, Turn, TurnOutcome, get_suite, loop_protocol
 from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros.clients import RaceFreeActionClient
@@ -120,6 +120,7 @@ class BenchmarkNode(Node):
         self.power_wait_s = self.cfg.power_wait_s
         self.allow_different_run = self.cfg.allow_different_run
         self.suite: Optional[Suite] = None
+        self.protocol = ""                      # loop rules every goal carries (set with the suite)
         self.session: Optional[RunSession] = None
         random.seed(self.cfg.seed)
 
@@ -222,6 +223,9 @@ class BenchmarkNode(Node):
             return EXIT_CONFIG
         try:
             self.suite = get_suite(self.cfg.suite)
+            self.protocol = loop_protocol(self.suite, self.cfg.protocol)
+            self.get_logger().info(f"loop protocol: {self.protocol} (protocol={self.cfg.protocol}; the suite's "
+                                   f"own: {self.suite.protocol})")
             scenarios = self.suite.select([] if self.cfg.ids else self.cfg.categories, self.cfg.ids, self.cfg.limit)
             if not scenarios:
                 raise BenchmarkConfigError("no case selected")
@@ -360,7 +364,7 @@ class BenchmarkNode(Node):
         return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn.index), messages=_chat_msgs(turn.messages),
                             tools=_tool_msgs(turn.tools), tool_set="", strategy=self.cfg.strategy,
                             serialization=self.cfg.serialization, max_steps=self.cfg.max_steps,
-                            allow_confirmation=False, execute_tools=turn.execute_tools)
+                            allow_confirmation=False, execute_tools=turn.execute_tools, protocol=self.protocol)
 
     def _publish_scenario(self, sc: Scenario, turn: Turn) -> None:
         msg = ScenarioMsg(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
@@ -374,7 +378,7 @@ class BenchmarkNode(Node):
             return None, err
         return TurnOutcome(turn.index, bool(res.success), res.error, res.final_text,
                            [msg_to_dict(m) for m in res.messages], [msg_to_dict(r) for r in res.tool_calls],
-                           source=res), ""
+                           source=res, force_terminated=bool(res.force_terminated)), ""
 
     def _tools(self):
         """The tool host of this node (InvokeTool services under tool_namespace), made on first use."""
@@ -390,7 +394,8 @@ class BenchmarkNode(Node):
         t0_wall = time.monotonic()
         deadline = t0_wall + self.cfg.case_timeout_s
         t0 = self._now_s()
-        ctx = CaseContext(tool_host=self._tools(), tool_timeout_s=self.cfg.tool_timeout_s, seed=self.cfg.seed)
+        ctx = CaseContext(tool_host=self._tools(), tool_timeout_s=self.cfg.tool_timeout_s, seed=self.cfg.seed,
+                          protocol=self.protocol)
         play = play_case(self.suite, sc, ctx, lambda turn: self._send_turn(sc, turn, deadline),
                          lambda turn: self._publish_scenario(sc, turn), case_timeout_s=self.cfg.case_timeout_s,
                          log_error=self.get_logger().error)

@@ -136,7 +136,7 @@ class MultiTurnEnvironment:
         return [doc["name"] for doc in self.scenario.all_functions()]
 
     def original_name(self, name: str) -> str:
-        return self._all_names.original_name(name)
+        return self._all_names.any_name(name)
 
     def signature(self, name: str) -> inspect.Signature:
         """Python signature of a function (used to bind positional gold args)."""

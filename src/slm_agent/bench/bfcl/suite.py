@@ -2,10 +2,21 @@
 
 * Cases: :mod:`.loader` (BFCL's own data loading, stable order, aliases
   ``simple``, ``java``, ``js``...); unknown names get a did-you-mean.
+* Protocol (:attr:`BfclSuite.protocol` = ``bfcl``, ``agent/protocol.py``):
+  goals run under bfcl-eval's own inference loop (``base_handler``'s
+  ``inference_single_turn_*`` / ``inference_multi_turn_*``), so what is
+  recorded is what BFCL records: single-turn, the model's first reply only;
+  multi-turn, per user turn every reply until one that is empty or does not
+  decode, repeated calls executed, more than ``MAXIMUM_STEP_LIMIT`` (20)
+  steps with calls force-terminate the case (no further turns, so it fails
+  as ``multi_turn:force_terminated`` unless it was the last turn, exactly as
+  BFCL's evaluator decides).  With the run setting ``protocol=robot`` the
+  agent's robot rules run instead; such scores are not comparable with BFCL.
 * Single-turn categories (:class:`SingleTurnEpisode`): one goal,
   ``execute_tools=false`` (the agent returns the calls of its first response
   without invoking anything); scored on the calls of the lowest ``step``
-  with BFCL's AST / relevance checkers.
+  (under the bfcl protocol: of step 0, the first reply, only) with BFCL's
+  AST / relevance checkers.
 * Multi-turn categories (:class:`MultiTurnEpisode`): the case's executable
   environment (:class:`.environment.MultiTurnEnvironment`) is served through
   the run's tool host (``slm_agent/srv/InvokeTool`` services, one per
@@ -100,6 +111,8 @@ class SingleTurnEpisode(Episode):
 
     def observe(self, turn: Turn, outcome: TurnOutcome) -> list[int]:
         first = first_response_calls(outcome.tool_calls)
+        if self.ctx.protocol == BfclSuite.protocol:
+            first = [c for c in first if c["step"] == 0]   # BFCL scores the first reply, nothing later
         counted = []
         if first:
             step = first[0]["step"]
@@ -134,7 +147,7 @@ class MultiTurnEpisode(Episode):
         self._names = self.serve_tools(self._env, [d["name"] for d in self.scenario.all_functions()])
 
     def next_turn(self) -> Optional[Turn]:
-        if self._next >= self.scenario.num_turns:
+        if self._stopped or self._next >= self.scenario.num_turns:
             return None
         turn = self._next
         self._next += 1
@@ -148,6 +161,10 @@ class MultiTurnEpisode(Episode):
         self.calls.extend(c for step in steps for c in step)
         self._texts.append(raw_model_output(outcome.messages, len(turn.messages)) or outcome.final_text)
         self._conversation = carry_conversation(turn.messages, outcome.messages)
+        if outcome.force_terminated:
+            # bfcl-eval stops the case here: the turns not played make it fail as
+            # multi_turn:force_terminated (on the last turn it is scored as it stands)
+            self._stopped = True
         return list(range(len(outcome.tool_calls)))
 
     def score(self) -> CaseResult:
@@ -170,6 +187,7 @@ class BfclSuite(Suite):
     name = "bfcl"
     title = "BFCL"
     distributions = ("bfcl-eval",)
+    protocol = "bfcl"
 
     def categories(self) -> Sequence[str]:
         from slm_agent.bench.bfcl.loader import SUPPORTED_CATEGORIES

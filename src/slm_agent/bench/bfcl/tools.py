@@ -12,6 +12,12 @@ most chat templates, so BFCL's dotted names (``math.factorial``) are
 sanitized like BFCL's FC handlers do (``.`` -> ``_``).  Unlike BFCL we keep an
 explicit mapping back to the original name, so scoring never depends on the
 lossy ``underscore_to_dot`` heuristic (see ``compat``).
+
+The mapping is strict, as BFCL's official setting is: only a name the model
+was shown maps back.  BFCL compares the model's name with the *sanitized*
+expected name, so a model that writes the original ``math.factorial`` after
+being shown ``math_factorial`` fails (``wrong_func_name``); here such a name
+maps to a name no function has (:data:`NOT_SHOWN`).
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ ensure_bfcl()
 from bfcl_eval.constants.type_mappings import GORILLA_TO_OPENAPI  # noqa: E402
 
 _FLOAT_SUFFIX = " This is a float type value."
+#: appended to an original name the model was not shown (its shown name differs), so it matches no function
+NOT_SHOWN = " (not a name the model was shown)"
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -80,13 +88,30 @@ class ToolSet:
         return {orig: clean for clean, orig in self.to_original.items()}
 
     def original_name(self, name: str) -> str:
-        """Map a name the model emitted back to the BFCL name.
+        """Map a name the model emitted back to the BFCL name, strictly.
 
-        A sanitized name maps to its original; an original (dotted) name is
-        accepted as is; anything else (a hallucinated function) is returned
-        unchanged so the checker reports it as BFCL would.
+        A shown (sanitized) name maps to its original.  An original name
+        that was shown under another name (``math.factorial`` shown as
+        ``math_factorial``) gets :data:`NOT_SHOWN` appended, so it matches
+        no function, as in BFCL, where the checker compares the model's name
+        with the sanitized one.  Anything else (a hallucinated function, a
+        held-out multi-turn function) is returned unchanged so the checker
+        reports it as BFCL would.
         """
+        original = self.to_original.get(name)
+        if original is not None:
+            return original
+        if name in self._hidden_originals:
+            return name + NOT_SHOWN
+        return name
+
+    def any_name(self, name: str) -> str:
+        """Lenient mapping for executing (not scoring): a shown or an original name -> the original."""
         return self.to_original.get(name, name)
+
+    @property
+    def _hidden_originals(self) -> set[str]:
+        return {orig for clean, orig in self.to_original.items() if clean != orig}
 
     @property
     def names(self) -> list[str]:
