@@ -302,8 +302,13 @@ def protocol_line(info: dict[str, Any]) -> str:
         # run.json from before goals carried a protocol: the agent's robot rules ran
         lp = {"setting": cfg.get("protocol", "robot"), "rules": "robot", "suite_protocol": "?",
               "comparable_with_suite": False, "description": "recorded before loop protocols existed"}
-    suite = str(cfg.get("suite") or "the suite").upper() if cfg.get("suite") == "bfcl" else (cfg.get("suite") or
-                                                                                             "the suite")
+    suite = str(cfg.get("suite") or "the suite")
+    try:
+        from slm_agent.bench.suite import get_suite
+
+        suite = get_suite(suite).title or suite
+    except (ValueError, ImportError):
+        pass
     head = f"Loop protocol: **{lp.get('rules')}** (setting protocol={lp.get('setting')})"
     if lp.get("comparable_with_suite"):
         return f"{head}: the suite's own protocol; scores are comparable with {suite}'s own scores."
