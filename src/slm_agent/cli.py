@@ -528,6 +528,115 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     parser.error = error  # type: ignore[method-assign]
 
 
+# --------------------------------------------------------------------------- grid / compare
+
+def _power_mode_setter(spec, out: Path, children: list):
+    """Start a telemetry node for the grid (its root/reader) and return set_mode(name) -> message,
+    which calls its ~/power_mode service and raises GridError when the switch did not happen."""
+    from slm_agent.bench.grid import GridError
+
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ros = ["--ros-args", "-r", "__node:=telemetry", "-p", f"root:={spec.telemetry.get('root', '/')}"]
+    if spec.telemetry.get("reader"):
+        ros += ["-p", f"reader:={spec.telemetry['reader']}"]
+    tel = _Child("telemetry", node_command("telemetry_node", ros), log_dir, echo=False)
+    children.append(tel)
+    import rclpy
+    from slm_agent.ros.clients import call
+    from slm_agent.srv import PowerMode
+
+    rclpy.init()
+    node = rclpy.create_node("slm_agent_grid")
+    client = node.create_client(PowerMode, "/telemetry/power_mode")
+    end = time.monotonic() + 60.0
+    while not client.wait_for_service(timeout_sec=0.5):
+        if tel.proc.poll() is not None or time.monotonic() > end:
+            raise GridError(f"the grid's telemetry node did not offer /telemetry/power_mode: "
+                            f"{tel.error_text() or 'no error logged'} (log: {tel.log_path})")
+    children.append(node)
+
+    def set_mode(mode: str) -> str:
+        from rclpy.executors import SingleThreadedExecutor
+
+        future = client.call_async(PowerMode.Request(mode=mode))
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.spin_until_future_complete(future, timeout_sec=60.0)
+        ex.remove_node(node)
+        res = future.result()
+        if res is None or not res.success:
+            raise GridError(f"power mode {mode}: not set ({res.message if res is not None else 'no answer'})")
+        return res.message
+
+    return set_mode
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from slm_agent.bench.grid import GridError, GridSpec, check_power_modes, parse_shard, run_grid
+
+    children: list = []
+    try:
+        spec = GridSpec.load(args.grid)
+        shard = parse_shard(args.shard)
+        check_power_modes(spec)
+        out = Path(args.output_dir)
+        set_mode = _power_mode_setter(spec, out, children) if spec.power_modes else None
+        return run_grid(spec, out, shard=shard, set_mode=set_mode)
+    except GridError as exc:
+        for line in exc.args:
+            print(f"slm-agent grid: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("slm-agent grid: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        for child in reversed(children):
+            if isinstance(child, _Child):
+                child.stop(signal.SIGTERM)
+            else:
+                child.destroy_node()
+                import rclpy
+
+                rclpy.try_shutdown()
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from slm_agent.bench.compare import CompareError, compare, write_comparison
+
+    try:
+        cmp = compare(args.paths, tokens=not args.no_tokens)
+    except CompareError as exc:
+        print(f"slm-agent compare: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output) if args.output else Path(args.paths[0]) / "compare"
+    write_comparison(cmp, out, plots=not args.no_plots)
+    print(cmp.markdown.rstrip())
+    print("\nwritten: " + ", ".join(str(p) for p in cmp.files.values()))
+    return 0
+
+
+def _add_grid_parsers(sub) -> None:
+    p = sub.add_parser("grid", help="run an ablation grid: one bench run directory per cell, resumable",
+                       description="Run every cell of GRID.yaml (models x strategies x serializations x power "
+                                   "modes x seeds; see slm_agent/bench/grid.py) as a bench run in "
+                                   "OUTPUT_DIR/cells/<cell>. Rerun the same command to resume.")
+    _one_line_errors(p)
+    p.add_argument("grid", help="grid file (YAML)")
+    p.add_argument("--output-dir", required=True, help="grid directory")
+    p.add_argument("--shard", default=None, help="i/n: run the cells i-1, i-1+n, ... of the grid's stable order")
+    p.set_defaults(func=cmd_grid)
+    p = sub.add_parser("compare", help="one report (Markdown, CSV, PNG) across run directories or a grid",
+                       description="Seed table per power mode and cell with 95%% Wilson intervals, McNemar's "
+                                   "exact test for cells that ran the same cases, tokens, time and energy, "
+                                   "Pareto plots.")
+    p.add_argument("paths", nargs="+", help="run directories, or one grid directory")
+    p.add_argument("--output", default=None, help="report directory (default FIRST_PATH/compare)")
+    p.add_argument("--no-tokens", action="store_true", help="skip tool-spec token counts (loads each model's vocab)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_compare)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     """Demo robot + agent node + one RunTask goal, streamed to the console."""
     from slm_agent.ros.ask import run_ask
@@ -573,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     _add_bench_parser(sub)
+    _add_grid_parsers(sub)
     return ap
 
 

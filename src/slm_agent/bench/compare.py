@@ -1,0 +1,370 @@
+"""One comparison report across run directories (``slm-agent compare``).
+
+Input: run directories, or a grid directory (``slm-agent grid``: its cells are
+``GRID/cells/<name>``).  Every number is recomputed from each run's
+``results.jsonl`` (+ ``run.json``):
+
+* the seed table per power mode and per cell: **Model | TTFT ms | Prefill
+  tok/s | Decode tok/s | Accuracy** with the accuracy's 95 % Wilson interval
+  (``statsmodels.stats.proportion.proportion_confint(method="wilson")``);
+* paired comparisons of cells that ran the same cases (same power mode):
+  McNemar's exact test on pass/fail of the shared cases
+  (``statsmodels.stats.contingency_tables.mcnemar(exact=True)``), stated with
+  its p-value, or "not significant" at alpha 0.05;
+* token accounting per cell: prompt and output tokens per LLM call, and
+  tool-spec tokens of the cases the cell ran, rendered with the cell's
+  serializer and counted with the cell's model's own tokenizer (GGUF loaded
+  with ``llama_cpp.Llama(vocab_only=True)``; n/a for other backends);
+* time to first action (case start -> end of the first LLM call that produced
+  tool calls) and wall time per case;
+* energy per call and per correct answer where power was measured;
+* plots: accuracy vs median wall time per case and vs energy per case, with
+  the Pareto front (higher accuracy, lower cost) marked.
+
+Files: ``compare.md``, ``compare.csv`` (one row per cell x power mode),
+``pairs.csv``, ``accuracy_vs_latency.png``, ``accuracy_vs_energy.png``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from slm_agent.bench.report import NA, NA_POWER, _fmt, _table, aggregate, group
+from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read_results
+
+ALPHA = 0.05
+GRID_CELLS = "cells"
+
+
+class CompareError(RuntimeError):
+    pass
+
+
+@dataclass
+class Cell:
+    """One run directory."""
+
+    name: str
+    path: Path
+    info: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.info.get("config") or {}
+
+    def label(self, key: str) -> str:
+        cfg = self.config
+        if key == "model":
+            return str(cfg.get("model") or (self.records[0].get("model") if self.records else "") or "?")
+        return str(cfg.get(key) or (self.records[0].get(key) if self.records else "") or "")
+
+
+def find_run_dirs(paths: Sequence[os.PathLike | str]) -> list[Path]:
+    """Run directories of ``paths`` (a grid directory stands for its cells, in name order)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / GRID_CELLS).is_dir() and not (p / RESULTS_FILE).exists():
+            out += sorted(c for c in (p / GRID_CELLS).iterdir() if (c / RESULTS_FILE).exists())
+        elif (p / RESULTS_FILE).exists():
+            out.append(p)
+        else:
+            raise CompareError(f"{p}: neither a run directory (no {RESULTS_FILE}) nor a grid directory "
+                               f"(no {GRID_CELLS}/)")
+    if not out:
+        raise CompareError("no run directory with results found")
+    return out
+
+
+def load_cells(paths: Sequence[os.PathLike | str]) -> list[Cell]:
+    cells = []
+    names: dict[str, int] = {}
+    for d in find_run_dirs(paths):
+        name = d.name
+        if name in names:  # two runs with the same folder name: qualify by the parent
+            name = f"{d.parent.name}/{d.name}"
+        names[name] = 1
+        cells.append(Cell(name, d, read_json(d / RUN_FILE) or {}, read_results(d / RESULTS_FILE)))
+    return cells
+
+
+# --------------------------------------------------------------------------- statistics (libraries)
+
+def wilson(passed: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """95 % Wilson score interval of passed/n (statsmodels)."""
+    if n <= 0:
+        return math.nan, math.nan
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(passed, n, alpha=alpha, method="wilson")
+    return float(lo), float(hi)
+
+
+def mcnemar_exact(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
+    """McNemar's exact test of two pass/fail maps on their shared case ids."""
+    shared = sorted(set(a) & set(b))
+    both = sum(1 for c in shared if a[c] and b[c])
+    only_a = sum(1 for c in shared if a[c] and not b[c])
+    only_b = sum(1 for c in shared if b[c] and not a[c])
+    neither = len(shared) - both - only_a - only_b
+    p = math.nan
+    if shared:
+        from statsmodels.stats.contingency_tables import mcnemar
+
+        p = float(mcnemar([[both, only_a], [only_b, neither]], exact=True).pvalue)
+    return {"shared": len(shared), "both": both, "only_a": only_a, "only_b": only_b, "neither": neither,
+            "p_value": p, "significant": bool(math.isfinite(p) and p < ALPHA)}
+
+
+# --------------------------------------------------------------------------- per cell figures
+
+def first_action_s(rec: dict[str, Any]) -> float:
+    """Case start -> end of the first LLM call that produced tool calls (NaN if none recorded)."""
+    start = num(rec.get("started_at"))
+    for m in rec.get("metrics") or []:
+        if m.get("finish_reason") == "tool_calls":
+            end = m.get("end_stamp") or {}
+            t = num(end.get("sec")) + num(end.get("nanosec")) * 1e-9
+            if math.isfinite(t) and math.isfinite(start) and t > 0:
+                return max(0.0, t - start)
+    return math.nan
+
+
+def _median(values: Sequence[float]) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return statistics.median(vals) if vals else math.nan
+
+
+def cell_row(cell: Cell, mode: str, records: list[dict[str, Any]],
+             spec_tokens: Optional[float] = None) -> dict[str, Any]:
+    a = aggregate(records)
+    lo, hi = wilson(a["passed"], a["cases"])
+    calls = [m for r in records for m in (r.get("metrics") or [])]
+    energies = [num(r.get("energy_j")) for r in records]
+    return {
+        "cell": cell.name, "power_mode": mode, "model": cell.label("model"), "strategy": cell.label("strategy"),
+        "serialization": cell.label("serialization"), "protocol": cell.label("protocol"),
+        "cases": a["cases"], "passed": a["passed"], "invalid": a["invalid"], "accuracy": a["accuracy"],
+        "ci_low": lo, "ci_high": hi, "llm_calls": a["llm_calls"],
+        "ttft_ms_median": a["ttft_ms_median"], "prefill_tps_median": a["prefill_tps_median"],
+        "decode_tps_median": a["decode_tps_median"],
+        "prompt_tokens_per_call": (sum(int(m.get("prompt_tokens") or 0) for m in calls) / len(calls)
+                                   if calls else math.nan),
+        "output_tokens_per_call": (sum(int(m.get("decode_tokens") or 0) for m in calls) / len(calls)
+                                   if calls else math.nan),
+        "toolspec_tokens_median": math.nan if spec_tokens is None else spec_tokens,
+        "first_action_s_median": _median([first_action_s(r) for r in records]),
+        "wall_s_median": a["wall_s_median"], "wall_s_total": a["wall_s_total"],
+        "energy_j_per_call": a["energy_j_per_call"], "energy_j_per_correct": a["energy_j_per_correct"],
+        "energy_j_per_case": (statistics.fmean([e for e in energies if math.isfinite(e)])
+                              if any(math.isfinite(e) for e in energies) else math.nan),
+    }
+
+
+# --------------------------------------------------------------------------- tool-spec tokens
+
+def model_tokenizer(profile_name: str):
+    """A tokenize(text) -> int for the profile's GGUF (vocab only), or None (no GGUF, other backend)."""
+    try:
+        from slm_agent.profiles import load_profile
+
+        prof = load_profile(profile_name)
+        if prof.backend.type != "llama_cpp":
+            return None
+        from llama_cpp import Llama
+
+        llm = Llama(prof.resolved_model_path(), vocab_only=True, verbose=False)
+    except Exception:  # noqa: BLE001 - gold agent, missing model, ...: no token count
+        return None
+    return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def spec_texts(case_ids: Sequence[str], serialization: str, suite: str = "bfcl") -> list[str]:
+    """The rendered tool specs (first turn) of BFCL cases with ``serialization``."""
+    from slm_agent.agent.serializers import get_serializer
+    from slm_agent.agent.types import ToolSpec
+    from slm_agent.bench.bfcl.loader import load_scenario, tools_for
+
+    ser = get_serializer(serialization)
+    out = []
+    for cid in case_ids:
+        try:
+            ts = tools_for(load_scenario(cid), 0)
+        except Exception:  # noqa: BLE001 - a case this suite version does not have
+            continue
+        specs = [ToolSpec(name=t["name"], description=t.get("description", ""),
+                          parameters=t.get("parameters") or {"type": "object", "properties": {}})
+                 for t in ts.tools]
+        out.append(ser.tools(specs))
+    return out
+
+
+def toolspec_token_stats(tokenize, texts: Sequence[str]) -> dict[str, float]:
+    import numpy as np
+
+    counts = [tokenize(t) for t in texts]
+    if not counts:
+        return {"n": 0, "median": math.nan, "q1": math.nan, "q3": math.nan}
+    q1, med, q3 = np.percentile(counts, [25, 50, 75])
+    return {"n": len(counts), "median": float(med), "q1": float(q1), "q3": float(q3), "counts": counts}
+
+
+# --------------------------------------------------------------------------- report
+
+@dataclass
+class Comparison:
+    rows: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    markdown: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _ci(r: dict[str, Any]) -> str:
+    if not r["cases"]:
+        return NA
+    return (f"{r['accuracy'] * 100:.1f}% [{r['ci_low'] * 100:.1f}, {r['ci_high'] * 100:.1f}] "
+            f"({r['passed']}/{r['cases']})")
+
+
+def _p(p: dict[str, Any]) -> str:
+    if not math.isfinite(p["p_value"]):
+        return NA
+    return f"p = {p['p_value']:.3g}" if p["significant"] else f"not significant (p = {p['p_value']:.3g})"
+
+
+def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True) -> Comparison:
+    cells = load_cells(paths)
+    tokenizers: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+    for cell in cells:
+        spec = None
+        if tokens and cell.records and cell.label("suite") in ("bfcl", ""):
+            model = cell.label("model")
+            if model not in tokenizers:
+                tokenizers[model] = model_tokenizer(model)
+            tok = tokenizers[model]
+            if tok is not None:
+                texts = spec_texts([r["case_id"] for r in cell.records], cell.label("serialization") or "json")
+                spec = toolspec_token_stats(tok, texts)["median"]
+        for (mode,), recs in sorted(group(cell.records, lambda r: (r.get("power_mode") or "unknown",)).items()):
+            rows.append(cell_row(cell, mode, recs, spec))
+            outcomes[(cell.name, mode)] = {r["case_id"]: bool(r.get("passed")) for r in recs}
+    pairs = []
+    keys = list(outcomes)
+    for i, ka in enumerate(keys):
+        for kb in keys[i + 1:]:
+            if ka[1] != kb[1]:
+                continue
+            res = mcnemar_exact(outcomes[ka], outcomes[kb])
+            if res["shared"]:
+                pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
+    return Comparison(rows, pairs, render_markdown(cells, rows, pairs))
+
+
+def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
+    measured = any(math.isfinite(r["energy_j_per_call"]) for r in rows)
+    lines = ["# Comparison report", "", f"{len(cells)} runs: " + ", ".join(f"`{c.path}`" for c in cells) + ".",
+             "Accuracy with its 95 % Wilson interval; TTFT, prefill and decode are medians over LLM calls.", ""]
+    for mode in sorted({r["power_mode"] for r in rows}):
+        lines += [f"## Power mode {mode}", ""]
+        lines += _table(["Cell", "Model", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy [95 % CI]"],
+                        [[r["cell"], r["model"], _fmt(r["ttft_ms_median"]), _fmt(r["prefill_tps_median"]),
+                          _fmt(r["decode_tps_median"]), _ci(r)] for r in rows if r["power_mode"] == mode])
+        lines.append("")
+    lines += ["## Paired comparisons (McNemar's exact test on the shared cases)", ""]
+    if pairs:
+        lines += _table(["Power mode", "A", "B", "Shared", "A only passed", "B only passed", "Result"],
+                        [[p["power_mode"], p["a"], p["b"], str(p["shared"]), str(p["only_a"]), str(p["only_b"]),
+                          _p(p)] for p in pairs])
+    else:
+        lines.append("No two runs share cases.")
+    lines += ["", "## Tokens, time and energy per cell", ""]
+    lines += _table(["Cell", "Power mode", "Prompt tok/call", "Output tok/call", "Tool-spec tokens (median)",
+                     "First action s (median)", "Wall s/case (median)", "Energy J/call", "Energy J/correct"],
+                    [[r["cell"], r["power_mode"], _fmt(r["prompt_tokens_per_call"]),
+                      _fmt(r["output_tokens_per_call"]), _fmt(r["toolspec_tokens_median"]),
+                      _fmt(r["first_action_s_median"], 2), _fmt(r["wall_s_median"], 2),
+                      _energy(r["energy_j_per_call"], measured), _energy(r["energy_j_per_correct"], measured)]
+                     for r in rows])
+    lines += ["", "Tool-spec tokens: the first-turn tool specs of the cell's cases rendered with its serializer and "
+              "counted with its model's own tokenizer (n/a: no GGUF tokenizer, e.g. the gold agent)."]
+    return "\n".join(lines) + "\n"
+
+
+def _energy(v: float, measured: bool) -> str:
+    if not measured:
+        return NA_POWER
+    return f"{v:.3g}" if math.isfinite(v) else NA
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (cost x lower or equal, accuracy y higher or equal, one strictly)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        dominated = any(math.isfinite(x2) and math.isfinite(y2) and x2 <= x and y2 >= y and (x2 < x or y2 > y)
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _plot(rows: list[dict[str, Any]], xkey: str, xlabel: str, path: Path) -> Optional[Path]:
+    pts = [(r[xkey], r["accuracy"]) for r in rows]
+    if not any(math.isfinite(x) and math.isfinite(y) for x, y in pts):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = pareto_front(pts)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for i, (r, (x, y)) in enumerate(zip(rows, pts)):
+        if math.isfinite(x) and math.isfinite(y):
+            ax.errorbar([x], [y * 100], yerr=[[max(0.0, (y - r["ci_low"]) * 100)], [max(0.0, (r["ci_high"] - y) * 100)]],
+                        fmt="o", color="tab:red" if i in front else "tab:blue", capsize=3)
+            ax.annotate(f"{r['cell']} ({r['power_mode']})", (x, y * 100), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    fx = sorted((pts[i][0], pts[i][1] * 100) for i in front)
+    if fx:
+        ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", color="tab:red", label="Pareto front")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy % (95 % Wilson CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(cmp: Comparison, out_dir: os.PathLike | str, plots: bool = True) -> Comparison:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "compare.md"
+    md.write_text(cmp.markdown, encoding="utf-8")
+    cmp.files["markdown"] = md
+    for name, rows in (("compare.csv", cmp.rows), ("pairs.csv", cmp.pairs)):
+        path = out / name
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            if rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in r.items()})
+        cmp.files[name] = path
+    if plots:
+        for key, label, name in (("wall_s_median", "median wall time per case (s)", "accuracy_vs_latency.png"),
+                                 ("energy_j_per_case", "energy per case (J)", "accuracy_vs_energy.png")):
+            p = _plot(cmp.rows, key, label, out / name)
+            if p is not None:
+                cmp.files[name] = p
+    return cmp

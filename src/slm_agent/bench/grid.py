@@ -1,0 +1,306 @@
+"""Ablation grid (``slm-agent grid GRID.yaml --output-dir DIR``).
+
+A grid file names the axes; every combination is a *cell*, a normal run
+directory ``DIR/cells/<name>`` run by the same code as ``slm-agent bench``
+(:func:`slm_agent.cli.cmd_bench`, in-process), so a cell resumes exactly as a
+run directory does (no case lost or repeated after Ctrl-C or ``kill -9``);
+the grid reruns the cells not marked finished in ``DIR/grid_state.json``.
+
+Grid file (YAML)::
+
+    agent: model               # model | gold
+    models: [gemma3-270m-q4km, smollm2-135m-q4_1]
+    strategies: [direct, react]
+    serializations: [json, toon]
+    power_modes: []            # Jetson nvpmodel modes, switched in this order
+    suite: bfcl
+    categories: [simple_python]
+    ids: []
+    limit: 2
+    seeds: [0]                 # one repeat per seed (benchmark node's seed)
+    protocol: suite
+    record: false              # rosbag2 bag per cell
+    bench_args: []             # more `slm-agent bench` flags for every cell
+    telemetry: {root: /, reader: auto}
+
+Cells are ordered power mode, model, strategy, serialization, seed (each mode
+is switched to once); names are stable (``<model>__<strategy>__<serialization>``
+plus ``__<mode>`` and ``__seed<N>`` when those axes have values).  ``--shard
+i/n`` runs cells ``i-1, i-1+n, ...`` of that order.  JSON-schema constrained
+decoding is an agent-node setting, not a per-run switch, so it is not an axis.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from slm_agent.bench.results import RESULTS_FILE, read_results, write_json_atomic
+
+GRID_KEYS = {"agent", "models", "strategies", "serializations", "power_modes", "suite", "categories", "ids", "limit",
+             "seeds", "protocol", "record", "bench_args", "telemetry", "case_timeout_s"}
+STATE_FILE = "grid_state.json"
+SPEC_FILE = "grid.json"
+
+
+class GridError(Exception):
+    """The grid cannot run: each arg is one line (exit 2)."""
+
+
+@dataclass(frozen=True)
+class GridCell:
+    index: int
+    name: str
+    model: str
+    strategy: str
+    serialization: str
+    power_mode: str
+    seed: int
+
+    def bench_argv(self, spec: "GridSpec", out: Path) -> list[str]:
+        argv = ["bench", "--output-dir", str(out), "--suite", spec.suite, "--strategy", self.strategy,
+                "--serialization", self.serialization, "--seed", str(self.seed), "--protocol", spec.protocol,
+                "--limit", str(spec.limit), "--quiet"]
+        argv += ["--ids", ",".join(spec.ids)] if spec.ids else ["--categories", ",".join(spec.categories)]
+        argv += ["--agent", "gold"] if spec.agent == "gold" else ["--model", self.model]
+        if spec.case_timeout_s:
+            argv += ["--case-timeout", str(spec.case_timeout_s)]
+        if not spec.record:
+            argv.append("--no-record")
+        if self.power_mode:   # the grid's own telemetry node serves power and modes
+            argv += ["--power-mode", self.power_mode, "--no-telemetry"]
+        elif spec.telemetry.get("reader"):
+            argv += ["--telemetry-reader", str(spec.telemetry["reader"])]
+        return argv + list(spec.bench_args)
+
+
+def _list(value: Any, key: str, errors: list[str], default: Sequence[Any] = ()) -> list[Any]:
+    if value is None:
+        return list(default)
+    if isinstance(value, (str, int)):
+        return [value]
+    if not isinstance(value, list):
+        errors.append(f"{key}: expected a list, got {type(value).__name__}")
+        return list(default)
+    return value
+
+
+@dataclass
+class GridSpec:
+    agent: str = "model"
+    models: list[str] = field(default_factory=list)
+    strategies: list[str] = field(default_factory=lambda: ["direct"])
+    serializations: list[str] = field(default_factory=lambda: ["json"])
+    power_modes: list[str] = field(default_factory=list)
+    suite: str = "bfcl"
+    categories: list[str] = field(default_factory=lambda: ["simple_python"])
+    ids: list[str] = field(default_factory=list)
+    limit: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
+    protocol: str = "suite"
+    record: bool = False
+    bench_args: list[str] = field(default_factory=list)
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    case_timeout_s: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GridSpec":
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise GridError(f"{path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise GridError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "grid") -> "GridSpec":
+        if not isinstance(data, dict):
+            raise GridError(f"{where}: expected a mapping of axes")
+        errors = [f"{where}: unknown key {k!r} (known: {', '.join(sorted(GRID_KEYS))})"
+                  for k in data if k not in GRID_KEYS]
+        s = cls()
+        s.agent = str(data.get("agent", "model"))
+        if s.agent not in ("model", "gold"):
+            errors.append(f"agent: expected model or gold, got {s.agent!r}")
+        for key in ("models", "strategies", "serializations", "power_modes", "categories", "ids", "bench_args"):
+            setattr(s, key, [str(v) for v in _list(data.get(key), key, errors, getattr(s, key))])
+        s.seeds = []
+        for v in _list(data.get("seeds"), "seeds", errors, [0]):
+            if isinstance(v, bool) or not isinstance(v, int):
+                errors.append(f"seeds: expected integers, got {v!r}")
+            else:
+                s.seeds.append(v)
+        s.suite = str(data.get("suite", "bfcl"))
+        s.protocol = str(data.get("protocol", "suite"))
+        limit = data.get("limit", 0)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            errors.append(f"limit: expected an integer >= 0, got {limit!r}")
+        else:
+            s.limit = limit
+        s.record = bool(data.get("record", False))
+        s.case_timeout_s = float(data.get("case_timeout_s", 0.0) or 0.0)
+        tel = data.get("telemetry") or {}
+        if not isinstance(tel, dict) or set(tel) - {"root", "reader"}:
+            errors.append("telemetry: expected a mapping with root and/or reader")
+        else:
+            s.telemetry = dict(tel)
+        if s.agent == "model" and not s.models:
+            errors.append("models: at least one model profile (or agent: gold)")
+        if s.agent == "gold":
+            s.models = ["gold"]
+        for key in ("models", "strategies", "serializations", "power_modes", "seeds"):
+            vals = getattr(s, key)
+            if len(set(vals)) != len(vals):
+                errors.append(f"{key}: a value is listed twice")
+        if errors:
+            raise GridError(*errors)
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in sorted(GRID_KEYS)}
+
+    def cells(self) -> list[GridCell]:
+        out = []
+        modes = self.power_modes or [""]
+        for i, (mode, model, strat, ser, seed) in enumerate(itertools.product(
+                modes, self.models, self.strategies, self.serializations, self.seeds)):
+            parts = [model, strat, ser] + ([mode] if mode else []) + ([f"seed{seed}"] if len(self.seeds) > 1 else [])
+            name = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p) for p in parts)
+            out.append(GridCell(i, name, model, strat, ser, mode, seed))
+        return out
+
+
+def parse_shard(text: Optional[str]) -> tuple[int, int]:
+    if not text:
+        return 1, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise GridError(f"--shard: expected i/n with 1 <= i <= n, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_cells(cells: Sequence[GridCell], shard: tuple[int, int]) -> list[GridCell]:
+    i, n = shard
+    return [c for c in cells if c.index % n == i - 1]
+
+
+def count_done(cell_dir: Path) -> int:
+    return len(read_results(cell_dir / RESULTS_FILE)) if (cell_dir / RESULTS_FILE).exists() else 0
+
+
+class GridProgress:
+    """Cases done over the whole grid (counted in the cells' results.jsonl) and an ETA."""
+
+    def __init__(self, out: Path, cells: Sequence[GridCell], cases_per_cell: int) -> None:
+        self.out, self.cells, self.per_cell = out, list(cells), cases_per_cell
+        self.total = cases_per_cell * len(self.cells)
+        self.start_done = self.done()
+        self.t0 = time.monotonic()
+
+    def done(self) -> int:
+        return sum(min(self.per_cell, count_done(self.out / "cells" / c.name)) for c in self.cells)
+
+    def line(self, prefix: str = "") -> str:
+        done = self.done()
+        rate_n, dt = done - self.start_done, time.monotonic() - self.t0
+        eta = (self.total - done) * dt / rate_n if rate_n > 0 else math.nan
+        eta_text = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+        return f"grid: {prefix}{done}/{self.total} cases over {len(self.cells)} cells, ETA {eta_text}"
+
+
+def check_power_modes(spec: GridSpec) -> Any:
+    """The power-mode controller the telemetry node will use, or GridError (one line)."""
+    if not spec.power_modes:
+        return None
+    from slm_agent.telemetry.power_mode import PowerModeController
+
+    root = str(spec.telemetry.get("root", "/"))
+    info = PowerModeController(root).info()
+    if not info.supported:
+        raise GridError(f"power_modes: this machine's telemetry cannot switch power modes "
+                        f"({info.message or 'nvpmodel unsupported'}); remove power_modes from the grid")
+    names = {n.upper() for _i, n in info.modes} | {str(i) for i, _n in info.modes}
+    bad = [m for m in spec.power_modes if m.upper() not in names]
+    if bad:
+        raise GridError(f"power_modes: unknown mode(s) {', '.join(bad)}; this machine has "
+                        + ", ".join(f"{i}={n}" for i, n in info.modes))
+    return info
+
+
+def run_grid(spec: GridSpec, out: Path, *, shard: tuple[int, int] = (1, 1),
+             bench: Optional[Callable[[list[str]], int]] = None,
+             set_mode: Optional[Callable[[str], str]] = None, print_fn: Callable[[str], None] = print) -> int:
+    """Run the (shard of the) grid; returns the exit status (0, 2, 3, 130)."""
+    from slm_agent.bench.runner import select_scenarios
+
+    if bench is None:
+        from slm_agent.cli import main as cli_main
+
+        def bench(argv: list[str]) -> int:
+            return cli_main(argv)
+
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / SPEC_FILE
+    if spec_path.exists():
+        try:
+            old = json.loads(spec_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old is not None and old != json.loads(json.dumps(spec.to_dict())):
+            diff = sorted(k for k in spec.to_dict() if old.get(k) != json.loads(json.dumps(spec.to_dict()))[k])
+            raise GridError(f"{out} holds another grid (differs in {', '.join(diff)}); use another --output-dir")
+    else:
+        write_json_atomic(spec_path, spec.to_dict())
+    scenarios = select_scenarios(spec.suite, [] if spec.ids else spec.categories, spec.ids, spec.limit)
+    cells = shard_cells(spec.cells(), shard)
+    state_path = out / STATE_FILE
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = {}
+    finished = set(state.get("finished", []))
+    progress = GridProgress(out, cells, len(scenarios))
+    print_fn(f"grid: {len(cells)} cells" + (f" (shard {shard[0]}/{shard[1]})" if shard != (1, 1) else "")
+             + f", {len(scenarios)} cases each; {sum(c.name in finished for c in cells)} finished earlier")
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(15.0):
+            print_fn(progress.line())
+
+    threading.Thread(target=ticker, daemon=True, name="grid-progress").start()
+    mode_now = None
+    try:
+        for k, cell in enumerate(cells, 1):
+            if cell.name in finished:
+                continue
+            if cell.power_mode and cell.power_mode != mode_now:
+                assert set_mode is not None, "power modes need set_mode"
+                print_fn(f"grid: power mode -> {cell.power_mode}: {set_mode(cell.power_mode)}")
+                mode_now = cell.power_mode
+            print_fn(f"grid: cell {k}/{len(cells)} {cell.name}")
+            code = bench(cell.bench_argv(spec, out / "cells" / cell.name))
+            if code != 0:
+                print_fn(f"grid: cell {cell.name} ended with status {code}; rerun the same command to resume")
+                return code
+            finished.add(cell.name)
+            state["finished"] = sorted(finished)
+            write_json_atomic(state_path, state)
+            print_fn(progress.line(f"cell {k}/{len(cells)} finished; "))
+    except KeyboardInterrupt:
+        print_fn("grid: interrupted; rerun the same command to resume")
+        return 130
+    finally:
+        stop.set()
+    print_fn(f"grid: done; compare with: slm-agent compare {out}")
+    return 0
