@@ -1,0 +1,107 @@
+"""slm-agent compare: every number recomputed from synthetic run directories
+and checked against their results.jsonl by hand (counts, Wilson interval by
+its formula, McNemar's exact p-value as a two-sided binomial test on the
+discordant pairs), plus the CLI's files."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from scipy.stats import binom
+
+from slm_agent.bench.compare import compare, pareto_front, write_comparison
+from slm_agent.cli import main
+
+
+def _rec(case: str, passed: bool, *, model: str, mode: str, ttft: float, wall: float, energy=None,
+         prompt=100, decode=10, start=1000.0) -> dict:
+    end = start + 0.5
+    return {"case_id": case, "category": "simple_python", "suite": "bfcl", "model": model, "power_mode": mode,
+            "strategy": "direct", "serialization": "json", "valid": True, "passed": passed,
+            "wall_time_s": wall, "energy_j": energy, "started_at": start, "prompt_tokens": prompt,
+            "decode_tokens": decode,
+            "metrics": [{"ttft_ms": ttft, "prefill_tokens_per_s": 1000.0, "decode_tokens_per_s": 50.0,
+                         "prompt_tokens": prompt, "decode_tokens": decode, "energy_j": None if energy is None
+                         else energy, "finish_reason": "tool_calls",
+                         "end_stamp": {"sec": int(end), "nanosec": int((end % 1) * 1e9)}}]}
+
+
+def _run(d: Path, model: str, outcomes: list[bool], mode: str = "MAXN", energy=None) -> Path:
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"config": {"model": model, "strategy": "direct",
+                                                       "serialization": "json", "suite": "bfcl"}}))
+    with (d / "results.jsonl").open("w") as fh:
+        for i, ok in enumerate(outcomes):
+            fh.write(json.dumps(_rec(f"simple_python_{i}", ok, model=model, mode=mode, ttft=10.0 + i,
+                                     wall=1.0 + i, energy=energy)) + "\n")
+    return d
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_numbers_recomputed_from_results_jsonl(tmp_path: Path) -> None:
+    a_out = [True] * 14 + [False] * 6            # 14/20
+    b_out = [True] * 6 + [False] * 14            # 6/20: 8 cases A passes and B fails, none the other way
+    a = _run(tmp_path / "a", "m1", a_out, energy=2.0)
+    b = _run(tmp_path / "b", "m2", b_out, energy=1.0)
+    cmp = compare([a, b], tokens=False)
+    rows = {r["cell"]: r for r in cmp.rows}
+    for d in (a, b):
+        recs = [json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()]
+        k, n = sum(r["passed"] for r in recs), len(recs)
+        row = rows[d.name]
+        assert (row["passed"], row["cases"]) == (k, n) and row["accuracy"] == pytest.approx(k / n)
+        lo, hi = _wilson(k, n)
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+        ttfts = sorted(m["ttft_ms"] for r in recs for m in r["metrics"])
+        assert row["ttft_ms_median"] == pytest.approx((ttfts[9] + ttfts[10]) / 2)
+        assert row["prompt_tokens_per_call"] == 100 and row["output_tokens_per_call"] == 10
+        assert row["first_action_s_median"] == pytest.approx(0.5)
+        assert row["energy_j_per_call"] == pytest.approx(recs[0]["energy_j"])
+        assert row["energy_j_per_correct"] == pytest.approx(sum(r["energy_j"] for r in recs) / k)
+        assert row["power_mode"] == "MAXN"
+    (pair,) = cmp.pairs
+    disc_a = sum(x and not y for x, y in zip(a_out, b_out))
+    disc_b = sum(y and not x for x, y in zip(a_out, b_out))
+    assert (pair["only_a"], pair["only_b"], pair["shared"]) == (disc_a, disc_b, 20)
+    expected_p = min(1.0, 2 * binom.cdf(min(disc_a, disc_b), disc_a + disc_b, 0.5))
+    assert pair["p_value"] == pytest.approx(expected_p) and pair["significant"]  # 2 * 0.5**8 = 0.0078
+    assert f"p = {expected_p:.3g}" in cmp.markdown
+    assert "[50.0" not in cmp.markdown and f"{lo * 100:.1f}" in cmp.markdown
+
+
+def test_unshared_or_equal_runs_and_power_modes(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", "m1", [True, False, True], mode="MODE_15W")
+    b = _run(tmp_path / "b", "m1", [True, False, False], mode="MODE_15W")
+    c = _run(tmp_path / "c", "m1", [True, True, True], mode="MODE_30W")
+    cmp = compare([a, b, c], tokens=False)
+    assert [(p["a"], p["b"]) for p in cmp.pairs] == [("a", "b")]   # c ran in another power mode
+    assert "not significant (p = 1)" in cmp.markdown
+    assert "## Power mode MODE_15W" in cmp.markdown and "## Power mode MODE_30W" in cmp.markdown
+    assert "n/a (power not measured)" in cmp.markdown
+
+
+def test_pareto_front() -> None:
+    pts = [(1.0, 0.5), (2.0, 0.8), (3.0, 0.7), (0.5, 0.2), (float("nan"), 1.0)]
+    assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_cli_writes_markdown_csv_png(tmp_path: Path, capsys) -> None:
+    grid = tmp_path / "grid"
+    _run(grid / "cells" / "x", "m1", [True, False, True, True], energy=3.0)
+    _run(grid / "cells" / "y", "m2", [False, False, True, True], energy=1.0)
+    assert main(["compare", str(grid), "--no-tokens", "--output", str(tmp_path / "out")]) == 0
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"compare.md", "compare.csv", "pairs.csv", "accuracy_vs_latency.png", "accuracy_vs_energy.png"} <= files
+    rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
+    assert [(r["cell"], r["passed"], r["cases"]) for r in rows] == [("x", "3", "4"), ("y", "2", "4")]
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
