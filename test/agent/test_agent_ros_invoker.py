@@ -295,6 +295,7 @@ def test_server_gone_fails_at_once_not_after_its_timeout(ros_env, test_namespace
         inv.destroy()
 
 
+@pytest.mark.timeout(120)
 def test_server_leaving_mid_call_ends_the_call_early(ros_env, test_namespace):
     """A server process takes the request, then leaves the graph (SIGTERM) without
     answering: the call is FAILED shortly after, not at its 10 s timeout, and was sent once."""
