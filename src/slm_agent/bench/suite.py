@@ -338,6 +338,7 @@ def comparable_with_suite(suite: Suite, protocol: str) -> bool:
 #: name -> ``"module:Class"`` (imported on first use) or a factory
 _REGISTRY: dict[str, Union[str, Callable[[], Suite]]] = {
     "bfcl": "slm_agent.bench.bfcl.suite:BfclSuite",
+    "tau2": "slm_agent.bench.tau2.suite:Tau2Suite",
 }
 _INSTANCES: dict[str, Suite] = {}
 

@@ -216,6 +216,8 @@ class GoldAgentNode(Node):
         result = RunTask.Result()
         result.messages = list(goal.messages)
         case_id, turn = parse_task_id(goal.task_id)
+        if "/" in case_id:
+            return self._execute_tau2(goal_handle, goal, result, case_id, turn)
         try:
             sc = self.scenario(case_id)
             calls = self._gold_calls(sc, turn, [t.name for t in goal.tools])
@@ -266,6 +268,46 @@ class GoldAgentNode(Node):
         result.tool_calls = records
         result.metrics = metrics
         result.success = True
+        goal_handle.succeed()
+        return result
+
+    def _execute_tau2(self, goal_handle, goal, result: RunTask.Result, case_id: str, turn: int) -> RunTask.Result:
+        """tau2: the task's gold actions (``slm_agent.bench.tau2.data.gold_answer``), each executed
+        through the goal's InvokeTool service, then the text that tells the user what was done."""
+        from slm_agent.bench.tau2 import data as tau2_data
+
+        specs = {t.name: t for t in goal.tools}
+        solo = tau2_data.STOP_TOOL_NAME in specs
+        try:
+            calls, text = tau2_data.gold_answer(case_id, turn, solo, self.corrupt or case_id in self.corrupt_ids)
+        except Exception as exc:  # noqa: BLE001 - unknown case: a failed goal, not a dead node
+            goal_handle.succeed()
+            result.success, result.error = False, f"gold answer unavailable for {goal.task_id!r}: {exc}"
+            return result
+        records: list[ToolCallRecord] = []
+        metrics: list[InferenceMetrics] = []
+        for step, (name, args) in enumerate(calls):
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                result.success, result.error = False, "canceled"
+                return result
+            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+            call = self._call(name, args, step)
+            metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
+            tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
+            rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
+            self.pub_calls.publish(rec)
+            records.append(rec)
+            result.messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
+            content = json.loads(tool_result.content_json) if tool_result.content_json else tool_result.error
+            result.messages.append(ChatMessage(role="tool", name=name, tool_call_id=call.id,
+                                               content=content if isinstance(content, str) else json.dumps(content)))
+        start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+        metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
+        result.final_text = text
+        if text:
+            result.messages.append(ChatMessage(role="assistant", content=text))
+        result.tool_calls, result.metrics, result.success = records, metrics, True
         goal_handle.succeed()
         return result
 

