@@ -126,8 +126,10 @@ def mcnemar_exact(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
 def first_action_s(rec: dict[str, Any]) -> float:
     """Case start -> end of the first LLM call that produced tool calls (NaN if none recorded)."""
     start = num(rec.get("started_at"))
+    steps = {(c.get("turn", 0), c.get("step")) for c in rec.get("calls") or [] if isinstance(c, dict)}
     for m in rec.get("metrics") or []:
-        if m.get("finish_reason") == "tool_calls":
+        turn = int(str(m.get("task_id", "#0")).rpartition("#")[2] or 0) if "#" in str(m.get("task_id", "")) else 0
+        if m.get("finish_reason") == "tool_calls" or (turn, m.get("step")) in steps:
             end = m.get("end_stamp") or {}
             t = num(end.get("sec")) + num(end.get("nanosec")) * 1e-9
             if math.isfinite(t) and math.isfinite(start) and t > 0:
