@@ -229,10 +229,10 @@ BAD_TOOL_SET = "tools:\n  - name: 1bad\n    service: /x\n    type: std_srvs/srv/
 
 @pytest.mark.parametrize("params, expected", [
     ([f"model:={BAD_PROFILE}"], BAD_PROFILE),
-    (["strategy:=bogus"], "unknown strategy 'bogus'"),
-    (["serialization:=yaml"], "unknown serialization 'yaml'"),
+    (["strategy:=bogus"], "strategy='bogus': must be one of direct, react, reflact"),
+    (["serialization:=yaml"], "serialization='yaml': must be one of"),
     (["tool_set:=<bad>"], "'name' must be an identifier"),
-    (["max_steps:=many"], "parameter 'max_steps' must be an integer"),
+    (["max_steps:=many"], "max_steps='many': must be an integer"),
 ], ids=["profile", "strategy", "serialization", "tool_set", "param_type"])
 def test_autostart_with_bad_config_exits_2_with_clear_message(params, expected, tmp_path):
     bad = tmp_path / "bad.yaml"

@@ -90,16 +90,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import rclpy
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -109,22 +102,22 @@ from slm_agent.action import RunTask
 from slm_agent.agent.loop import AgentEvent, AgentLoop, EventKind
 from slm_agent.agent.protocol import rules_for_goal
 from slm_agent.agent.safety import SafetyEnvelope
-from slm_agent.agent.serializers import get_serializer
-from slm_agent.agent.strategies import STRATEGIES, Strategy, get_strategy
+from slm_agent.agent.strategies import Strategy, make_strategy, resolve_chat_format
 from slm_agent.agent.toolset import ToolSet, ToolSetError, load_tool_set, resolve_tool_set
 from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
 from slm_agent.engines import create_engine
 from slm_agent.engines.base import CallMetrics, ChatRequest, Engine, StreamChunk
 from slm_agent.msg import InferenceMetrics, PowerState, ToolCallRecord
-from slm_agent.profiles import DEFAULT_PROFILE, Profile, load_profile
+from slm_agent.profiles import Profile, load_profile
 from slm_agent.ros import agent_convert as conv
+from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import shutdown_node, spin_until_shutdown
 from slm_agent.ros.tool_invoker import RosServiceToolInvoker
 from slm_agent.srv import ListTools
+from slm_agent.settings import AgentSettings
 from slm_agent.telemetry import EnergyIntegrator
 
-NODE_NAME = "agent"
-CHAT_FORMATS = ("raw", "chat")
+NODE_NAME = AgentSettings.NODE
 #: power samples older than this mean "telemetry is not running" (no energy wait)
 POWER_STALE_S = 2.0
 #: how often the dispatcher re-checks waiting goals for cancel requests (the
@@ -136,98 +129,16 @@ DISPATCH_POLL_S = 0.02
 ACTION_SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
+#: settings read at configure: changes are refused unless unconfigured (the rest are live)
+_CONFIGURE_TIME = frozenset(d.name for d in AgentSettings.declarations() if not d.live)
+
+
 class AgentConfigError(RuntimeError):
     """Parameters make the node unable to start (already logged)."""
 
 
 class _GoalError(ValueError):
     """A goal cannot run; the text goes into ``Result.error``."""
-
-
-@dataclass(frozen=True)
-class Param:
-    default: Any
-    description: str
-    low: Optional[float] = None
-    high: Optional[float] = None
-    constraints: str = ""
-    #: read at configure (changes are refused unless unconfigured)
-    configure_time: bool = True
-
-
-#: name -> declaration; config/agent.yaml holds the same defaults.
-PARAMETERS: dict[str, Param] = {
-    "model": Param(DEFAULT_PROFILE, "model profile: a name under config/models/ or a YAML path"),
-    "tool_set": Param("", "tool set: a name under config/tool_sets/ (e.g. demo_robot) or a YAML path; "
-                          "empty = no tools of its own (goals bring theirs)"),
-    "strategy": Param("direct", "default prompt strategy", constraints="one of: " + ", ".join(sorted(STRATEGIES))),
-    "serialization": Param("json", "default tool-spec serialization", constraints="one of: json, toon, natural"),
-    "chat_format": Param("", "how prompts are sent: raw (one completion prompt) or chat (messages through "
-                             "the chat template); empty = from the profile (raw if its chat.mode is raw, "
-                             "else chat)", constraints="'', raw or chat"),
-    "constrained": Param(True, "JSON-schema constrained decoding of every step's output"),
-    "max_steps": Param(4, "default LLM calls per goal", 1, 64),
-    "max_tokens": Param(0, "generated tokens per LLM call; 0 = the profile's sampling.max_tokens", 0, 1_000_000),
-    "autostart": Param(False, "configure and activate at startup (exit with status 2 if that fails)",
-                       configure_time=False),
-    "telemetry_topic": Param("/telemetry/power", "PowerState topic integrated for energy_j and power_mode"),
-    "feedback_batch": Param(4, "text deltas per KIND_TEXT feedback message after the first of each LLM call",
-                            1, 10_000),
-    "feedback_max_delay_s": Param(0.1, "longest a text delta waits in the feedback batch [s]", 0.0, 10.0),
-    "metrics_energy_wait_s": Param(1.0, "how long a ~/metrics message waits for the power sample after its "
-                                        "call's end before publishing energy_j as NaN [s]", 0.0, 60.0),
-    "energy_max_gap_s": Param(1.0, "power samples further apart than this are not bridged: a call "
-                                   "spanning such a gap gets energy_j NaN [s]", 0.01, 60.0),
-    "max_queued_goals": Param(4, "goals accepted at once (running + waiting); more are rejected", 1, 64),
-}
-
-
-def _descriptor(name: str, p: Param) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=name, description=p.description, additional_constraints=p.constraints)
-    if isinstance(p.default, bool):
-        d.type = ParameterType.PARAMETER_BOOL
-    elif isinstance(p.default, int):
-        d.type = ParameterType.PARAMETER_INTEGER
-        if p.low is not None and p.high is not None:
-            d.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)]
-    elif isinstance(p.default, float):
-        d.type = ParameterType.PARAMETER_DOUBLE
-        if p.low is not None and p.high is not None:
-            d.floating_point_range = [FloatingPointRange(from_value=p.low, to_value=p.high, step=0.0)]
-    else:
-        d.type = ParameterType.PARAMETER_STRING
-    return d
-
-
-def _want(p: Param) -> str:
-    if isinstance(p.default, bool):
-        return "true or false"
-    if isinstance(p.default, int):
-        return f"an integer in [{int(p.low)}, {int(p.high)}]"
-    if isinstance(p.default, float):
-        return f"a float such as {p.default!r} in [{p.low}, {p.high}]"
-    return "a string"
-
-
-def make_strategy(name: str, serialization: str, chat_format: str, example: Optional[dict[str, Any]],
-                  max_tokens: int) -> Strategy:
-    """The strategy a goal runs with (raises ValueError naming the valid choices).
-
-    Public so benchmarks build the in-process loop exactly like the node.
-    """
-    get_serializer(serialization)  # clear error for an unknown/unavailable serialization
-    return get_strategy(name, serialization=serialization, chat_format=chat_format, example=example,
-                        max_tokens=max_tokens)
-
-
-def resolve_chat_format(param: str, profile: Profile) -> str:
-    """``chat_format`` parameter -> raw|chat (empty = from the profile's chat.mode)."""
-    value = (param or "").strip().lower()
-    if not value:
-        return "raw" if profile.chat.mode == "raw" else "chat"
-    if value not in CHAT_FORMATS:
-        raise ValueError(f"unknown chat_format {param!r}; valid: {', '.join(CHAT_FORMATS)} (or empty)")
-    return value
 
 
 # --------------------------------------------------------------------------- helpers
@@ -511,8 +422,8 @@ class AgentNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self._declare_parameters()
-        except ValueError as exc:
+            declare_settings(self, AgentSettings, read_only=False)  # changes refused while configured
+        except ValueError as exc:  # SettingsError: names every bad override
             self.get_logger().error(f"bad agent parameters: {exc}")
             self.destroy_node()
             raise AgentConfigError(str(exc)) from exc
@@ -531,7 +442,7 @@ class AgentNode(LifecycleNode):
         self._running: Optional[_Job] = None
         self._closing = False
         self._task_seq = 0
-        self.energy = EnergyIntegrator(max_gap_s=1.0, horizon_s=3600.0)
+        self.energy: Optional[EnergyIntegrator] = None  # built at configure (energy_max_gap_s)
         self._power_mode = ""
         self._power_rx_mono = -math.inf
         self._power_sub = None
@@ -555,16 +466,9 @@ class AgentNode(LifecycleNode):
                                + (" autostart" if self.autostart else "; waiting for configure"))
 
     # ------------------------------------------------------------ parameters
-    def _declare_parameters(self) -> None:
-        for name, p in PARAMETERS.items():
-            try:
-                self.declare_parameter(name, p.default, _descriptor(name, p))
-            except ParameterException as exc:
-                raise ValueError(f"parameter {name!r} must be {_want(p)} ({p.description}): {exc}") from exc
-
     def _on_set_parameters(self, params) -> SetParametersResult:
         if self._cfg is not None:
-            frozen = [p.name for p in params if p.name in PARAMETERS and PARAMETERS[p.name].configure_time]
+            frozen = [p.name for p in params if p.name in _CONFIGURE_TIME]
             if frozen:
                 return SetParametersResult(
                     successful=False,
@@ -583,13 +487,17 @@ class AgentNode(LifecycleNode):
         # load time to complete, so the first call's window is already covered
         # by samples (a subscription made after the load missed the start of
         # the first goal sent right after activation: energy_j NaN).
-        self.energy = EnergyIntegrator(max_gap_s=float(self.get_parameter("energy_max_gap_s").value),
-                                       horizon_s=3600.0)
+        try:
+            settings = read_settings(self, AgentSettings)
+        except ValueError as exc:  # SettingsError: bounds, registry choices
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.energy = EnergyIntegrator(max_gap_s=settings.energy_max_gap_s, horizon_s=3600.0)
         self._power_sub = self.create_subscription(
-            PowerState, str(self.get_parameter("telemetry_topic").value), self._on_power, 50,
+            PowerState, settings.telemetry_topic, self._on_power, 50,
             callback_group=MutuallyExclusiveCallbackGroup())
         try:
-            cfg = self._build_config()
+            cfg = self._build_config(settings)
         except Exception as exc:  # noqa: BLE001 - never crash on configure
             text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"configure failed: {text}")
@@ -606,28 +514,22 @@ class AgentNode(LifecycleNode):
             f"constrained={cfg.constrained} max_steps={cfg.max_steps} max_tokens={cfg.max_tokens}")
         return super().on_configure(state)
 
-    def _build_config(self) -> _Config:
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        strategy = str(p["strategy"]).strip().lower()
-        serialization = str(p["serialization"]).strip().lower()
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {p['strategy']!r}; valid: {', '.join(sorted(STRATEGIES))}")
-        get_serializer(serialization)  # ValueError names the valid ones
-        if str(p["chat_format"]).strip().lower() not in ("",) + CHAT_FORMATS:
-            raise ValueError(f"unknown chat_format {p['chat_format']!r}; valid: raw, chat (or empty)")
+    def _build_config(self, s: AgentSettings) -> _Config:
+        """Load the tool set, the profile and the engine (settings are already validated:
+        strategy/serialization/chat_format are registry names)."""
         tool_set: Optional[ToolSet] = None
         label = "(none)"
-        if str(p["tool_set"]).strip():
+        if s.tool_set.strip():
             try:
-                path = resolve_tool_set(str(p["tool_set"]).strip())
+                path = resolve_tool_set(s.tool_set.strip())
                 tool_set = load_tool_set(path)
             except ToolSetError as exc:
-                raise ValueError(f"tool_set {p['tool_set']!r}: {exc}") from exc
+                raise ValueError(f"tool_set {s.tool_set!r}: {exc}") from exc
             label = f"{tool_set.name} ({path})"
-        profile = load_profile(str(p["model"]))  # ProfileError is a ValueError listing every problem
-        chat_format = resolve_chat_format(str(p["chat_format"]), profile)
-        max_tokens = int(p["max_tokens"]) or profile.sampling.max_tokens
-        make_strategy(strategy, serialization, chat_format, tool_set.example if tool_set else None, max_tokens)
+        profile = load_profile(s.model)  # ProfileError is a ValueError listing every problem
+        chat_format = resolve_chat_format(s.chat_format, profile)
+        max_tokens = s.max_tokens or profile.sampling.max_tokens
+        make_strategy(s.strategy, s.serialization, chat_format, tool_set.example if tool_set else None, max_tokens)
         t0 = time.monotonic()
         engine = create_engine(profile)
         self.get_logger().info(f"model {profile.name} loaded in {time.monotonic() - t0:.1f} s")
@@ -640,11 +542,11 @@ class AgentNode(LifecycleNode):
             engine.close()
             raise
         return _Config(
-            profile=profile, engine=engine, tool_set=tool_set, tool_set_label=label, strategy=strategy,
-            serialization=serialization, chat_format=chat_format, constrained=bool(p["constrained"]),
-            max_steps=int(p["max_steps"]), max_tokens=max_tokens, telemetry_topic=str(p["telemetry_topic"]),
-            feedback_batch=int(p["feedback_batch"]), feedback_max_delay_s=float(p["feedback_max_delay_s"]),
-            metrics_energy_wait_s=float(p["metrics_energy_wait_s"]), max_queued_goals=int(p["max_queued_goals"]),
+            profile=profile, engine=engine, tool_set=tool_set, tool_set_label=label, strategy=s.strategy,
+            serialization=s.serialization, chat_format=chat_format, constrained=s.constrained,
+            max_steps=s.max_steps, max_tokens=max_tokens, telemetry_topic=s.telemetry_topic,
+            feedback_batch=s.feedback_batch, feedback_max_delay_s=s.feedback_max_delay_s,
+            metrics_energy_wait_s=s.metrics_energy_wait_s, max_queued_goals=s.max_queued_goals,
             router=router)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -696,7 +598,7 @@ class AgentNode(LifecycleNode):
         if self._power_sub is not None:
             self.destroy_subscription(self._power_sub)
             self._power_sub = None
-        self.energy.clear()  # a reconfigure may name another telemetry_topic
+        self.energy = None  # a reconfigure may name another telemetry_topic
         self._power_rx_mono, self._power_mode = -math.inf, ""
         for pub in (self.pub_metrics, self.pub_calls):
             if pub is not None:
@@ -722,9 +624,12 @@ class AgentNode(LifecycleNode):
 
     # ------------------------------------------------------------- telemetry
     def _on_power(self, msg: PowerState) -> None:
+        energy = self.energy
+        if energy is None:  # released while this sample was in flight
+            return
         t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         ok = msg.total_available and math.isfinite(msg.total_power_w)
-        self.energy.add(t, msg.total_power_w if ok else math.nan)
+        energy.add(t, msg.total_power_w if ok else math.nan)
         self._power_mode = msg.power_mode
         self._power_rx_mono = time.monotonic()
         self._metrics_out.poke()
@@ -733,13 +638,16 @@ class AgentNode(LifecycleNode):
         """True when waiting longer cannot change a window ending at ``end_s``."""
         if time.monotonic() - self._power_rx_mono > POWER_STALE_S:
             return True  # no telemetry running
+        if self.energy is None:
+            return True
         newest = self.energy.span()[1]
         return math.isfinite(newest) and newest >= end_s
 
     def energy_j(self, start_ns: int, end_ns: int) -> float:
-        if end_ns < start_ns or not len(self.energy):
+        energy = self.energy
+        if energy is None or end_ns < start_ns or not len(energy):
             return math.nan
-        est = self.energy.energy(start_ns / 1e9, end_ns / 1e9)
+        est = energy.energy(start_ns / 1e9, end_ns / 1e9)
         return float(est.joules) if est.complete and est.covered_s > 0 else math.nan
 
     def publish_metrics(self, msg: InferenceMetrics) -> None:
