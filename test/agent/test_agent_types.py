@@ -7,9 +7,10 @@ import sys
 
 from slm_agent.action import RunTask
 from slm_agent.agent.loop import EventKind
-from slm_agent.agent.types import Status, ToolSpec
+from slm_agent.agent.types import Status
 from slm_agent.msg import ToolResult as ToolResultMsg
 from slm_agent.msg import ToolSpec as ToolSpecMsg
+from slm_agent.ros import agent_convert as conv
 
 
 def test_status_values_match_tool_result_msg():
@@ -25,9 +26,9 @@ def test_event_kinds_match_run_task_feedback():
 
 def test_tool_spec_msg_round_trip(demo_tool_set):
     spec = demo_tool_set.by_name()["move_to"]
-    msg = ToolSpecMsg(**spec.to_msg_fields())
+    msg = ToolSpecMsg(**conv.tool_spec_fields(spec))
     assert json.loads(msg.parameters_json_schema) == spec.parameters
-    back = ToolSpec.from_msg(msg)
+    back = conv.tool_spec_from_msg(msg)
     assert (back.name, back.service_name, back.service_type, back.timeout_s, back.max_rate_hz) == \
         (spec.name, spec.service_name, spec.service_type, spec.timeout_s, spec.max_rate_hz)
     assert back.parameters == spec.parameters
@@ -36,7 +37,7 @@ def test_tool_spec_msg_round_trip(demo_tool_set):
 def test_tool_spec_msg_without_schema_is_derived_from_the_type():
     msg = ToolSpecMsg(name="gripper", description="Open or close.", service_name="/r/gripper",
                       service_type="std_srvs/srv/SetBool", timeout_s=0.0)
-    spec = ToolSpec.from_msg(msg)
+    spec = conv.tool_spec_from_msg(msg)
     assert spec.parameters["properties"] == {"data": {"type": "boolean"}}
     assert spec.timeout_s == 5.0  # 0 in the message means "default"
 

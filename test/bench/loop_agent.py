@@ -17,6 +17,7 @@ from slm_agent.agent.protocol import rules_for_goal
 from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
 from slm_agent.bench.suite import INVOKE_TOOL_TYPE, Turn, TurnOutcome
 from slm_agent.engines.base import ChatRequest, Engine, StreamChunk, StreamTimer
+from slm_agent.ros.agent_convert import tool_spec_from_msg
 
 NODE_MAX_STEPS = 4
 
@@ -94,7 +95,7 @@ def loop_agent(engine: Any, host: Host, protocol: str, max_steps: int = 0, sent:
     def send(turn: Turn):
         if sent is not None:
             sent.append(turn)
-        specs = [ToolSpec.from_msg(SimpleNamespace(**t)) for t in turn.tools]
+        specs = [tool_spec_from_msg(SimpleNamespace(**t)) for t in turn.tools]  # as the node reads goals
         rules = rules_for_goal(protocol, max_steps)
         loop = AgentLoop(engine, specs, host, max_steps=max_steps or NODE_MAX_STEPS, rules=rules)
         messages = [{k: v for k, v in m.items() if k != "tool_calls"} for m in turn.messages]

@@ -1,7 +1,11 @@
 """The agent: tool sets, safety envelope, prompt strategies, parsing and the loop.
 
 Plain Python (no rclpy): the ROS side is ``slm_agent.ros.tool_invoker``.
-Typical use in a node::
+Importing this package imports none of its modules; each name below is
+loaded from its module on first use (``module __getattr__``), so
+``slm_agent.agent.loop``, ``parsing`` or ``strategies`` import without
+``rosidl_parser``, which only ``schema`` (and ``toolset``, which derives
+schemas from service types) need.  Typical use in a node::
 
     from slm_agent.agent import AgentLoop, load_tool_set, resolve_tool_set
     from slm_agent.ros.tool_invoker import RosServiceToolInvoker
@@ -12,18 +16,33 @@ Typical use in a node::
                      serialization="toon", constrained=True, example=tool_set.example)
     result = loop.run(prompt="Go to the kitchen.", on_event=feedback, cancel=cancel_event)
 """
-from slm_agent.agent.loop import AgentEvent, AgentLoop, CallableToolInvoker, EventKind, ToolInvoker
-from slm_agent.agent.parsing import ParseResult, parse_tool_calls
-from slm_agent.agent.safety import SafetyEnvelope, validate_arguments
-from slm_agent.agent.serializers import SERIALIZERS, Serializer, get_serializer
-from slm_agent.agent.strategies import STRATEGIES, StepDecision, Strategy, get_strategy
-from slm_agent.agent.toolset import ToolSet, ToolSetError, load_tool_set, parse_tool_set, resolve_tool_set
-from slm_agent.agent.types import FINAL_ANSWER_TOOL, AgentResult, Status, ToolCall, ToolResult, ToolSpec
+from __future__ import annotations
 
-__all__ = [
-    "AgentEvent", "AgentLoop", "AgentResult", "CallableToolInvoker", "EventKind", "FINAL_ANSWER_TOOL",
-    "ParseResult", "SERIALIZERS", "STRATEGIES", "SafetyEnvelope", "Serializer", "Status", "StepDecision",
-    "Strategy", "ToolCall", "ToolInvoker", "ToolResult", "ToolSet", "ToolSetError", "ToolSpec",
-    "get_serializer", "get_strategy", "load_tool_set", "parse_tool_calls", "parse_tool_set",
-    "resolve_tool_set", "validate_arguments",
-]
+import importlib
+from typing import Any
+
+#: exported name -> the submodule that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("AgentEvent", "AgentLoop", "CallableToolInvoker", "EventKind", "ToolInvoker"), "loop"),
+    **dict.fromkeys(("ParseResult", "parse_tool_calls"), "parsing"),
+    **dict.fromkeys(("SafetyEnvelope", "validate_arguments"), "safety"),
+    **dict.fromkeys(("SERIALIZERS", "Serializer", "get_serializer"), "serializers"),
+    **dict.fromkeys(("STRATEGIES", "StepDecision", "Strategy", "get_strategy"), "strategies"),
+    **dict.fromkeys(("ToolSet", "ToolSetError", "load_tool_set", "parse_tool_set", "resolve_tool_set"), "toolset"),
+    **dict.fromkeys(("FINAL_ANSWER_TOOL", "AgentResult", "Status", "ToolCall", "ToolResult", "ToolSpec"), "types"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,9 +1,10 @@
 """Plain data passed between the agent loop, its strategies and the invokers.
 
-Kept free of ROS imports so the loop, the parsers and the benchmarks run and
-are tested without a DDS graph; the node maps these to the ``slm_agent``
-messages (status values equal the ``ToolResult.msg`` constants on purpose, so
-the mapping is a plain ``int()``).
+Imports nothing of ROS nor of the other agent modules (every agent module
+imports this one), so the loop, the parsers and the benchmarks run and are
+tested without a DDS graph.  :mod:`slm_agent.ros.agent_convert` maps these to
+the ``slm_agent`` messages (status values equal the ``ToolResult.msg``
+constants on purpose, so the mapping is a plain ``int()``).
 """
 from __future__ import annotations
 
@@ -60,58 +61,6 @@ class ToolSpec:
                 "parameters": self.parameters,
             },
         }
-
-    def to_msg_fields(self) -> dict[str, Any]:
-        """Keyword arguments for ``slm_agent.msg.ToolSpec(**fields)``."""
-        import json
-
-        return {
-            "name": self.name,
-            "description": self.description,
-            "service_name": self.service_name,
-            "service_type": self.service_type,
-            "parameters_json_schema": json.dumps(self.parameters, separators=(",", ":")),
-            "timeout_s": float(self.timeout_s),
-            "requires_confirmation": bool(self.requires_confirmation),
-            "max_rate_hz": float(self.max_rate_hz),
-        }
-
-    @classmethod
-    def from_msg(cls, msg: Any) -> "ToolSpec":
-        """Build from a ``slm_agent.msg.ToolSpec`` (duck-typed: no ROS import here).
-
-        An empty ``parameters_json_schema`` means "derive it from the service
-        type", which :func:`slm_agent.agent.toolset.spec_from_dict` does.
-        """
-        import json
-
-        schema_text = getattr(msg, "parameters_json_schema", "") or ""
-        parameters = json.loads(schema_text) if schema_text.strip() else None
-        if parameters is None:
-            from slm_agent.agent.toolset import spec_from_dict
-
-            return spec_from_dict(
-                {
-                    "name": msg.name,
-                    "description": msg.description,
-                    "service": msg.service_name,
-                    "type": msg.service_type,
-                    "timeout_s": msg.timeout_s or 5.0,
-                    "requires_confirmation": msg.requires_confirmation,
-                    "max_rate_hz": msg.max_rate_hz,
-                },
-                where=f"ToolSpec '{msg.name}'",
-            )
-        return cls(
-            name=msg.name,
-            description=msg.description,
-            service_name=msg.service_name,
-            service_type=msg.service_type,
-            parameters=parameters,
-            timeout_s=float(msg.timeout_s) if msg.timeout_s > 0 else 5.0,
-            requires_confirmation=bool(msg.requires_confirmation),
-            max_rate_hz=float(msg.max_rate_hz),
-        )
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional, Sequence
 from builtin_interfaces.msg import Time
 
 from slm_agent.action import RunTask
+from slm_agent.agent.toolset import spec_from_dict
 from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
 from slm_agent.engines.base import CallMetrics
 from slm_agent.msg import ChatMessage, InferenceMetrics
@@ -84,14 +85,20 @@ def tool_spec_from_msg(msg: Any) -> ToolSpec:
         raise ConversionError("a goal ToolSpec has an empty name")
     schema_text = (getattr(msg, "parameters_json_schema", "") or "").strip()
     try:
-        if not schema_text and msg.service_type == INVOKE_TOOL_TYPE:
+        if not schema_text and msg.service_type != INVOKE_TOOL_TYPE:
+            # derive the schema from the service type, as a tool set entry does
+            spec = spec_from_dict({
+                "name": name, "description": msg.description, "service": msg.service_name,
+                "type": msg.service_type, "timeout_s": msg.timeout_s or 5.0,
+                "requires_confirmation": msg.requires_confirmation, "max_rate_hz": msg.max_rate_hz,
+            }, where=f"ToolSpec '{name}'")
+        else:  # an empty InvokeTool schema: any arguments object (see the module docstring)
             spec = ToolSpec(
                 name=name, description=msg.description, service_name=msg.service_name,
-                service_type=msg.service_type, parameters=dict(_ANY_OBJECT),
+                service_type=msg.service_type,
+                parameters=json.loads(schema_text) if schema_text else dict(_ANY_OBJECT),
                 timeout_s=float(msg.timeout_s) if msg.timeout_s > 0 else 5.0,
                 requires_confirmation=bool(msg.requires_confirmation), max_rate_hz=float(msg.max_rate_hz))
-        else:
-            spec = ToolSpec.from_msg(msg)
     except json.JSONDecodeError as exc:
         raise ConversionError(f"tool '{name}': parameters_json_schema is not JSON: {exc}") from exc
     except ValueError as exc:  # ToolSetError / SchemaError from deriving the schema
@@ -103,8 +110,22 @@ def tool_spec_from_msg(msg: Any) -> ToolSpec:
     return spec
 
 
+def tool_spec_fields(spec: ToolSpec) -> dict[str, Any]:
+    """Keyword arguments for ``slm_agent.msg.ToolSpec(**fields)`` (the schema as compact JSON)."""
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "service_name": spec.service_name,
+        "service_type": spec.service_type,
+        "parameters_json_schema": json.dumps(spec.parameters, separators=(",", ":")),
+        "timeout_s": float(spec.timeout_s),
+        "requires_confirmation": bool(spec.requires_confirmation),
+        "max_rate_hz": float(spec.max_rate_hz),
+    }
+
+
 def tool_spec_msg(spec: ToolSpec) -> ToolSpecMsg:
-    return ToolSpecMsg(**spec.to_msg_fields())
+    return ToolSpecMsg(**tool_spec_fields(spec))
 
 
 # ------------------------------------------------------------------ messages
@@ -208,6 +229,6 @@ def call_feedback(kind: int, record: ToolCallRecord, step: int) -> Any:
 
 __all__ = [
     "INVOKE_TOOL_TYPE", "ConversionError", "arguments_json", "content_json", "time_msg",
-    "tool_spec_from_msg", "tool_spec_msg", "messages_from_msgs", "chat_messages", "tool_call_msg",
+    "tool_spec_fields", "tool_spec_from_msg", "tool_spec_msg", "messages_from_msgs", "chat_messages", "tool_call_msg",
     "tool_result_msg", "tool_call_record", "inference_metrics_msg", "text_feedback", "call_feedback",
 ]
