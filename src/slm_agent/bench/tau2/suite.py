@@ -56,6 +56,9 @@ def trials() -> int:
 
 def user_mode(domain: str) -> str:
     mode = os.environ.get("SLM_AGENT_TAU2_USER", "").strip().lower() or "auto"
+    if mode == "llm":
+        raise SuiteError("tau2 user mode 'llm' (tau2's UserSimulator on an engine profile) is not implemented yet; "
+                         "use auto, solo or scripted")
     if mode not in USER_MODES:
         raise SuiteError(f"unknown tau2 user mode {mode!r}; valid: {', '.join(USER_MODES)}")
     if mode == "solo" and domain not in data.SOLO_DOMAINS:
