@@ -121,6 +121,11 @@ def test_twenty_one_steps_force_terminate_the_case():
     assert p.outcomes[0].force_terminated
     assert not p.result.passed and p.result.error_type == "multi_turn:force_terminated"
     assert "force-terminated" in p.result.error
+    # on the last turn BFCL's evaluator sees every turn and scores the case as it stands
+    last = [call("find", path=".", name="test"), FINAL] + [call("pwd")] * (BFCL_MAXIMUM_STEP_LIMIT + 1)
+    p, _, _, _ = play("multi_turn_base_3", last, "bfcl")
+    assert p.turns_run == 2 and p.outcomes[1].force_terminated
+    assert p.result.error_type not in ("", "multi_turn:force_terminated") and not p.result.passed
     # 20 steps and an answer: the turn completes, the case goes on
     steps = [call("pwd")] * (BFCL_MAXIMUM_STEP_LIMIT - 1) + [call("find", path=".", name="test")]
     p, _, _, _ = play("multi_turn_base_3", steps + [FINAL] + TURN_1, "bfcl")
