@@ -76,7 +76,7 @@ def test_strategy_registry():
 def test_example_arguments_are_valid(demo_tool_set):
     for t in demo_tool_set.tools:
         jsonschema.validate(example_arguments(t.parameters), t.parameters)
-    ex = default_example(demo_tool_set.tools[1:])
+    ex = default_example()
     # a fixed demonstration tool whose argument values visibly come from its request
     assert ex["call"]["name"] not in {t.name for t in demo_tool_set.tools}
     assert all(str(v) in ex["user"] for v in ex["call"]["arguments"].values())
@@ -195,3 +195,15 @@ def test_example_for_a_tool_not_offered_is_replaced(demo_tool_set):
     assert "get_battery" not in prompt
     # replaced by the fixed demonstration (its values come from its own request)
     assert 'Assistant: {"name":"get_weather","arguments":{"city":"Lisbon","unit":"celsius"}}' in prompt
+
+
+def test_strategy_hooks_are_abstract():
+    import inspect
+
+    from slm_agent.agent.strategies import ReActStrategy, ReflActStrategy, Strategy
+
+    assert inspect.isabstract(Strategy)
+    assert {"cue", "format_rules", "render_step", "output_schema", "interpret"} <= Strategy.__abstractmethods__
+    # ReflAct differs from ReAct by overridden attributes, not by branching on its name
+    assert "I now know the final answer" in ReActStrategy().format_rules([], constrained=False)
+    assert "the goal is reached" in ReflActStrategy().format_rules([], constrained=False)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-from abc import ABC
+import copy
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
@@ -111,7 +112,7 @@ DEMO_EXAMPLE: dict[str, Any] = {
 }
 
 
-def default_example(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+def default_example() -> dict[str, Any]:
     """The example shown when the tool set has none: a fixed demonstration tool.
 
     Why not a call of one of the run's own tools: a small base model copies
@@ -120,13 +121,17 @@ def default_example(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     ``"example"`` strings in half of all calls). A demonstration whose values
     visibly come from its request teaches the mapping instead; it is marked as
     an example, and with constrained decoding the grammar admits only the
-    run's tools.
+    run's tools.  So it depends on nothing of the run (a copy: callers may edit it).
     """
-    return DEMO_EXAMPLE
+    return copy.deepcopy(DEMO_EXAMPLE)
 
 
 class Strategy(ABC):
-    """Builds each step's :class:`ChatRequest` and interprets the reply."""
+    """Builds each step's :class:`ChatRequest` and interprets the reply.
+
+    A strategy defines the abstract hooks (cue, rules, one rendered step, the
+    output schema, reading an output); the rest is shared.
+    """
 
     name: str = ""
     #: labels used in raw prompts
@@ -155,28 +160,30 @@ class Strategy(ABC):
         self.native_tools = native_tools
 
     # ------------------------------------------------------------------ hooks
+    @abstractmethod
     def cue(self, constrained: bool) -> str:
         """Text the raw prompt ends with; the model's output continues it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def format_rules(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
-        raise NotImplementedError
+        """The system prompt's description of the output format."""
 
+    @abstractmethod
     def render_step(self, call: Optional[dict[str, Any]], final: Optional[str], constrained: bool,
                     reasoning: str) -> str:
         """One assistant output in this strategy's format (for the example)."""
-        raise NotImplementedError
 
     def example_reasoning(self, call: Optional[dict[str, Any]], final: bool) -> str:
         return ""
 
+    @abstractmethod
     def output_schema(self, tools: Sequence[ToolSpec]) -> dict[str, Any]:
         """JSON schema every output must match under constrained decoding."""
-        raise NotImplementedError
 
+    @abstractmethod
     def interpret(self, text: str, tools: Sequence[ToolSpec], step: int = 0,
                   constrained: bool = False) -> StepDecision:
-        raise NotImplementedError
+        """What one output asks for: calls, a final answer, or errors to feed back."""
 
     # ------------------------------------------------------------------ shared
     def observation(self, result: ToolResult) -> str:
@@ -207,7 +214,7 @@ class Strategy(ABC):
             return ""
         ex = self.example
         if not ex or ex.get("call", {}).get("name") not in {t.name for t in tools}:
-            ex = default_example(tools)  # a tool-set example naming a tool this run lacks is not shown
+            ex = default_example()  # a tool-set example naming a tool this run lacks is not shown
         call = ex["call"]
         call = {"name": call["name"], "arguments": call.get("arguments") or {}}
         result = ToolResult(call_id="example", name=call["name"], status=Status.OK, content=ex.get("result", {}))
@@ -371,6 +378,8 @@ class ReActStrategy(Strategy):
     observation_label = "Observation:"
     reasoning_label = "Thought:"
     reasoning_key = "thought"
+    #: the reasoning line before "Final Answer:" in the unconstrained format rules
+    final_reasoning = "I now know the final answer"
     stop_raw = ("\nObservation:", "\nQuestion:")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -408,7 +417,7 @@ class ReActStrategy(Strategy):
             "Action Input: the arguments as a JSON object\n"
             f"{self.observation_label} the tool result\n"
             f"... ({r[:-1]}/Action/Action Input/{self.observation_label[:-1]} can repeat)\n"
-            f"{r} {'I now know the final answer' if self.name == 'react' else 'the goal is reached'}\n"
+            f"{r} {self.final_reasoning}\n"
             "Final Answer: the answer to the question"
         )
 
@@ -493,6 +502,7 @@ class ReflActStrategy(ReActStrategy):
     name = "reflact"
     reasoning_label = "Reflection:"
     reasoning_key = "reflection"
+    final_reasoning = "the goal is reached"
 
     def reasoning_rule(self) -> str:
         return "state where things stand now relative to the goal: what is done and what remains"
