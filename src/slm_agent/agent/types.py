@@ -15,6 +15,11 @@ from typing import Any, Union
 
 from slm_agent.engines.base import CallMetrics
 
+#: The generic tool service: a tool of this type gets its validated arguments
+#: passed through as JSON (``slm_agent.ros.tool_invoker``); benchmark suites
+#: host their environments' functions behind it.
+INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
+
 #: Name of the pseudo tool a model "calls" to give its final answer.  Reserved:
 #: a tool set may not define a tool with this name.
 FINAL_ANSWER_TOOL = "final_answer"

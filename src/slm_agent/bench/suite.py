@@ -51,9 +51,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Protocol, Sequence, Union
 
+from slm_agent.agent.types import INVOKE_TOOL_TYPE  # noqa: F401 - re-exported for the suites
 from slm_agent.bench.scenario import CaseResult, Scenario
-
-INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
 
 #: values of the benchmark setting ``protocol``: the suite's own loop rules, or the agent's robot-facing ones
 BENCH_PROTOCOLS = ("suite", "robot")

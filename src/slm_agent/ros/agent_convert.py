@@ -24,14 +24,14 @@ from builtin_interfaces.msg import Time
 
 from slm_agent.action import RunTask
 from slm_agent.agent.toolset import spec_from_dict
-from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
+from slm_agent.agent.types import INVOKE_TOOL_TYPE, Status, ToolCall, ToolResult, ToolSpec
 from slm_agent.engines.base import CallMetrics
 from slm_agent.msg import ChatMessage, InferenceMetrics
 from slm_agent.msg import ToolCall as ToolCallMsg
 from slm_agent.msg import ToolCallRecord
 from slm_agent.msg import ToolResult as ToolResultMsg
 from slm_agent.msg import ToolSpec as ToolSpecMsg
-from slm_agent.ros.tool_invoker import INVOKE_TOOL_TYPE, arguments_json
+from slm_agent.ros.tool_invoker import arguments_json
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 

@@ -18,10 +18,18 @@ class ServiceCallError(RuntimeError):
     pass
 
 
-def wait_future(future, timeout_s: float) -> Any:
+def wait_future(future, timeout_s: float, client: Any = None) -> Any:
+    """The future's result, waiting on its done callback (never spinning).
+
+    On timeout the future is cancelled and, given the service ``client`` that
+    made it, removed from the client's pending requests (a late answer is
+    then dropped instead of kept forever); raises ``TimeoutError``.
+    """
     done = threading.Event()
     future.add_done_callback(lambda _f: done.set())
     if not done.wait(timeout_s):
+        if client is not None:
+            client.remove_pending_request(future)
         future.cancel()
         raise TimeoutError(f"no answer within {timeout_s:.3f} s")
     exc = future.exception()
@@ -35,7 +43,7 @@ def call(client: Client, request: Any, timeout_s: float = 5.0) -> tuple[Any, flo
     if not client.service_is_ready() and not client.wait_for_service(timeout_sec=timeout_s):
         raise ServiceCallError(f"service {client.srv_name} is not available")
     t0 = time.perf_counter()
-    response = wait_future(client.call_async(request), timeout_s)
+    response = wait_future(client.call_async(request), timeout_s, client)
     return response, (time.perf_counter() - t0) * 1e3
 
 

@@ -56,10 +56,7 @@ from rclpy.node import Node
 
 from slm_agent.agent.safety import validate_arguments
 from slm_agent.agent.schema import SchemaError, import_interface, json_to_request, response_to_dict
-from slm_agent.agent.types import Status, ToolCall, ToolResult, ToolSpec
-
-#: the generic tool service whose calls are passed through (see module docstring)
-INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
+from slm_agent.agent.types import INVOKE_TOOL_TYPE, Status, ToolCall, ToolResult, ToolSpec
 
 #: polling interval while waiting for a service to appear (rclpy's own wait
 #: sleeps 0.25 s per check, too coarse for a 2 s tool timeout)

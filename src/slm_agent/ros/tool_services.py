@@ -30,9 +30,8 @@ from typing import Any, Iterable, Optional
 from rclpy.node import Node
 from rclpy.validate_full_topic_name import validate_full_topic_name
 
+from slm_agent.agent.types import INVOKE_TOOL_TYPE
 from slm_agent.srv import InvokeTool
-
-INVOKE_TOOL_TYPE = "slm_agent/srv/InvokeTool"
 
 
 def normalize_namespace(namespace: str) -> str:
