@@ -230,24 +230,8 @@ class GoldAgentNode(Node):
         records: list[ToolCallRecord] = []
         metrics: list[InferenceMetrics] = []
         if multi and goal.execute_tools:
-            for step, (name, args) in enumerate(calls):
-                if goal_handle.is_cancel_requested:
-                    goal_handle.canceled()
-                    result.success, result.error = False, "canceled"
-                    return result
-                start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
-                call = self._call(name, args, step)
-                metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
-                tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
-                rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
-                self.pub_calls.publish(rec)
-                records.append(rec)
-                result.messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
-                text = json.loads(tool_result.content_json) if tool_result.content_json else tool_result.error
-                result.messages.append(ChatMessage(role="tool", name=name, tool_call_id=call.id,
-                                                   content=text if isinstance(text, str) else json.dumps(text)))
-            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
-            metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
+            if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics):
+                return result
             result.final_text = "Done."
             result.messages.append(ChatMessage(role="assistant", content=result.final_text))
         else:
@@ -271,6 +255,31 @@ class GoldAgentNode(Node):
         goal_handle.succeed()
         return result
 
+    def _execute_calls(self, goal_handle, goal, result: RunTask.Result, calls, specs: dict,
+                       records: list, metrics: list) -> bool:
+        """Run gold ``calls`` one per step through the goal's InvokeTool services,
+        recording each call, its result and a closing "stop" step; False (and the
+        goal canceled) when a cancel arrives between calls."""
+        for step, (name, args) in enumerate(calls):
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                result.success, result.error = False, "canceled"
+                return False
+            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+            call = self._call(name, args, step)
+            metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
+            tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
+            rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
+            self.pub_calls.publish(rec)
+            records.append(rec)
+            result.messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
+            content = json.loads(tool_result.content_json) if tool_result.content_json else tool_result.error
+            result.messages.append(ChatMessage(role="tool", name=name, tool_call_id=call.id,
+                                               content=content if isinstance(content, str) else json.dumps(content)))
+        start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
+        metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
+        return True
+
     def _execute_tau2(self, goal_handle, goal, result: RunTask.Result, case_id: str, turn: int) -> RunTask.Result:
         """tau2: the task's gold actions (``slm_agent.bench.tau2.data.gold_answer``), each executed
         through the goal's InvokeTool service, then the text that tells the user what was done."""
@@ -286,24 +295,8 @@ class GoldAgentNode(Node):
             return result
         records: list[ToolCallRecord] = []
         metrics: list[InferenceMetrics] = []
-        for step, (name, args) in enumerate(calls):
-            if goal_handle.is_cancel_requested:
-                goal_handle.canceled()
-                result.success, result.error = False, "canceled"
-                return result
-            start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
-            call = self._call(name, args, step)
-            metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
-            tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
-            rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
-            self.pub_calls.publish(rec)
-            records.append(rec)
-            result.messages.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
-            content = json.loads(tool_result.content_json) if tool_result.content_json else tool_result.error
-            result.messages.append(ChatMessage(role="tool", name=name, tool_call_id=call.id,
-                                               content=content if isinstance(content, str) else json.dumps(content)))
-        start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
-        metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
+        if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics):
+            return result
         result.final_text = text
         if text:
             result.messages.append(ChatMessage(role="assistant", content=text))
