@@ -444,10 +444,6 @@ def flag_of(cls: type[NodeSettings], name: str) -> str:
     return cls.declared(name).flag
 
 
-def cli_values(args: argparse.Namespace, cls: type[NodeSettings], names: Iterable[str]) -> dict[str, Any]:
-    return {n: getattr(args, n) for n in names}
-
-
 # ----------------------------------------------------------------- launch
 
 def launch_defaults(cls: type[NodeSettings], names: Sequence[str],
