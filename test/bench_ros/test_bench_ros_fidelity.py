@@ -71,13 +71,19 @@ def _run(tmp_path: Path, corrupt: bool):
             listener = Listener(node, ns, calls_topic)
             spin = SpinThread(node)
             try:
+                # ToolCallRecords are volatile: published before the listener has matched the gold
+                # agent's writer they are gone (seen on a loaded CI machine: 0 of 16 arrived), so
+                # the run starts only once this process has discovered that writer.
+                assert wait_until(lambda: node.count_publishers(calls_topic) >= 1, 60.0), gold.log()
                 bench = Proc.node("benchmark_node", bench_params(
                     out, action, f"{ns}/bfcl", categories=",".join(SINGLE + MULTI), limit=LIMIT,
                     min_subscribers=1), namespace=ns)
                 code = bench.wait(240)
                 assert code == 0, bench.log()
                 # the benchmark waits for acks before exiting; give the executor a moment to run callbacks
-                wait_until(lambda: len(listener.results) >= len(jsonl_records(out / "results.jsonl")), 5.0)
+                records = jsonl_records(out / "results.jsonl")
+                wait_until(lambda: len(listener.results) >= len(records)
+                           and len(listener.calls) >= sum(len(r["calls"]) for r in records), 10.0)
             finally:
                 spin.stop()
                 node.destroy_node()
