@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from slm_agent.isolation import DomainLease, parent_death_preexec
 from slm_agent.settings import (NODE_SETTINGS, AgentSettings, BenchmarkSettings, GoldAgentSettings, NodeSettings,
                                 RecorderSettings, SettingsError, TelemetrySettings, add_cli_arguments, flag_of,
                                 params_yaml)
@@ -71,34 +72,6 @@ action server went away during the run (rerun to resume); 130 interrupted.
 """
 
 
-def _parent_death_preexec() -> Optional[Callable[[], None]]:
-    """A ``preexec_fn`` that makes the kernel send SIGTERM to the child when
-    this process dies, however it dies (``kill -9`` of the CLI or of its
-    process group included; the nodes run in sessions of their own, so a
-    group kill does not reach them).  Linux ``prctl(PR_SET_PDEATHSIG)``; the
-    signal fires when the *thread* that forked exits, so children are started
-    from the main thread only.  None where prctl is not available."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        prctl.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    parent, sig = os.getpid(), int(signal.SIGTERM)
-
-    def preexec() -> None:  # runs in the child between fork and exec: nothing that can block
-        prctl(1, sig, 0, 0, 0)          # PR_SET_PDEATHSIG
-        if os.getppid() != parent:      # the CLI died before prctl: no signal will come
-            os._exit(143)
-
-    return preexec
-
-
 class _Child:
     """A node process.  Its stdout/stderr go straight to ``logs/<name>.log`` (so the
     node's last words survive the CLI); a thread follows the file to echo it to the
@@ -119,7 +92,7 @@ class _Child:
             # own session: Ctrl-C reaches only the CLI, which stops the nodes in order
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env=full_env, start_new_session=True, pass_fds=tuple(pass_fds),
-                                         preexec_fn=_parent_death_preexec())
+                                         preexec_fn=parent_death_preexec())
         self._reader = self.log_path.open("rb")
         self._reader.seek(offset)
         self._echo = echo
@@ -394,11 +367,24 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
     ros = ["--ros-args", "--params-file", str(params_file)]
     children: dict[str, _Child] = {}
     code = 1
-    # every node holds the run directory's lock too: it stays locked until the last of them is gone
-    env = dict(os.environ, **{LOCK_FD_ENV: str(lock.fd)})
+    try:  # a DDS domain of its own, so a second run on this machine cannot take this run's goals
+        domain = DomainLease()
+    except (ValueError, RuntimeError) as exc:
+        print(f"slm-agent bench: {exc}", file=sys.stderr)
+        return 2
+    if domain.shared:
+        print(f"slm-agent bench: warning: another slm-agent run uses DDS domain {domain.domain_id} "
+              "(ROS_DOMAIN_ID); their goals and topics will mix. Unset ROS_DOMAIN_ID to get a free one",
+              file=sys.stderr)
+    elif not domain.explicit and domain.domain_id != 0:
+        print(f"slm-agent bench: DDS domain 0 is busy with another slm-agent run; this run uses "
+              f"ROS_DOMAIN_ID={domain.domain_id}", file=sys.stderr)
+    # every node holds the run directory's lock and the domain lease too: both stay held until the last is gone
+    env = domain.env({**os.environ, LOCK_FD_ENV: str(lock.fd)})
+    held_fds = (lock.fd,) + ((domain.fd,) if domain.fd >= 0 else ())
 
     def start(name: str, argv: list[str]) -> _Child:
-        children[name] = _Child(name, argv, out / "logs", echo=not args.quiet, pass_fds=(lock.fd,), env=env)
+        children[name] = _Child(name, argv, out / "logs", echo=not args.quiet, pass_fds=held_fds, env=env)
         lock.add_holder(children[name].pid, name)
         return children[name]
 
@@ -453,6 +439,7 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
         for name in ("benchmark", "agent", "telemetry", "recorder"):  # recorder last: it sees everything
             if name in children:
                 children[name].stop(signal.SIGINT if name == "benchmark" else signal.SIGTERM)
+        domain.release()
     results = out / "results.jsonl"
     print(f"\nresults: {results}" + ("" if results.exists() else " (none)"))
     if bag is not None:

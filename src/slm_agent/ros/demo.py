@@ -1,12 +1,14 @@
 """The short real demo: two processes, real services, measured round trips."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from rclpy.node import Node
 from std_srvs.srv import SetBool
 
+from slm_agent.isolation import DomainLease, parent_death_preexec
 from slm_agent.msg import Waypoint
 from slm_agent.ros.clients import call
 from slm_agent.ros.runtime import SpinThread, ros_context
@@ -14,7 +16,16 @@ from slm_agent.srv import GetBattery, LookupLocation, MoveTo
 
 
 def run_demo(timeout_s: float = 20.0) -> int:
-    robot = subprocess.Popen([sys.executable, "-m", "slm_agent.nodes.demo_robot_node"])
+    # own DDS domain and parent-death signal, as for `slm-agent bench` (slm_agent.isolation)
+    with DomainLease() as domain:
+        os.environ["ROS_DOMAIN_ID"] = str(domain.domain_id)
+        robot = subprocess.Popen([sys.executable, "-m", "slm_agent.nodes.demo_robot_node"],
+                                 pass_fds=(domain.fd,) if domain.fd >= 0 else (),
+                                 preexec_fn=parent_death_preexec())
+        return _demo(robot, timeout_s)
+
+
+def _demo(robot: subprocess.Popen, timeout_s: float) -> int:
     try:
         with ros_context():
             node = Node("slm_agent_demo_client")
