@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -271,7 +272,8 @@ def check_bench_args(args: argparse.Namespace) -> list:
     scenarios: list = []
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:
-            scenarios = runner.select_scenarios(cfg.suite, [] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
+            scenarios = runner.get_suite(cfg.suite).configure(cfg.settings.model_dump()).select(
+                [] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
         except (KeyError, ValueError) as exc:
             errors.append(f"{'--ids' if cfg.ids else '--categories'}: {exc.args[0] if exc.args else exc}")
         else:
@@ -317,8 +319,20 @@ def check_resume(args: argparse.Namespace, out: Path) -> None:
         raise BenchError(rundir.refusal(out, diffs, identity_ok, "--allow-different-run"))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Start telemetry, agent (or gold agent), recorder and benchmark nodes; report at the end."""
+@dataclass
+class SharedNodes:
+    """Nodes a caller keeps across bench runs (``slm-agent grid``: one agent per model): the
+    running agent, the environment (DDS domain) they run in, and descriptors (the caller's
+    lock, domain lease) each run's nodes hold too.  The bench run neither starts nor stops them."""
+
+    agent: _Child
+    env: dict[str, str]
+    fds: tuple[int, ...] = ()
+
+
+def cmd_bench(args: argparse.Namespace, shared: Optional[SharedNodes] = None) -> int:
+    """Start telemetry, agent (or gold agent), recorder and benchmark nodes; report at the end.
+    With ``shared``, the agent is ``shared.agent`` (already serving goals) and no agent is started."""
     from slm_agent.bench import rundir
 
     lock: Optional[rundir.RunLock] = None
@@ -356,32 +370,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("slm-agent bench: interrupted before any node started", file=sys.stderr)
         return 130
     try:
-        return _run_bench(args, out, params_file, bag, lock)
+        return _run_bench(args, out, params_file, bag, lock, shared)
     finally:
         lock.release()
 
 
-def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Optional[Path], lock) -> int:
+def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Optional[Path], lock,
+               shared: Optional[SharedNodes] = None) -> int:
     from slm_agent.bench.rundir import LOCK_FD_ENV
 
     ros = ["--ros-args", "--params-file", str(params_file)]
     children: dict[str, _Child] = {}
     code = 1
-    try:  # a DDS domain of its own, so a second run on this machine cannot take this run's goals
-        domain = DomainLease()
-    except (ValueError, RuntimeError) as exc:
-        print(f"slm-agent bench: {exc}", file=sys.stderr)
-        return 2
-    if domain.shared:
-        print(f"slm-agent bench: warning: another slm-agent run uses DDS domain {domain.domain_id} "
-              "(ROS_DOMAIN_ID); their goals and topics will mix. Unset ROS_DOMAIN_ID to get a free one",
-              file=sys.stderr)
-    elif not domain.explicit and domain.domain_id != 0:
-        print(f"slm-agent bench: DDS domain 0 is busy with another slm-agent run; this run uses "
-              f"ROS_DOMAIN_ID={domain.domain_id}", file=sys.stderr)
-    # every node holds the run directory's lock and the domain lease too: both stay held until the last is gone
-    env = domain.env({**os.environ, LOCK_FD_ENV: str(lock.fd)})
-    held_fds = (lock.fd,) + ((domain.fd,) if domain.fd >= 0 else ())
+    domain: Optional[DomainLease] = None
+    if shared is not None:   # the caller's agent, DDS domain and lease: this run's nodes join them
+        env = {**shared.env, LOCK_FD_ENV: str(lock.fd)}
+        held_fds = (lock.fd, *shared.fds)
+    else:
+        try:  # a DDS domain of its own, so a second run on this machine cannot take this run's goals
+            domain = DomainLease()
+        except (ValueError, RuntimeError) as exc:
+            print(f"slm-agent bench: {exc}", file=sys.stderr)
+            return 2
+        if domain.shared:
+            print(f"slm-agent bench: warning: another slm-agent run uses DDS domain {domain.domain_id} "
+                  "(ROS_DOMAIN_ID); their goals and topics will mix. Unset ROS_DOMAIN_ID to get a free one",
+                  file=sys.stderr)
+        elif not domain.explicit and domain.domain_id != 0:
+            print(f"slm-agent bench: DDS domain 0 is busy with another slm-agent run; this run uses "
+                  f"ROS_DOMAIN_ID={domain.domain_id}", file=sys.stderr)
+        # every node holds the run directory's lock and the domain lease too: both stay held until the last is gone
+        env = domain.env({**os.environ, LOCK_FD_ENV: str(lock.fd)})
+        held_fds = (lock.fd,) + ((domain.fd,) if domain.fd >= 0 else ())
 
     def start(name: str, argv: list[str]) -> _Child:
         children[name] = _Child(name, argv, out / "logs", echo=not args.quiet, pass_fds=held_fds, env=env)
@@ -402,14 +422,15 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
                       f"(see {rec.log_path})", file=sys.stderr)
                 return 1
         # the agent's model and autostart come from params.yaml
-        start("agent", node_command("gold_agent_node" if args.agent == "gold" else "agent_node", ros))
+        if shared is None:
+            start("agent", node_command("gold_agent_node" if args.agent == "gold" else "agent_node", ros))
         if bag is not None:
             for topic in ("/agent/metrics", "/agent/tool_calls"):
                 if not children["recorder"].wait_for_text(f"matched a publisher on {topic}", 20.0):
                     print(f"slm-agent: the recorder sees no publisher on {topic} yet; its first messages "
                           "may be missing from the bag", file=sys.stderr)
         bench = start("benchmark", node_command("benchmark_node", ros))
-        agent = children["agent"]
+        agent = children["agent"] if shared is None else shared.agent
         while bench.proc.poll() is None and agent.proc.poll() is None:
             time.sleep(0.2)
         if bench.proc.poll() is None:  # the agent ended first
@@ -439,7 +460,8 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
         for name in ("benchmark", "agent", "telemetry", "recorder"):  # recorder last: it sees everything
             if name in children:
                 children[name].stop(signal.SIGINT if name == "benchmark" else signal.SIGTERM)
-        domain.release()
+        if domain is not None:
+            domain.release()
     results = out / "results.jsonl"
     print(f"\nresults: {results}" + ("" if results.exists() else " (none)"))
     if bag is not None:
@@ -517,59 +539,16 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- grid / compare
 
-def _power_mode_setter(spec, out: Path, children: list):
-    """Start a telemetry node for the grid (its root/reader) and return set_mode(name) -> message,
-    which calls its ~/power_mode service and raises GridError when the switch did not happen."""
-    from slm_agent.bench.grid import GridError
-
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ros = ["--ros-args", "-r", "__node:=telemetry", "-p", f"root:={spec.telemetry.get('root', '/')}"]
-    if spec.telemetry.get("reader"):
-        ros += ["-p", f"reader:={spec.telemetry['reader']}"]
-    tel = _Child("telemetry", node_command("telemetry_node", ros), log_dir, echo=False)
-    children.append(tel)
-    import rclpy
-    from slm_agent.ros.clients import call
-    from slm_agent.srv import PowerMode
-
-    rclpy.init()
-    node = rclpy.create_node("slm_agent_grid")
-    client = node.create_client(PowerMode, "/telemetry/power_mode")
-    end = time.monotonic() + 60.0
-    while not client.wait_for_service(timeout_sec=0.5):
-        if tel.proc.poll() is not None or time.monotonic() > end:
-            raise GridError(f"the grid's telemetry node did not offer /telemetry/power_mode: "
-                            f"{tel.error_text() or 'no error logged'} (log: {tel.log_path})")
-    children.append(node)
-
-    def set_mode(mode: str) -> str:
-        from rclpy.executors import SingleThreadedExecutor
-
-        future = client.call_async(PowerMode.Request(mode=mode))
-        ex = SingleThreadedExecutor()
-        ex.add_node(node)
-        ex.spin_until_future_complete(future, timeout_sec=60.0)
-        ex.remove_node(node)
-        res = future.result()
-        if res is None or not res.success:
-            raise GridError(f"power mode {mode}: not set ({res.message if res is not None else 'no answer'})")
-        return res.message
-
-    return set_mode
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
-    from slm_agent.bench.grid import GridError, GridSpec, check_power_modes, parse_shard, run_grid
+    from slm_agent.bench.grid import GridError, GridSpec, check_power_modes, parse_shard
 
-    children: list = []
     try:
         spec = GridSpec.load(args.grid)
         shard = parse_shard(args.shard)
-        check_power_modes(spec)
-        out = Path(args.output_dir)
-        set_mode = _power_mode_setter(spec, out, children) if spec.power_modes else None
-        return run_grid(spec, out, shard=shard, set_mode=set_mode)
+        check_power_modes(spec)   # refused in one line before anything is written or started
+        from slm_agent.bench.grid_nodes import main_grid
+
+        return main_grid(spec, Path(args.output_dir), shard)
     except GridError as exc:
         for line in exc.args:
             print(f"slm-agent grid: {line}", file=sys.stderr)
@@ -577,15 +556,6 @@ def cmd_grid(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("slm-agent grid: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    finally:
-        for child in reversed(children):
-            if isinstance(child, _Child):
-                child.stop(signal.SIGTERM)
-            else:
-                child.destroy_node()
-                import rclpy
-
-                rclpy.try_shutdown()
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

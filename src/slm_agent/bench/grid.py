@@ -6,12 +6,19 @@ directory ``DIR/cells/<name>`` run by the same code as ``slm-agent bench``
 run directory does (no case lost or repeated after Ctrl-C or ``kill -9``);
 the grid reruns the cells not marked finished in ``DIR/grid_state.json``.
 
+A model is loaded once per run of consecutive cells with the same model and
+power mode: the grid starts one agent node (and one telemetry node) and every
+cell's benchmark sends its strategy, serialization, chat format and
+constrained switch in each RunTask goal (see :mod:`slm_agent.bench.grid_nodes`).
+
 Grid file (YAML)::
 
     agent: model               # model | gold
     models: [gemma3-270m-q4km, smollm2-135m-q4_1]
     strategies: [direct, react]
     serializations: [json, toon]
+    chat_formats: []           # raw | chat per goal; empty = the agent's default
+    constrained: []            # on | off per goal (JSON-schema constrained decoding); empty = default
     power_modes: []            # Jetson nvpmodel modes, switched in this order
     suite: bfcl
     categories: [simple_python]
@@ -23,11 +30,12 @@ Grid file (YAML)::
     bench_args: []             # more `slm-agent bench` flags for every cell
     telemetry: {root: /, reader: auto}
 
-Cells are ordered power mode, model, strategy, serialization, seed (each mode
-is switched to once); names are stable (``<model>__<strategy>__<serialization>``
-plus ``__<mode>`` and ``__seed<N>`` when those axes have values).  ``--shard
-i/n`` runs cells ``i-1, i-1+n, ...`` of that order.  JSON-schema constrained
-decoding is an agent-node setting, not a per-run switch, so it is not an axis.
+Cells are ordered power mode, model, strategy, serialization, chat format,
+constrained, seed (each mode is switched to once; each model is loaded once
+per mode); names are stable (``<model>__<strategy>__<serialization>`` plus
+``__<chat format>``, ``__constrained-<on|off>``, ``__<mode>`` and
+``__seed<N>`` when those axes have values).  ``--shard i/n`` runs cells
+``i-1, i-1+n, ...`` of that order.
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ import itertools
 import json
 import math
 import re
-import sys
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,10 +52,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from slm_agent.bench.results import RESULTS_FILE, read_results, write_json_atomic
+from slm_agent.bench.results import RESULTS_FILE, num, read_results, write_json_atomic
 
-GRID_KEYS = {"agent", "models", "strategies", "serializations", "power_modes", "suite", "categories", "ids", "limit",
-             "seeds", "protocol", "record", "bench_args", "telemetry", "case_timeout_s"}
+GRID_KEYS = {"agent", "models", "strategies", "serializations", "chat_formats", "constrained", "power_modes",
+             "suite", "categories", "ids", "limit", "seeds", "protocol", "record", "bench_args", "telemetry",
+             "case_timeout_s"}
+#: the per-goal switch values of the ``constrained`` axis (agent/goal_options.py's SWITCH_VALUES less "")
+CONSTRAINED_VALUES = ("on", "off")
 STATE_FILE = "grid_state.json"
 SPEC_FILE = "grid.json"
 
@@ -65,6 +76,13 @@ class GridCell:
     serialization: str
     power_mode: str
     seed: int
+    chat_format: str = ""     # "" = the agent's default
+    constrained: str = ""     # "" | on | off
+
+    @property
+    def agent_key(self) -> tuple[str, str]:
+        """Cells with the same key share one agent node (one model load)."""
+        return self.power_mode, self.model
 
     def bench_argv(self, spec: "GridSpec", out: Path) -> list[str]:
         argv = ["bench", "--output-dir", str(out), "--suite", spec.suite, "--strategy", self.strategy,
@@ -72,15 +90,21 @@ class GridCell:
                 "--limit", str(spec.limit), "--quiet"]
         argv += ["--ids", ",".join(spec.ids)] if spec.ids else ["--categories", ",".join(spec.categories)]
         argv += ["--agent", "gold"] if spec.agent == "gold" else ["--model", self.model]
+        if self.chat_format or self.constrained:   # flags as declared for the benchmark node
+            from slm_agent.settings import BenchmarkSettings, flag_of
+
+            if self.chat_format:
+                argv += [flag_of(BenchmarkSettings, "chat_format"), self.chat_format]
+            if self.constrained:
+                argv += [flag_of(BenchmarkSettings, "constrained"), self.constrained]
         if spec.case_timeout_s:
             argv += ["--case-timeout", str(spec.case_timeout_s)]
         if not spec.record:
             argv.append("--no-record")
-        if self.power_mode:   # the grid's own telemetry node serves power and modes
-            argv += ["--power-mode", self.power_mode, "--no-telemetry"]
-        elif spec.telemetry.get("reader"):
-            argv += ["--telemetry-reader", str(spec.telemetry["reader"])]
-        return argv + list(spec.bench_args)
+        if self.power_mode:
+            argv += ["--power-mode", self.power_mode]
+        # the grid's own telemetry node serves power (and modes) to every cell and its agent
+        return argv + ["--no-telemetry"] + list(spec.bench_args)
 
 
 def _list(value: Any, key: str, errors: list[str], default: Sequence[Any] = ()) -> list[Any]:
@@ -94,12 +118,21 @@ def _list(value: Any, key: str, errors: list[str], default: Sequence[Any] = ()) 
     return value
 
 
+def _switch(value: Any) -> str:
+    """YAML reads ``on``/``off`` as booleans: take them back as the goal's texts."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).strip().lower()
+
+
 @dataclass
 class GridSpec:
     agent: str = "model"
     models: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=lambda: ["direct"])
     serializations: list[str] = field(default_factory=lambda: ["json"])
+    chat_formats: list[str] = field(default_factory=list)
+    constrained: list[str] = field(default_factory=list)
     power_modes: list[str] = field(default_factory=list)
     suite: str = "bfcl"
     categories: list[str] = field(default_factory=lambda: ["simple_python"])
@@ -132,8 +165,21 @@ class GridSpec:
         s.agent = str(data.get("agent", "model"))
         if s.agent not in ("model", "gold"):
             errors.append(f"agent: expected model or gold, got {s.agent!r}")
-        for key in ("models", "strategies", "serializations", "power_modes", "categories", "ids", "bench_args"):
+        for key in ("models", "strategies", "serializations", "chat_formats", "power_modes", "categories", "ids",
+                    "bench_args"):
             setattr(s, key, [str(v) for v in _list(data.get(key), key, errors, getattr(s, key))])
+        s.chat_formats = [v.strip().lower() for v in s.chat_formats]
+        s.constrained = [_switch(v) for v in _list(data.get("constrained"), "constrained", errors)]
+        bad = [v for v in s.constrained if v not in CONSTRAINED_VALUES]
+        if bad:
+            errors.append(f"constrained: expected on and/or off, got {', '.join(map(repr, bad))}")
+        if s.chat_formats:
+            from slm_agent.settings import choices_of
+
+            known = [c for c in choices_of("chat_format") if c]   # "" is the agent's default, not a value
+            bad = [v for v in s.chat_formats if v not in known]
+            if bad:
+                errors.append(f"chat_formats: unknown {', '.join(map(repr, bad))} (known: {', '.join(known)})")
         s.seeds = []
         for v in _list(data.get("seeds"), "seeds", errors, [0]):
             if isinstance(v, bool) or not isinstance(v, int):
@@ -158,7 +204,7 @@ class GridSpec:
             errors.append("models: at least one model profile (or agent: gold)")
         if s.agent == "gold":
             s.models = ["gold"]
-        for key in ("models", "strategies", "serializations", "power_modes", "seeds"):
+        for key in ("models", "strategies", "serializations", "chat_formats", "constrained", "power_modes", "seeds"):
             vals = getattr(s, key)
             if len(set(vals)) != len(vals):
                 errors.append(f"{key}: a value is listed twice")
@@ -171,12 +217,13 @@ class GridSpec:
 
     def cells(self) -> list[GridCell]:
         out = []
-        modes = self.power_modes or [""]
-        for i, (mode, model, strat, ser, seed) in enumerate(itertools.product(
-                modes, self.models, self.strategies, self.serializations, self.seeds)):
-            parts = [model, strat, ser] + ([mode] if mode else []) + ([f"seed{seed}"] if len(self.seeds) > 1 else [])
+        for i, (mode, model, strat, ser, fmt, con, seed) in enumerate(itertools.product(
+                self.power_modes or [""], self.models, self.strategies, self.serializations,
+                self.chat_formats or [""], self.constrained or [""], self.seeds)):
+            parts = ([model, strat, ser] + ([fmt] if fmt else []) + ([f"constrained-{con}"] if con else [])
+                     + ([mode] if mode else []) + ([f"seed{seed}"] if len(self.seeds) > 1 else []))
             name = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p) for p in parts)
-            out.append(GridCell(i, name, model, strat, ser, mode, seed))
+            out.append(GridCell(i, name, model, strat, ser, mode, seed, fmt, con))
         return out
 
 
@@ -194,28 +241,74 @@ def shard_cells(cells: Sequence[GridCell], shard: tuple[int, int]) -> list[GridC
     return [c for c in cells if c.index % n == i - 1]
 
 
-def count_done(cell_dir: Path) -> int:
-    return len(read_results(cell_dir / RESULTS_FILE)) if (cell_dir / RESULTS_FILE).exists() else 0
+def cell_records(out: Path, cell: GridCell) -> list[dict[str, Any]]:
+    path = out / "cells" / cell.name / RESULTS_FILE
+    return read_results(path) if path.exists() else []
+
+
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` (hours not wrapped at a day); ``?`` when unknown."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class GridProgress:
-    """Cases done over the whole grid (counted in the cells' results.jsonl) and an ETA."""
+    """Cases done over the (shard of the) grid, counted in the cells' results.jsonl, and an ETA.
 
-    def __init__(self, out: Path, cells: Sequence[GridCell], cases_per_cell: int) -> None:
+    The ETA needs a time per case before any case of this session finished:
+    each remaining case is priced at the median ``wall_time_s`` of the cases
+    of its model already in the grid directory (earlier sessions, other
+    cells; the median over all models for a model not seen yet).  Once this
+    session finished cases, that estimate is scaled by the ratio of the time
+    actually spent to the time it predicted for them, which takes in what
+    per-case times leave out (node start per cell, model loads)."""
+
+    def __init__(self, out: Path, cells: Sequence[GridCell], cases_per_cell: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.out, self.cells, self.per_cell = out, list(cells), cases_per_cell
         self.total = cases_per_cell * len(self.cells)
-        self.start_done = self.done()
-        self.t0 = time.monotonic()
+        self.clock = clock
+        self._done: dict[str, int] = {}
+        self._times: dict[str, list[float]] = {}   # model -> wall times of its finished cases
+        self.refresh()
+        self.start_done = dict(self._done)
+        self.t0 = clock()
+
+    def refresh(self) -> None:
+        self._times = {}
+        for c in self.cells:
+            recs = cell_records(self.out, c)
+            self._done[c.name] = min(self.per_cell, len(recs))
+            self._times.setdefault(c.model, []).extend(
+                t for t in (num(r.get("wall_time_s")) for r in recs) if math.isfinite(t) and t >= 0)
 
     def done(self) -> int:
-        return sum(min(self.per_cell, count_done(self.out / "cells" / c.name)) for c in self.cells)
+        return sum(self._done.values())
+
+    def case_s(self, model: str) -> float:
+        """Prior seconds per case of ``model`` (NaN before any case finished anywhere in the grid)."""
+        own = self._times.get(model) or []
+        pool = own or [t for ts in self._times.values() for t in ts]
+        return statistics.median(pool) if pool else math.nan
+
+    def eta_s(self) -> float:
+        remaining = sum((self.per_cell - self._done[c.name]) * self.case_s(c.model) for c in self.cells
+                        if self._done[c.name] < self.per_cell)
+        if not self.done() < self.total:
+            return 0.0
+        predicted = sum((self._done[c.name] - self.start_done.get(c.name, 0)) * self.case_s(c.model)
+                        for c in self.cells)
+        spent = self.clock() - self.t0
+        if predicted > 0 and math.isfinite(predicted) and spent > 0:
+            remaining *= spent / predicted
+        return remaining
 
     def line(self, prefix: str = "") -> str:
-        done = self.done()
-        rate_n, dt = done - self.start_done, time.monotonic() - self.t0
-        eta = (self.total - done) * dt / rate_n if rate_n > 0 else math.nan
-        eta_text = "?" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
-        return f"grid: {prefix}{done}/{self.total} cases over {len(self.cells)} cells, ETA {eta_text}"
+        self.refresh()
+        return (f"grid: {prefix}{self.done()}/{self.total} cases over {len(self.cells)} cells, "
+                f"ETA {format_duration(self.eta_s())}")
 
 
 def check_power_modes(spec: GridSpec) -> Any:
@@ -237,30 +330,41 @@ def check_power_modes(spec: GridSpec) -> Any:
     return info
 
 
-def run_grid(spec: GridSpec, out: Path, *, shard: tuple[int, int] = (1, 1),
-             bench: Optional[Callable[[list[str]], int]] = None,
-             set_mode: Optional[Callable[[str], str]] = None, print_fn: Callable[[str], None] = print) -> int:
-    """Run the (shard of the) grid; returns the exit status (0, 2, 3, 130)."""
-    from slm_agent.bench.runner import select_scenarios
-
-    if bench is None:
-        from slm_agent.cli import main as cli_main
-
-        def bench(argv: list[str]) -> int:
-            return cli_main(argv)
-
+def check_grid_dir(spec: GridSpec, out: Path) -> None:
+    """Refuse a directory that holds another grid (GridError); write grid.json in a new one."""
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / SPEC_FILE
+    now = json.loads(json.dumps(spec.to_dict()))
     if spec_path.exists():
         try:
             old = json.loads(spec_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        if old is not None and old != json.loads(json.dumps(spec.to_dict())):
-            diff = sorted(k for k in spec.to_dict() if old.get(k) != json.loads(json.dumps(spec.to_dict()))[k])
-            raise GridError(f"{out} holds another grid (differs in {', '.join(diff)}); use another --output-dir")
-    else:
-        write_json_atomic(spec_path, spec.to_dict())
+        if isinstance(old, dict):
+            # keys added after that grid was written read as their defaults
+            old = {**json.loads(json.dumps(GridSpec().to_dict())), **old}
+            diff = sorted(k for k in now if old.get(k) != now[k])
+            if diff:
+                raise GridError(f"{out} holds another grid (differs in {', '.join(diff)}); use another --output-dir")
+            return
+    write_json_atomic(spec_path, now)
+
+
+#: runs one cell: (cell, its ``slm-agent bench`` argv) -> exit status
+CellRunner = Callable[[GridCell, list[str]], int]
+
+
+def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[int, int] = (1, 1),
+             set_mode: Optional[Callable[[str], str]] = None, print_fn: Callable[[str], None] = print) -> int:
+    """Run the (shard of the) grid; returns the exit status (0, 2, 3, 130).
+
+    ``run_cell`` runs one cell's benchmark against the grid's nodes
+    (:meth:`slm_agent.bench.grid_nodes.GridNodes.run_cell`: one agent node
+    per model and power mode, one telemetry node); ``set_mode`` switches the
+    power mode.  Plain Python: the nodes are the caller's."""
+    from slm_agent.bench.runner import select_scenarios
+
+    check_grid_dir(spec, out)
     scenarios = select_scenarios(spec.suite, [] if spec.ids else spec.categories, spec.ids, spec.limit)
     cells = shard_cells(spec.cells(), shard)
     state_path = out / STATE_FILE
@@ -271,7 +375,8 @@ def run_grid(spec: GridSpec, out: Path, *, shard: tuple[int, int] = (1, 1),
     finished = set(state.get("finished", []))
     progress = GridProgress(out, cells, len(scenarios))
     print_fn(f"grid: {len(cells)} cells" + (f" (shard {shard[0]}/{shard[1]})" if shard != (1, 1) else "")
-             + f", {len(scenarios)} cases each; {sum(c.name in finished for c in cells)} finished earlier")
+             + f", {len(scenarios)} cases each; {sum(c.name in finished for c in cells)} finished earlier; "
+             + progress.line().removeprefix("grid: "))
     stop = threading.Event()
 
     def ticker() -> None:
@@ -285,11 +390,12 @@ def run_grid(spec: GridSpec, out: Path, *, shard: tuple[int, int] = (1, 1),
             if cell.name in finished:
                 continue
             if cell.power_mode and cell.power_mode != mode_now:
-                assert set_mode is not None, "power modes need set_mode"
+                if set_mode is None:
+                    raise GridError("power modes need a telemetry node to switch them (set_mode)")
                 print_fn(f"grid: power mode -> {cell.power_mode}: {set_mode(cell.power_mode)}")
                 mode_now = cell.power_mode
             print_fn(f"grid: cell {k}/{len(cells)} {cell.name}")
-            code = bench(cell.bench_argv(spec, out / "cells" / cell.name))
+            code = run_cell(cell, cell.bench_argv(spec, out / "cells" / cell.name))
             if code != 0:
                 print_fn(f"grid: cell {cell.name} ended with status {code}; rerun the same command to resume")
                 return code
