@@ -562,7 +562,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from slm_agent.bench.compare import CompareError, compare, write_comparison
 
     try:
-        cmp = compare(args.paths, tokens=not args.no_tokens)
+        cmp = compare(args.paths, tokens=not args.no_tokens, p_adjust=args.p_adjust)
     except CompareError as exc:
         print(f"slm-agent compare: {exc}", file=sys.stderr)
         return 2
@@ -585,11 +585,14 @@ def _add_grid_parsers(sub) -> None:
     p.set_defaults(func=cmd_grid)
     p = sub.add_parser("compare", help="one report (Markdown, CSV, PNG) across run directories or a grid",
                        description="Seed table per power mode and cell with 95%% Wilson intervals, McNemar's "
-                                   "exact test for cells that ran the same cases, tokens, time and energy, "
-                                   "Pareto plots.")
+                                   "exact test for cells that ran the same cases (p-values adjusted for multiple "
+                                   "comparisons), tokens, time and energy, Pareto plots.")
     p.add_argument("paths", nargs="+", help="run directories, or one grid directory")
     p.add_argument("--output", default=None, help="report directory (default FIRST_PATH/compare)")
     p.add_argument("--no-tokens", action="store_true", help="skip tool-spec token counts (loads each model's vocab)")
+    p.add_argument("--p-adjust", choices=["holm", "fdr_bh", "none"], default="holm",
+                   help="multiple-comparison adjustment of the McNemar p-values over all pairs (statsmodels "
+                        "multipletests): holm (default), fdr_bh (Benjamini-Hochberg), none")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_compare)
 

@@ -74,7 +74,8 @@ def test_numbers_recomputed_from_results_jsonl(tmp_path: Path) -> None:
     assert (pair["only_a"], pair["only_b"], pair["shared"]) == (disc_a, disc_b, 20)
     expected_p = min(1.0, 2 * binom.cdf(min(disc_a, disc_b), disc_a + disc_b, 0.5))
     assert pair["p_value"] == pytest.approx(expected_p) and pair["significant"]  # 2 * 0.5**8 = 0.0078
-    assert f"p = {expected_p:.3g}" in cmp.markdown
+    assert pair["p_adjusted"] == pytest.approx(expected_p)   # one comparison: nothing to adjust
+    assert f"| {expected_p:.3g} | {expected_p:.3g} | significant |" in cmp.markdown
     assert "[50.0" not in cmp.markdown and f"{lo * 100:.1f}" in cmp.markdown
 
 
@@ -84,9 +85,43 @@ def test_unshared_or_equal_runs_and_power_modes(tmp_path: Path) -> None:
     c = _run(tmp_path / "c", "m1", [True, True, True], mode="MODE_30W")
     cmp = compare([a, b, c], tokens=False)
     assert [(p["a"], p["b"]) for p in cmp.pairs] == [("a", "b")]   # c ran in another power mode
-    assert "not significant (p = 1)" in cmp.markdown
+    assert "| 1 | 1 | not significant |" in cmp.markdown
     assert "## Power mode MODE_15W" in cmp.markdown and "## Power mode MODE_30W" in cmp.markdown
     assert "n/a (power not measured)" in cmp.markdown
+
+
+def test_p_values_adjusted_for_multiple_comparisons(tmp_path: Path) -> None:
+    """Three cells -> three pairs; Holm by hand: sort raw p ascending, p_(i) * (m - i), running max, cap 1."""
+    base = [True] * 8 + [False] * 12
+    runs = {"a": base, "b": [not x for x in base[:8]] + base[8:],          # 8 discordant, all A
+            "c": [True] * 6 + [False] * 2 + base[8:]}                       # 2 discordant vs a
+    dirs = [_run(tmp_path / k, "m1", v) for k, v in runs.items()]
+    cmp = compare(dirs, tokens=False)
+    raw = {(p["a"], p["b"]): p["p_value"] for p in cmp.pairs}
+    assert len(raw) == 3
+    order = sorted(raw, key=raw.get)
+    holm, running = {}, 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, raw[key] * (len(order) - i)))
+        holm[key] = running
+    for p in cmp.pairs:
+        key = (p["a"], p["b"])
+        assert p["p_adjusted"] == pytest.approx(holm[key]) and p["significant"] == (holm[key] < 0.05)
+        disc_a = sum(x and not y for x, y in zip(runs[key[0]], runs[key[1]]))
+        disc_b = sum(y and not x for x, y in zip(runs[key[0]], runs[key[1]]))
+        assert p["p_value"] == pytest.approx(min(1.0, 2 * binom.cdf(min(disc_a, disc_b), disc_a + disc_b, 0.5)))
+    assert any(p["p_adjusted"] > p["p_value"] for p in cmp.pairs)
+    assert "adjusted for 3 comparisons with Holm's step-down method" in cmp.markdown
+    bh = compare(dirs, tokens=False, p_adjust="fdr_bh")
+    m = len(order)
+    expected_bh = {}
+    running = 1.0
+    for i in range(m - 1, -1, -1):                     # BH: p_(i) * m / (i + 1), running min from the top
+        running = min(running, raw[order[i]] * m / (i + 1))
+        expected_bh[order[i]] = running
+    for p in bh.pairs:
+        assert p["p_adjusted"] == pytest.approx(expected_bh[(p["a"], p["b"])])
+    assert "Benjamini-Hochberg" in bh.markdown
 
 
 def test_pareto_front() -> None:

@@ -9,8 +9,12 @@ Input: run directories, or a grid directory (``slm-agent grid``: its cells are
   (``statsmodels.stats.proportion.proportion_confint(method="wilson")``);
 * paired comparisons of cells that ran the same cases (same power mode):
   McNemar's exact test on pass/fail of the shared cases
-  (``statsmodels.stats.contingency_tables.mcnemar(exact=True)``), stated with
-  its p-value, or "not significant" at alpha 0.05;
+  (``statsmodels.stats.contingency_tables.mcnemar(exact=True)``); with many
+  pairs the p-values are adjusted for multiple comparisons
+  (``statsmodels.stats.multitest.multipletests``: Holm's step-down method by
+  default, Benjamini-Hochberg with ``--p-adjust fdr_bh``) over all pairs of
+  the report, and a pair is called significant when its *adjusted* p-value is
+  below 0.05; both p-values are reported;
 * token accounting per cell: prompt and output tokens per LLM call, and
   tool-spec tokens of the cases the cell ran, rendered with the cell's
   serializer and counted with the cell's model's own tokenizer (GGUF loaded
@@ -39,6 +43,9 @@ from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read
 
 ALPHA = 0.05
 GRID_CELLS = "cells"
+#: --p-adjust choices: statsmodels multipletests method -> how the report names it
+P_ADJUST = {"holm": "Holm's step-down method", "fdr_bh": "Benjamini-Hochberg (false discovery rate)",
+            "none": "no adjustment"}
 
 
 class CompareError(RuntimeError):
@@ -118,7 +125,26 @@ def mcnemar_exact(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
 
         p = float(mcnemar([[both, only_a], [only_b, neither]], exact=True).pvalue)
     return {"shared": len(shared), "both": both, "only_a": only_a, "only_b": only_b, "neither": neither,
-            "p_value": p, "significant": bool(math.isfinite(p) and p < ALPHA)}
+            "p_value": p, "p_adjusted": p, "significant": bool(math.isfinite(p) and p < ALPHA)}
+
+
+def adjust_p_values(pairs: list[dict[str, Any]], method: str = "holm", alpha: float = ALPHA) -> None:
+    """Set each pair's ``p_adjusted`` and ``significant`` (adjusted p < alpha) over the family of all
+    ``pairs`` with a p-value (statsmodels ``multipletests``; ``none`` keeps the raw p-values)."""
+    if method not in P_ADJUST:
+        raise CompareError(f"--p-adjust: unknown method {method!r} (known: {', '.join(P_ADJUST)})")
+    idx = [i for i, p in enumerate(pairs) if math.isfinite(p["p_value"])]
+    if method == "none" or not idx:
+        for p in pairs:
+            p["p_adjusted"] = p["p_value"]
+            p["significant"] = bool(math.isfinite(p["p_value"]) and p["p_value"] < alpha)
+        return
+    from statsmodels.stats.multitest import multipletests
+
+    reject, adjusted, _s, _b = multipletests([pairs[i]["p_value"] for i in idx], alpha=alpha, method=method)
+    for i, rej, adj in zip(idx, reject, adjusted):
+        pairs[i]["p_adjusted"] = float(adj)
+        pairs[i]["significant"] = bool(rej)
 
 
 # --------------------------------------------------------------------------- per cell figures
@@ -224,6 +250,7 @@ class Comparison:
     pairs: list[dict[str, Any]]
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
+    p_adjust: str = "holm"
 
 
 def _ci(r: dict[str, Any]) -> str:
@@ -234,12 +261,19 @@ def _ci(r: dict[str, Any]) -> str:
 
 
 def _p(p: dict[str, Any]) -> str:
-    if not math.isfinite(p["p_value"]):
+    """The verdict, stated with the adjusted p-value it rests on."""
+    if not math.isfinite(p["p_adjusted"]):
         return NA
-    return f"p = {p['p_value']:.3g}" if p["significant"] else f"not significant (p = {p['p_value']:.3g})"
+    return "significant" if p["significant"] else "not significant"
 
 
-def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True) -> Comparison:
+def _pv(v: float) -> str:
+    return f"{v:.3g}" if math.isfinite(v) else NA
+
+
+def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust: str = "holm") -> Comparison:
+    if p_adjust not in P_ADJUST:
+        raise CompareError(f"--p-adjust: unknown method {p_adjust!r} (known: {', '.join(P_ADJUST)})")
     cells = load_cells(paths)
     tokenizers: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
@@ -266,10 +300,12 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True) -> Compa
             res = mcnemar_exact(outcomes[ka], outcomes[kb])
             if res["shared"]:
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
-    return Comparison(rows, pairs, render_markdown(cells, rows, pairs))
+    adjust_p_values(pairs, p_adjust)
+    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust), p_adjust=p_adjust)
 
 
-def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
+def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
+                    p_adjust: str = "holm") -> str:
     measured = any(math.isfinite(r["energy_j_per_call"]) for r in rows)
     lines = ["# Comparison report", "", f"{len(cells)} runs: " + ", ".join(f"`{c.path}`" for c in cells) + ".",
              "Accuracy with its 95 % Wilson interval; TTFT, prefill and decode are medians over LLM calls.", ""]
@@ -281,9 +317,14 @@ def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[d
         lines.append("")
     lines += ["## Paired comparisons (McNemar's exact test on the shared cases)", ""]
     if pairs:
-        lines += _table(["Power mode", "A", "B", "Shared", "A only passed", "B only passed", "Result"],
+        n = sum(1 for p in pairs if math.isfinite(p["p_value"]))
+        lines += [f"p-values adjusted for {n} comparison{'s' if n != 1 else ''} with {P_ADJUST[p_adjust]} "
+                  f"(statsmodels multipletests, method `{p_adjust}`); a difference is significant when its "
+                  f"adjusted p-value is below {ALPHA:g}.", ""]
+        lines += _table(["Power mode", "A", "B", "Shared", "A only passed", "B only passed", "p (raw)",
+                         f"p ({p_adjust})", "Result"],
                         [[p["power_mode"], p["a"], p["b"], str(p["shared"]), str(p["only_a"]), str(p["only_b"]),
-                          _p(p)] for p in pairs])
+                          _pv(p["p_value"]), _pv(p["p_adjusted"]), _p(p)] for p in pairs])
     else:
         lines.append("No two runs share cases.")
     lines += ["", "## Tokens, time and energy per cell", ""]
