@@ -562,7 +562,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from slm_agent.bench.compare import CompareError, compare, write_comparison
 
     try:
-        cmp = compare(args.paths, tokens=not args.no_tokens, p_adjust=args.p_adjust)
+        cmp = compare(args.paths, tokens=not args.no_tokens, p_adjust=args.p_adjust, source=args.source)
     except CompareError as exc:
         print(f"slm-agent compare: {exc}", file=sys.stderr)
         return 2
@@ -587,7 +587,9 @@ def _add_grid_parsers(sub) -> None:
                        description="Seed table per power mode and cell with 95%% Wilson intervals, McNemar's "
                                    "exact test for cells that ran the same cases (p-values adjusted for multiple "
                                    "comparisons), tokens, time and energy, Pareto plots.")
-    p.add_argument("paths", nargs="+", help="run directories, or one grid directory")
+    p.add_argument("paths", nargs="+", help="run directories, bags, or a grid directory")
+    p.add_argument("--source", choices=["auto", "jsonl", "bag"], default="auto",
+                   help="auto: each run's results.jsonl when present, else its bag; bag: the bags alone")
     p.add_argument("--output", default=None, help="report directory (default FIRST_PATH/compare)")
     p.add_argument("--no-tokens", action="store_true", help="skip tool-spec token counts (loads each model's vocab)")
     p.add_argument("--p-adjust", choices=["holm", "fdr_bh", "none"], default="holm",

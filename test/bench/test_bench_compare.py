@@ -140,3 +140,34 @@ def test_cli_writes_markdown_csv_png(tmp_path: Path, capsys) -> None:
     assert [(r["cell"], r["passed"], r["cases"]) for r in rows] == [("x", "3", "4"), ("y", "2", "4")]
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "neither a run directory" in capsys.readouterr().err
+
+
+def test_numbers_from_a_bag_alone_equal_those_from_results_jsonl(tmp_path: Path) -> None:
+    """A recorded gold run with its first call corrupted in every case; the comparison rebuilt from a copy
+    of its bag alone (no results.jsonl, no run.json) has the same numbers as the one from results.jsonl."""
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "slm_agent.cli", "bench", "--agent", "gold", "--categories",
+                          "simple_python", "--limit", "3", "--gold-delay", "0.2", "--output-dir", str(out),
+                          "--record", "--quiet", "--no-report", "--corrupt-gold"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    shutil.copytree(out / "bag", tmp_path / "bag_copy")
+    from_jsonl = compare([out], tokens=False, source="jsonl")
+    from_bag = compare([tmp_path / "bag_copy"], tokens=False, source="bag")
+    (a,), (b,) = from_jsonl.rows, from_bag.rows
+    keys = ["cases", "passed", "invalid", "accuracy", "ci_low", "ci_high", "llm_calls", "ttft_ms_median",
+            "prefill_tps_median", "decode_tps_median", "prompt_tokens_per_call", "output_tokens_per_call",
+            "wall_s_median", "wall_s_total"]
+    for k in keys:
+        assert (a[k] == pytest.approx(b[k])) or (math.isnan(a[k]) and math.isnan(b[k])), k
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert (b["passed"], b["cases"]) == (sum(r["passed"] for r in recs), len(recs)) == (0, 3)
+    assert b["model"] == "gold" and b["ttft_ms_median"] >= 200.0   # the gold delay is inside the reported call
+    # the run against its own bag: the pair is built from bag records on one side, all concordant
+    both = compare([out, tmp_path / "bag_copy"], tokens=False)
+    (pair,) = both.pairs
+    assert (pair["shared"], pair["only_a"], pair["only_b"], pair["p_value"]) == (3, 0, 0, 1.0)

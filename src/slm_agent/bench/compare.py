@@ -1,8 +1,11 @@
 """One comparison report across run directories (``slm-agent compare``).
 
-Input: run directories, or a grid directory (``slm-agent grid``: its cells are
-``GRID/cells/<name>``).  Every number is recomputed from each run's
-``results.jsonl`` (+ ``run.json``):
+Input: run directories, bags, or a grid directory (``slm-agent grid``: its
+cells are ``GRID/cells/<name>``).  Every number is recomputed from each run's
+``results.jsonl`` (+ ``run.json``), or with ``--source bag`` from its rosbag2
+bag alone (:func:`slm_agent.bench.report.load_run`: the recorded
+ScenarioResult messages; a bag carries no case start time, so time to first
+action is n/a from a bag without results.jsonl):
 
 * the seed table per power mode and per cell: **Model | TTFT ms | Prefill
   tok/s | Decode tok/s | Accuracy** with the accuracy's 95 % Wilson interval
@@ -38,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from slm_agent.bench.report import NA, NA_POWER, _fmt, _table, aggregate, group
+from slm_agent.bench.report import (NA, NA_POWER, ReportError, _fmt, _table, aggregate, find_bag, group, is_bag,
+                                    load_run)
 from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read_results
 
 ALPHA = 0.05
@@ -72,31 +76,44 @@ class Cell:
         return str(cfg.get(key) or (self.records[0].get(key) if self.records else "") or "")
 
 
+def _is_run(p: Path) -> bool:
+    return (p / RESULTS_FILE).exists() or find_bag(p) is not None
+
+
 def find_run_dirs(paths: Sequence[os.PathLike | str]) -> list[Path]:
-    """Run directories of ``paths`` (a grid directory stands for its cells, in name order)."""
+    """Run directories (or bags) of ``paths`` (a grid directory stands for its cells, in name order)."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if (p / GRID_CELLS).is_dir() and not (p / RESULTS_FILE).exists():
-            out += sorted(c for c in (p / GRID_CELLS).iterdir() if (c / RESULTS_FILE).exists())
-        elif (p / RESULTS_FILE).exists():
+        if (p / GRID_CELLS).is_dir() and not _is_run(p):
+            out += sorted(c for c in (p / GRID_CELLS).iterdir() if _is_run(c))
+        elif _is_run(p):
             out.append(p)
         else:
-            raise CompareError(f"{p}: neither a run directory (no {RESULTS_FILE}) nor a grid directory "
+            raise CompareError(f"{p}: neither a run directory (no {RESULTS_FILE}, no bag) nor a grid directory "
                                f"(no {GRID_CELLS}/)")
     if not out:
         raise CompareError("no run directory with results found")
     return out
 
 
-def load_cells(paths: Sequence[os.PathLike | str]) -> list[Cell]:
+def load_cells(paths: Sequence[os.PathLike | str], source: str = "auto") -> list[Cell]:
+    """One :class:`Cell` per run, its records from results.jsonl or the bag (``source``: auto | jsonl | bag)."""
     cells = []
     names: dict[str, int] = {}
     for d in find_run_dirs(paths):
-        name = d.name
+        # a bag directory is named after its run directory when that holds run.json
+        name = d.parent.name if is_bag(d) and (d.parent / RUN_FILE).exists() else d.name
         if name in names:  # two runs with the same folder name: qualify by the parent
             name = f"{d.parent.name}/{d.name}"
         names[name] = 1
-        cells.append(Cell(name, d, read_json(d / RUN_FILE) or {}, read_results(d / RESULTS_FILE)))
+        if source != "bag" and (d / RESULTS_FILE).exists() and not read_results(d / RESULTS_FILE):
+            cells.append(Cell(name, d, read_json(d / RUN_FILE) or {}, []))   # started, no case finished yet
+            continue
+        try:
+            data = load_run(d, source)
+        except ReportError as exc:
+            raise CompareError(str(exc)) from None
+        cells.append(Cell(name, d, data.run_info or read_json(d / RUN_FILE) or {}, data.records))
     return cells
 
 
@@ -271,10 +288,13 @@ def _pv(v: float) -> str:
     return f"{v:.3g}" if math.isfinite(v) else NA
 
 
-def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust: str = "holm") -> Comparison:
+def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust: str = "holm",
+            source: str = "auto") -> Comparison:
+    """Every figure of the report, recomputed from the runs' records (``source``: auto = results.jsonl
+    where a run has one, else its bag; jsonl; bag)."""
     if p_adjust not in P_ADJUST:
         raise CompareError(f"--p-adjust: unknown method {p_adjust!r} (known: {', '.join(P_ADJUST)})")
-    cells = load_cells(paths)
+    cells = load_cells(paths, source)
     tokenizers: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
