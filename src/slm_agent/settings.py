@@ -234,6 +234,9 @@ def choices_of(kind: str) -> list[str]:
     if kind == "suite":
         from slm_agent.bench.suite import suite_names
         return suite_names()
+    if kind == "tau2_user":
+        from slm_agent.bench.tau2.data import USER_MODES
+        return list(USER_MODES)
     if kind == "bench_protocol":
         from slm_agent.bench.suite import BENCH_PROTOCOLS
         return list(BENCH_PROTOCOLS)
@@ -333,11 +336,13 @@ class BenchmarkSettings(NodeSettings):
     agent_action: str = setting("/agent/run_task", "RunTask action of the agent")
     agent_wait_s: float = setting(300.0, "how long to wait for the agent's action server at start",
                                   gt=0.0, unit="s", cli="--agent-wait")
-    tool_namespace: str = setting("/bfcl", "namespace of the multi-turn InvokeTool services hosted by this node")
+    tool_namespace: str = setting("", "namespace of the InvokeTool services (multi-turn BFCL functions, tau2 "
+                                      "domain tools) hosted by this node; empty = /<suite>")
     tool_timeout_s: float = setting(10.0, "per-call timeout given to the agent for each InvokeTool service",
                                     gt=0.0, unit="s")
     power_topic: str = setting("/telemetry/power", "PowerState topic integrated for energy")
-    seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json)")
+    seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json); tau2: the simulated "
+                           "user's seed is seed + trial")
     min_subscribers: int = setting(0, "before the first case, wait until ~/scenarios and ~/results each have "
                                       "this many matched subscriptions (a recorder), at most subscriber_wait_s",
                                    ge=0)
@@ -346,6 +351,18 @@ class BenchmarkSettings(NodeSettings):
                                        "first sample", ge=0.0, unit="s")
     allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
                                                "set (else refused)")
+    tau2_user: str = setting("auto", "tau2: who plays the user: auto = solo where tau2 allows it (mock, telecom), "
+                                     "else simulated; solo = no user, the agent works from the task's ticket; "
+                                     "simulated = tau2's UserSimulator on tau2_user_model; scripted = the task's "
+                                     "instructions as the only user message (harness checks, no LLM)",
+                             choices="tau2_user")
+    tau2_user_model: str = setting("", "tau2: model profile (name or YAML path) of the simulated user, run in "
+                                       "the benchmark node's process; an openai_http profile calls an "
+                                       "OpenAI-compatible endpoint; empty = the run's model")
+    tau2_trials: int = setting(1, "tau2: trials per task (case ids <domain>/<task>@<trial>); the report gives "
+                                  "pass^k over them", ge=1)
+    tau2_max_user_turns: int = setting(30, "tau2: user messages per case at most (then the case ends as "
+                                           "max_steps)", ge=1)
 
     @field_validator("categories", "ids")
     @classmethod

@@ -9,7 +9,6 @@ category / case id exits 2 before any node starts.  Importing tau2 takes
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +26,9 @@ CLI = [sys.executable, "-m", "slm_agent.cli"]
 
 
 def _bench(out: Path, *args: str, user: str = "scripted", timeout: int = 400) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SLM_AGENT_TAU2_USER=user)
     return subprocess.run([*CLI, "bench", "--suite", "tau2", "--agent", "gold", "--no-telemetry", "--output-dir",
-                           str(out), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+                           str(out), "--tau2-user", user, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
 
 
 @pytest.mark.timeout(900)

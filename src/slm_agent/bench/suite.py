@@ -239,6 +239,15 @@ class Suite(ABC):
     #: the agent-loop rules (an ``agent/protocol.py`` preset) the suite's own scores assume
     protocol: ClassVar[str] = ROBOT_PROTOCOL
 
+    # ------------------------------------------------------------------ run settings
+    def configure(self, settings: Mapping[str, Any]) -> "Suite":
+        """This suite set up for a run whose benchmark settings are ``settings``
+        (``BenchmarkSettings`` as a dict), for a suite whose cases or play depend
+        on them (tau2: trials per task, who plays the user).  Returns the suite
+        to use (may be a new instance); :class:`SuiteError` (one line) for a bad
+        value.  Default: ``self``."""
+        return self
+
     # ------------------------------------------------------------------ cases
     @abstractmethod
     def categories(self) -> Sequence[str]:

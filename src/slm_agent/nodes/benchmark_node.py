@@ -13,7 +13,7 @@ Per case
     ``~/scenarios`` (slm_agent/msg/Scenario) and sends it as a RunTask goal
     to ``agent_action`` (task id ``<case_id>#<turn>``); tools the suite must
     execute are ``slm_agent/srv/InvokeTool`` services under
-    ``tool_namespace`` in this process
+    ``tool_namespace`` (default ``/<suite>``) in this process
     (:class:`~slm_agent.ros.tool_services.ToolServiceHost`), so every such
     tool call crosses DDS.
 
@@ -222,7 +222,7 @@ class BenchmarkNode(Node):
         if problems:
             return EXIT_CONFIG
         try:
-            self.suite = get_suite(self.cfg.suite)
+            self.suite = get_suite(self.cfg.suite).configure(self.cfg.settings.model_dump())
             self.protocol = loop_protocol(self.suite, self.cfg.protocol)
             self.get_logger().info(f"loop protocol: {self.protocol} (protocol={self.cfg.protocol}; the suite's "
                                    f"own: {self.suite.protocol})")
@@ -385,7 +385,7 @@ class BenchmarkNode(Node):
         if self._tool_host is None:
             from slm_agent.ros.tool_services import ToolServiceHost
 
-            self._tool_host = ToolServiceHost(self, self.cfg.tool_namespace)
+            self._tool_host = ToolServiceHost(self, self.cfg.tool_namespace or f"/{self.cfg.suite}")
         return self._tool_host
 
     def run_case(self, sc: Scenario) -> tuple[dict[str, Any], ScenarioResult]:

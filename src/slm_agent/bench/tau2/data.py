@@ -26,6 +26,12 @@ DOMAINS: dict[str, dict[str, tuple[str, str | None]]] = {
 }
 #: domains whose tasks have a ticket and user tools: solo mode (no user) is possible
 SOLO_DOMAINS = ("mock", "telecom")
+#: domains whose user has tools of its own (tau2's user simulator would call them): not simulated here
+USER_TOOL_DOMAINS = ("telecom",)
+#: who plays the user (benchmark setting ``tau2_user``): ``auto`` = solo where tau2 allows it, else
+#: simulated; ``solo`` = no user; ``simulated`` = tau2's UserSimulator on an engine profile;
+#: ``scripted`` = the task's instructions as the only user message (harness checks, no LLM)
+USER_MODES = ("auto", "solo", "simulated", "scripted")
 #: tau2's solo-mode stop tool (``LLMSoloAgent.STOP_FUNCTION_NAME``)
 STOP_TOOL_NAME = "done"
 CASE_SEP = "/"

