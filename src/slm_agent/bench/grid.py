@@ -257,32 +257,46 @@ def format_duration(seconds: float) -> str:
 class GridProgress:
     """Cases done over the (shard of the) grid, counted in the cells' results.jsonl, and an ETA.
 
-    The ETA needs a time per case before any case of this session finished:
-    each remaining case is priced at the median ``wall_time_s`` of the cases
-    of its model already in the grid directory (earlier sessions, other
-    cells; the median over all models for a model not seen yet).  Once this
-    session finished cases, that estimate is scaled by the ratio of the time
-    actually spent to the time it predicted for them, which takes in what
-    per-case times leave out (node start per cell, model loads)."""
+    The ETA is a sum of measured parts, so it has a value before the first
+    case of this session finishes (when an earlier session or another cell
+    finished one):
+
+    * each remaining case at the median ``wall_time_s`` of its model's cases
+      already in the grid directory (the median over all models for a model
+      not seen yet; ``?`` while no case finished anywhere);
+    * each cell not started yet at the median time a cell spent beyond its
+      cases (nodes starting, report), measured per finished cell and kept in
+      ``grid_state.json`` for later sessions (0 until one was measured);
+    * each agent start ahead (a change of model or power mode in the
+      remaining order) at the median seconds until an agent served goals
+      (``agents.jsonl``)."""
 
     def __init__(self, out: Path, cells: Sequence[GridCell], cases_per_cell: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 overheads: Sequence[float] = (), clock: Callable[[], float] = time.monotonic) -> None:
         self.out, self.cells, self.per_cell = out, list(cells), cases_per_cell
         self.total = cases_per_cell * len(self.cells)
         self.clock = clock
+        self.overheads = [float(v) for v in overheads if math.isfinite(num(v))]
+        self.current: Optional[GridCell] = None
+        self._current_t0 = 0.0
+        self._current_walls = 0.0
         self._done: dict[str, int] = {}
         self._times: dict[str, list[float]] = {}   # model -> wall times of its finished cases
+        self._walls: dict[str, float] = {}         # cell -> sum of its cases' wall times
+        self._lock = threading.RLock()             # the progress ticker thread reads while a cell ends
         self.refresh()
-        self.start_done = dict(self._done)
-        self.t0 = clock()
 
     def refresh(self) -> None:
-        self._times = {}
+        times: dict[str, list[float]] = {}
         for c in self.cells:
             recs = cell_records(self.out, c)
-            self._done[c.name] = min(self.per_cell, len(recs))
-            self._times.setdefault(c.model, []).extend(
-                t for t in (num(r.get("wall_time_s")) for r in recs) if math.isfinite(t) and t >= 0)
+            walls = [t for t in (num(r.get("wall_time_s")) for r in recs) if math.isfinite(t) and t >= 0]
+            with self._lock:
+                self._done[c.name] = min(self.per_cell, len(recs))
+                self._walls[c.name] = sum(walls)
+            times.setdefault(c.model, []).extend(walls)
+        with self._lock:
+            self._times = times
 
     def done(self) -> int:
         return sum(self._done.values())
@@ -293,17 +307,49 @@ class GridProgress:
         pool = own or [t for ts in self._times.values() for t in ts]
         return statistics.median(pool) if pool else math.nan
 
-    def eta_s(self) -> float:
-        remaining = sum((self.per_cell - self._done[c.name]) * self.case_s(c.model) for c in self.cells
-                        if self._done[c.name] < self.per_cell)
-        if not self.done() < self.total:
+    def agent_start_s(self) -> float:
+        try:
+            lines = (self.out / "agents.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
             return 0.0
-        predicted = sum((self._done[c.name] - self.start_done.get(c.name, 0)) * self.case_s(c.model)
-                        for c in self.cells)
-        spent = self.clock() - self.t0
-        if predicted > 0 and math.isfinite(predicted) and spent > 0:
-            remaining *= spent / predicted
-        return remaining
+        vals = []
+        for line in lines:
+            try:
+                vals.append(float(json.loads(line)["ready_s"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return statistics.median(vals) if vals else 0.0
+
+    def cell_started(self, cell: GridCell) -> None:
+        self.refresh()
+        with self._lock:
+            self.current, self._current_t0 = cell, self.clock()
+            self._current_walls = self._walls.get(cell.name, 0.0)
+
+    def cell_finished(self, cell: GridCell) -> float:
+        """Record the cell's time beyond its cases' wall times; returns it (seconds)."""
+        self.refresh()
+        with self._lock:
+            spent = self.clock() - self._current_t0
+            overhead = max(0.0, spent - (self._walls.get(cell.name, 0.0) - self._current_walls))
+            self.overheads.append(overhead)
+            self.current = None
+        return overhead
+
+    def eta_s(self) -> float:
+        with self._lock:
+            return self._eta_s()
+
+    def _eta_s(self) -> float:
+        open_cells = [c for c in self.cells if self._done[c.name] < self.per_cell]
+        if not open_cells:
+            return 0.0
+        cases = sum((self.per_cell - self._done[c.name]) * self.case_s(c.model) for c in open_cells)
+        pending = [c for c in open_cells if c is not self.current]
+        overhead = statistics.median(self.overheads) if self.overheads else 0.0
+        keys = ([self.current.agent_key] if self.current is not None else []) + [c.agent_key for c in pending]
+        starts = sum(1 for i, k in enumerate(keys) if i > 0 and k != keys[i - 1]) + (self.current is None)
+        return cases + len(pending) * overhead + starts * self.agent_start_s()
 
     def line(self, prefix: str = "") -> str:
         self.refresh()
@@ -373,7 +419,8 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
     except (OSError, ValueError):
         state = {}
     finished = set(state.get("finished", []))
-    progress = GridProgress(out, cells, len(scenarios))
+    overheads = state.setdefault("cell_overhead_s", {})
+    progress = GridProgress(out, cells, len(scenarios), overheads=list(overheads.values()))
     print_fn(f"grid: {len(cells)} cells" + (f" (shard {shard[0]}/{shard[1]})" if shard != (1, 1) else "")
              + f", {len(scenarios)} cases each; {sum(c.name in finished for c in cells)} finished earlier; "
              + progress.line().removeprefix("grid: "))
@@ -395,11 +442,13 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
                 print_fn(f"grid: power mode -> {cell.power_mode}: {set_mode(cell.power_mode)}")
                 mode_now = cell.power_mode
             print_fn(f"grid: cell {k}/{len(cells)} {cell.name}")
+            progress.cell_started(cell)
             code = run_cell(cell, cell.bench_argv(spec, out / "cells" / cell.name))
             if code != 0:
                 print_fn(f"grid: cell {cell.name} ended with status {code}; rerun the same command to resume")
                 return code
             finished.add(cell.name)
+            overheads[cell.name] = round(progress.cell_finished(cell), 3)
             state["finished"] = sorted(finished)
             write_json_atomic(state_path, state)
             print_fn(progress.line(f"cell {k}/{len(cells)} finished; "))
