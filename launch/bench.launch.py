@@ -48,6 +48,10 @@ ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = (
     ("agent_wait_s", BenchmarkSettings, "agent_wait_s"),
     ("allow_different_run", BenchmarkSettings, "allow_different_run"),
     ("seed", BenchmarkSettings, "seed"),
+    ("tau2_user", BenchmarkSettings, "tau2_user"),
+    ("tau2_user_model", BenchmarkSettings, "tau2_user_model"),
+    ("tau2_trials", BenchmarkSettings, "tau2_trials"),
+    ("tau2_max_user_turns", BenchmarkSettings, "tau2_max_user_turns"),
     ("telemetry_reader", TelemetrySettings, "reader"),
 )
 
