@@ -194,7 +194,8 @@ def free_bag_dir(out: Path) -> Path:
 #: (flag and help derived from the declaration; dest = the setting's name)
 BENCH_FLAGS: dict[type[NodeSettings], tuple[str, ...]] = {
     AgentSettings: ("model",),
-    BenchmarkSettings: ("suite", "categories", "ids", "limit", "strategy", "serialization", "max_steps",
+    BenchmarkSettings: ("suite", "categories", "ids", "limit", "strategy", "serialization", "chat_format",
+                        "constrained", "max_steps",
                         "protocol", "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
                         "run_id", "seed", "tau2_user", "tau2_user_model", "tau2_trials", "tau2_max_user_turns"),
     GoldAgentSettings: ("corrupt", "delay_s"),
@@ -645,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench_parser(sub)
     _add_grid_parsers(sub)
+    from slm_agent.training.commands import add_parsers as add_finetune_parsers  # dataset, finetune
+
+    add_finetune_parsers(sub)
     return ap
 
 

@@ -228,6 +228,9 @@ def choices_of(kind: str) -> list[str]:
     if kind == "chat_format":
         from slm_agent.agent.strategies import CHAT_FORMATS
         return ["", *CHAT_FORMATS]
+    if kind == "switch":
+        from slm_agent.agent.goal_options import SWITCH_VALUES
+        return list(SWITCH_VALUES)
     if kind == "reader":
         from slm_agent.telemetry import valid_reader_names
         return list(valid_reader_names())
@@ -321,6 +324,10 @@ class BenchmarkSettings(NodeSettings):
     strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy")
     serialization: str = setting("json", "tool-spec serialization sent in each goal",
                                  choices="serialization")
+    chat_format: str = setting("", "per-goal override sent to the agent: raw or chat prompts; empty = the "
+                                   "agent's own setting", choices="chat_format")
+    constrained: str = setting("", "per-goal override sent to the agent: JSON-schema constrained decoding on "
+                                   "or off; empty = the agent's own setting", choices="switch")
     max_steps: int = setting(0, "agent loop step limit per goal, 0 = the agent's default (protocol robot "
                                 "only: the suite's protocol fixes its own)", ge=0, le=64)
     protocol: str = setting("suite", "agent loop rules sent in each goal: suite = the suite's own protocol "

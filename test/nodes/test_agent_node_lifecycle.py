@@ -13,6 +13,7 @@ a clear message (those processes never load the model).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -142,7 +143,7 @@ def test_lifecycle_bad_profile_fails_then_good_config_activates(lc):
     assert client.state() == (State.PRIMARY_STATE_ACTIVE, "active")
 
 
-def test_unknown_strategy_or_serialization_in_goal_is_aborted(lc):
+def test_unknown_goal_setting_is_aborted(lc):
     client = _ensure_active(lc)
     out = client.run(RunTask.Goal(task_id="bogus-strategy", prompt="Hi.", strategy="bogus"))
     assert out.accepted and out.status == GoalStatus.STATUS_ABORTED
@@ -151,9 +152,37 @@ def test_unknown_strategy_or_serialization_in_goal_is_aborted(lc):
     out = client.run(RunTask.Goal(task_id="bogus-ser", prompt="Hi.", serialization="yaml"))
     assert out.accepted and out.status == GoalStatus.STATUS_ABORTED
     assert "unknown serialization 'yaml'" in out.result.error
+    out = client.run(RunTask.Goal(task_id="bogus-format", prompt="Hi.", chat_format="xml"))
+    assert out.accepted and out.status == GoalStatus.STATUS_ABORTED and not out.result.metrics
+    assert "unknown chat_format 'xml'" in out.result.error and "raw, chat" in out.result.error
+    out = client.run(RunTask.Goal(task_id="bogus-switch", prompt="Hi.", constrained="yes"))
+    assert out.accepted and out.status == GoalStatus.STATUS_ABORTED and not out.result.metrics
+    assert out.result.error == "unknown constrained 'yes'; valid: on, off (or empty: the agent's setting)"
     bad_schema = ToolSpec(name="broken", description="x", parameters_json_schema="{not json")
     out = client.run(RunTask.Goal(task_id="bad-tool", prompt="Hi.", tools=[bad_schema]))
     assert out.status == GoalStatus.STATUS_ABORTED and "broken" in out.result.error and "JSON" in out.result.error
+
+
+def test_goal_overrides_chat_format_and_constrained_for_itself_only(lc):
+    """The node runs with chat_format raw, constrained off; one goal switches both (chat prompt,
+    JSON-schema decoding), the next goal without overrides gets the node's settings back."""
+    client = _ensure_active(lc)
+    out = client.run(RunTask.Goal(task_id="override", prompt="Say hello.", max_steps=1, execute_tools=False,
+                                  chat_format=" Chat", constrained="ON"), GOAL_TIMEOUT_S)
+    assert out.accepted and len(out.result.metrics) == 1, (out.status, out.result.error)
+    assert (out.result.chat_format, out.result.constrained) == ("chat", "on")
+    reply = [m.content for m in out.result.messages if m.role == "assistant"][-1]
+    # chat format stores the output without the raw prompt's "Assistant:" cue; constrained
+    # decoding makes it the direct strategy's JSON (no tools offered: the final answer; the
+    # base model may fill its text up to max_tokens, so only the start is certain)
+    assert re.match(r'\{\s*"name"\s*:\s*"final_answer"\s*,\s*"arguments"', reply), reply
+
+    plain = client.run(RunTask.Goal(task_id="node-defaults", prompt="Say hello.", max_steps=1,
+                                    execute_tools=False), GOAL_TIMEOUT_S)
+    assert plain.accepted and len(plain.result.metrics) == 1, (plain.status, plain.result.error)
+    assert (plain.result.chat_format, plain.result.constrained) == ("raw", "off")
+    reply = [m.content for m in plain.result.messages if m.role == "assistant"][-1]
+    assert reply.startswith("Assistant:"), reply  # the raw transcript keeps the cue
 
 
 def test_unconstrained_call_to_unlisted_tool_is_refused(lc):

@@ -63,13 +63,15 @@ class CasePlay:
     def record(self, config: Any, *, power_mode: str, metrics: list[dict[str, Any]], wall_time_s: float,
                energy_j: float, energy_covered_s: float, started_at: float) -> dict[str, Any]:
         """The results.jsonl line of this case (:func:`slm_agent.bench.runner.case_record`
-        plus the suite's extra fields)."""
-        from slm_agent.bench.runner import case_record
+        plus the suite's extra fields; the goal settings the agent reported in force)."""
+        from slm_agent.bench.runner import case_record, reported_settings
 
+        in_force = reported_settings(o.source for o in self.outcomes if o.source is not None)
         return case_record(config, self.scenario, self.result, power_mode=power_mode, calls=self.calls,
                            metrics=metrics, wall_time_s=wall_time_s, energy_j=energy_j,
                            energy_covered_s=energy_covered_s, started_at=started_at, turns_run=self.turns_run,
-                           agent_errors=self.agent_errors, turns=self.planned_turns, extra=self.fields)
+                           agent_errors=self.agent_errors, turns=self.planned_turns, extra=self.fields,
+                           in_force=in_force)
 
 
 def play_case(suite: Suite, scenario: Scenario, ctx: CaseContext, send: SendTurn,

@@ -62,8 +62,8 @@ class BenchConfig:
 
     #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
     #: the case set (categories, ids, limit) must match unless explicitly allowed
-    IDENTITY = ("suite", "model", "strategy", "serialization", "max_steps", "protocol",
-                "tau2_user", "tau2_user_model", "tau2_trials")
+    IDENTITY = ("suite", "model", "strategy", "serialization", "chat_format", "constrained", "max_steps",
+                "protocol", "tau2_user", "tau2_user_model", "tau2_trials")
 
     def __init__(self, settings: Optional["BenchmarkSettings"] = None, **values: Any) -> None:
         from slm_agent.settings import BenchmarkSettings
@@ -239,6 +239,35 @@ def raw_model_output(transcript: Sequence[Any], sent: int = 0) -> str:
 
 # --------------------------------------------------------------------------- records
 
+#: goal settings whose value in force the agent reports in each RunTask result
+REPORTED_GOAL_SETTINGS = ("chat_format", "constrained")
+
+
+def reported_settings(results: Iterable[Any]) -> dict[str, str]:
+    """What the agent says was in force over a case's goals (RunTask results, or
+    anything with those attributes): ``{name: value}`` for each of
+    :data:`REPORTED_GOAL_SETTINGS` it reported, values of different goals joined
+    with ``,`` (empty when none reported, e.g. the gold agent)."""
+    out: dict[str, str] = {}
+    for name in REPORTED_GOAL_SETTINGS:
+        seen: list[str] = []
+        for res in results:
+            value = str(getattr(res, name, "") or "")
+            if value and value not in seen:
+                seen.append(value)
+        if seen:
+            out[name] = ",".join(seen)
+    return out
+
+
+def goal_settings_in_force(config: Any, reported: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The record's ``chat_format``/``constrained``: what the agent reported in
+    force, else the override the goals carried (``""`` = the agent's own,
+    unreported)."""
+    reported = reported or {}
+    return {name: reported.get(name) or str(getattr(config, name, "") or "") for name in REPORTED_GOAL_SETTINGS}
+
+
 def metrics_totals(metrics: Iterable[dict[str, Any]]) -> dict[str, float]:
     ms = list(metrics)
     return {
@@ -252,10 +281,12 @@ def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, 
                 calls: list[dict[str, Any]], metrics: list[dict[str, Any]], wall_time_s: float,
                 energy_j: float, energy_covered_s: float, started_at: float, turns_run: int,
                 agent_errors: list[str], turns: Optional[int] = None,
-                extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                extra: Optional[dict[str, Any]] = None,
+                in_force: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """The results.jsonl line of a case (fields of ScenarioResult plus run labels);
     ``turns`` defaults to the scenario's; ``extra`` (a suite's own fields, e.g.
-    reward components) is appended and never replaces a standard field."""
+    reward components) is appended and never replaces a standard field;
+    ``in_force``: the agent's report of its goal settings (:func:`goal_settings_in_force`)."""
     record = {
         "run_id": config.run_id,
         "suite": scenario.suite,
@@ -265,6 +296,7 @@ def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, 
         "power_mode": power_mode,
         "strategy": config.strategy,
         "serialization": config.serialization,
+        **goal_settings_in_force(config, in_force),
         "valid": bool(result.valid),
         "passed": bool(result.passed),
         "error_type": result.error_type,

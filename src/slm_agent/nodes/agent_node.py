@@ -43,8 +43,10 @@ Action ``~/run_task`` (slm_agent/action/RunTask)
     = the loaded one, else a name/path loaded for this goal); ``tools``
     (extra ToolSpecs; one with the name of a set tool replaces it; empty
     ``service_name`` = a tool that cannot be executed, for
-    ``execute_tools=false`` scoring); ``strategy``/``serialization`` (""
-    = node default; unknown -> aborted with the valid names in ``error``);
+    ``execute_tools=false`` scoring); ``strategy``/``serialization``/
+    ``chat_format`` (raw | chat) and ``constrained`` (on | off) ("" = node
+    default; unknown -> that goal is aborted with the valid names in
+    ``error``; :mod:`slm_agent.agent.goal_options`);
     ``max_steps`` (0 = node default); ``allow_confirmation``;
     ``execute_tools`` (false: the first response's calls come back
     unexecuted, status REFUSED "not executed"); ``protocol`` (loop rules,
@@ -60,7 +62,7 @@ Action ``~/run_task`` (slm_agent/action/RunTask)
     error "pending") and ``KIND_TOOL_RESULT`` (call and result).
     Result: ``success``, ``final_text``, ``error``, ``tool_calls``
     (ToolCallRecord per call), ``metrics`` (InferenceMetrics per LLM call),
-    ``messages`` (transcript).  Status SUCCEEDED when the agent finished
+    ``messages`` (transcript), ``chat_format``/``constrained`` (in force).  Status SUCCEEDED when the agent finished
     (``success``), ABORTED otherwise (``error`` says why), CANCELED after a
     cancel request (generation stops at the next streamed chunk).
 
@@ -99,6 +101,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from slm_agent.action import RunTask
+from slm_agent.agent.goal_options import GoalOptions, resolve_goal_options, switch_text
 from slm_agent.agent.loop import AgentEvent, AgentLoop, EventKind
 from slm_agent.agent.protocol import rules_for_goal
 from slm_agent.agent.safety import SafetyEnvelope
@@ -292,6 +295,11 @@ class _Config:
     def tools(self) -> list[ToolSpec]:
         return list(self.tool_set.tools) if self.tool_set else []
 
+    @property
+    def options(self) -> GoalOptions:
+        """The prompt settings a goal without overrides runs with."""
+        return GoalOptions(self.strategy, self.serialization, self.chat_format, self.constrained)
+
     def envelope(self, tools: Sequence[ToolSpec]) -> SafetyEnvelope:
         """One envelope per tool list, so rate limits hold across goals with the same tools."""
         key = json.dumps([_ToolRouter.key(t) for t in tools])
@@ -302,6 +310,17 @@ class _Config:
                 self.envelopes.popitem(last=False)
         self.envelopes.move_to_end(key)
         return env
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a goal runs with, checked before it starts."""
+
+    tools: list[ToolSpec]
+    strategy: Strategy
+    options: GoalOptions
+    max_steps: int
+    envelope: SafetyEnvelope
 
 
 @dataclass
@@ -770,7 +789,7 @@ class AgentNode(LifecycleNode):
                 cfg.tool_sets.popitem(last=False)
         return ts
 
-    def _plan(self, cfg: _Config, goal: RunTask.Goal) -> tuple[list[ToolSpec], Strategy, int, SafetyEnvelope]:
+    def _plan(self, cfg: _Config, goal: RunTask.Goal) -> "_Plan":
         try:
             rules_for_goal(goal.protocol, goal.max_steps)
         except ValueError as exc:
@@ -785,11 +804,12 @@ class AgentNode(LifecycleNode):
         if dupes:
             raise _GoalError(f"goal tools repeat the name(s) {', '.join(dupes)}")
         tools = [t for t in (ts.tools if ts else []) if t.name not in set(names)] + extras
-        strategy_name = goal.strategy.strip().lower() or cfg.strategy
-        serialization = goal.serialization.strip().lower() or cfg.serialization
         try:
-            strategy = make_strategy(strategy_name, serialization, cfg.chat_format,
-                                     ts.example if ts else None, cfg.max_tokens)
+            opts = resolve_goal_options(cfg.options, cfg.profile, strategy=goal.strategy,
+                                        serialization=goal.serialization, chat_format=goal.chat_format,
+                                        constrained=goal.constrained)
+            strategy = make_strategy(opts.strategy, opts.serialization, opts.chat_format,
+                                     ts.example if ts else None, cfg.max_tokens, cfg.profile.chat.prompt_layout)
         except ValueError as exc:
             raise _GoalError(str(exc)) from exc
         if goal.execute_tools:
@@ -797,7 +817,7 @@ class AgentNode(LifecycleNode):
                 cfg.router.prepare(tools)
             except ValueError as exc:
                 raise _GoalError(str(exc)) from exc
-        return tools, strategy, int(goal.max_steps) or cfg.max_steps, cfg.envelope(tools)
+        return _Plan(tools, strategy, opts, int(goal.max_steps) or cfg.max_steps, cfg.envelope(tools))
 
     def _execute(self, goal_handle: Any) -> RunTask.Result:
         """Executor thread, for a dispatched goal: end it unrun, or run it on the worker thread
@@ -826,18 +846,18 @@ class AgentNode(LifecycleNode):
                 return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
                                  if goal_handle.is_cancel_requested else "agent is not active")
             try:
-                tools, strategy, max_steps, envelope = self._plan(cfg, goal)
+                plan = self._plan(cfg, goal)
             except _GoalError as exc:
                 self.get_logger().warning(f"goal {task_id!r} aborted: {exc}")
                 return self._end(goal_handle, RunTask.Result(), str(exc))
             try:
-                return self._run(goal_handle, goal, cfg, task_id, tools, strategy, max_steps, envelope, cancel)
+                return self._run(goal_handle, goal, cfg, task_id, plan, cancel)
             except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
                 self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
                 return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
 
-    def _run(self, goal_handle: Any, goal: RunTask.Goal, cfg: _Config, task_id: str, tools: list[ToolSpec],
-             strategy: Strategy, max_steps: int, envelope: SafetyEnvelope, cancel: _CancelFlag) -> RunTask.Result:
+    def _run(self, goal_handle: Any, goal: RunTask.Goal, cfg: _Config, task_id: str, plan: "_Plan",
+             cancel: _CancelFlag) -> RunTask.Result:
         run = _GoalRun(task_id)
         feedback = _Feedback(self, goal_handle, task_id, cfg.feedback_batch, cfg.feedback_max_delay_s)
 
@@ -853,8 +873,8 @@ class AgentNode(LifecycleNode):
             run.metrics.append((m, kwargs))
             self._metrics_out.submit(m, kwargs, cfg.metrics_energy_wait_s)
 
-        loop = AgentLoop(_MeteredEngine(cfg.engine, on_metrics), tools, cfg.router, strategy=strategy,
-                         max_steps=max_steps, constrained=cfg.constrained, envelope=envelope,
+        loop = AgentLoop(_MeteredEngine(cfg.engine, on_metrics), plan.tools, cfg.router, strategy=plan.strategy,
+                         max_steps=plan.max_steps, constrained=plan.options.constrained, envelope=plan.envelope,
                          rules=rules_for_goal(goal.protocol, goal.max_steps))
         res = loop.run(messages=conv.messages_from_msgs(goal.messages), prompt=goal.prompt or None,
                        allow_confirmation=goal.allow_confirmation, execute_tools=goal.execute_tools,
@@ -862,7 +882,8 @@ class AgentNode(LifecycleNode):
         feedback.flush()
 
         result = RunTask.Result(success=bool(res.success), final_text=res.final_text or "", error=res.error or "",
-                                force_terminated=bool(res.force_terminated))
+                                force_terminated=bool(res.force_terminated), chat_format=plan.options.chat_format,
+                                constrained=switch_text(plan.options.constrained))
         now = self.get_clock().now().to_msg()
         for call, outcome in res.calls:
             record = feedback.records.get(call.id)

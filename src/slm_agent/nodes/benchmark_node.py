@@ -144,7 +144,8 @@ class BenchmarkNode(Node):
         self.get_logger().info(
             f"benchmark: suite={self.cfg.suite} categories={','.join(self.cfg.categories)} "
             f"ids={len(self.cfg.ids)} limit={self.cfg.limit} strategy={self.cfg.strategy} "
-            f"serialization={self.cfg.serialization} model={self.cfg.model or '?'} "
+            f"serialization={self.cfg.serialization} chat_format={self.cfg.chat_format or '(agent)'} "
+            f"constrained={self.cfg.constrained or '(agent)'} model={self.cfg.model or '?'} "
             f"agent={self.cfg.agent_action} output_dir={self.cfg.output_dir}")
 
     # ------------------------------------------------------------------ power
@@ -363,7 +364,8 @@ class BenchmarkNode(Node):
     def _goal(self, sc: Scenario, turn: Turn) -> RunTask.Goal:
         return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn.index), messages=_chat_msgs(turn.messages),
                             tools=_tool_msgs(turn.tools), tool_set="", strategy=self.cfg.strategy,
-                            serialization=self.cfg.serialization, max_steps=self.cfg.max_steps,
+                            serialization=self.cfg.serialization, chat_format=self.cfg.chat_format,
+                            constrained=self.cfg.constrained, max_steps=self.cfg.max_steps,
                             allow_confirmation=False, execute_tools=turn.execute_tools, protocol=self.protocol)
 
     def _publish_scenario(self, sc: Scenario, turn: Turn) -> None:
