@@ -51,6 +51,14 @@ class CasePlay:
     agent_errors: list[str] = field(default_factory=list)
     planned_turns: int = 0
     fields: dict[str, Any] = field(default_factory=dict)
+    turns: list[Turn] = field(default_factory=list)   # the goals sent, in order (for the conversation log)
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """Per goal: the tools offered, how many messages were sent and the agent's transcript
+        (those, then every assistant message with its tool calls and every tool result): the logged LLM
+        calls that ``slm-agent dataset`` turns into fine-tuning records."""
+        return [{"turn": t.index, "tools": t.tools, "sent": len(t.messages), "messages": o.messages}
+                for t, o in zip(self.turns, self.outcomes)]
 
     @property
     def turns_run(self) -> int:
@@ -70,7 +78,8 @@ class CasePlay:
         return case_record(config, self.scenario, self.result, power_mode=power_mode, calls=self.calls,
                            metrics=metrics, wall_time_s=wall_time_s, energy_j=energy_j,
                            energy_covered_s=energy_covered_s, started_at=started_at, turns_run=self.turns_run,
-                           agent_errors=self.agent_errors, turns=self.planned_turns, extra=self.fields,
+                           agent_errors=self.agent_errors, turns=self.planned_turns,
+                           extra={**self.fields, "conversation": self.conversation()},
                            in_force=in_force)
 
 
@@ -83,6 +92,7 @@ def play_case(suite: Suite, scenario: Scenario, ctx: CaseContext, send: SendTurn
     timed_out = False
     invalid_error = ""
     fields: dict[str, Any] = {}
+    sent: list[Turn] = []
     try:
         episode = suite.episode(scenario, ctx)
         try:
@@ -91,6 +101,7 @@ def play_case(suite: Suite, scenario: Scenario, ctx: CaseContext, send: SendTurn
                 if publish is not None:
                     publish(turn)
                 outcome, err = send(turn)
+                sent.append(turn)
                 if outcome is None:
                     timed_out = err == "timeout"
                     invalid_error = "" if timed_out else err
@@ -126,4 +137,4 @@ def play_case(suite: Suite, scenario: Scenario, ctx: CaseContext, send: SendTurn
     return CasePlay(scenario, result, calls=list(episode.calls) if episode is not None else [],
                     outcomes=list(episode.outcomes) if episode is not None else [], agent_errors=agent_errors,
                     planned_turns=episode.planned_turns if episode is not None else scenario.num_turns,
-                    fields=fields)
+                    fields=fields, turns=sent)
