@@ -68,6 +68,7 @@ def test_numbers_recomputed_from_results_jsonl(tmp_path: Path) -> None:
         assert row["energy_j_per_call"] == pytest.approx(recs[0]["energy_j"])
         assert row["energy_j_per_correct"] == pytest.approx(sum(r["energy_j"] for r in recs) / k)
         assert row["power_mode"] == "MAXN"
+        assert sorted(cmp.ttft_ms[cmp.rows.index(row)]) == ttfts    # what the TTFT distribution plot draws
     (pair,) = cmp.pairs
     disc_a = sum(x and not y for x, y in zip(a_out, b_out))
     disc_b = sum(y and not x for x, y in zip(a_out, b_out))
@@ -135,7 +136,8 @@ def test_cli_writes_markdown_csv_png(tmp_path: Path, capsys) -> None:
     _run(grid / "cells" / "y", "m2", [False, False, True, True], energy=1.0)
     assert main(["compare", str(grid), "--no-tokens", "--output", str(tmp_path / "out")]) == 0
     files = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"compare.md", "compare.csv", "pairs.csv", "accuracy_vs_latency.png", "accuracy_vs_energy.png"} <= files
+    assert {"compare.md", "compare.csv", "pairs.csv", "accuracy_vs_latency.png", "accuracy_vs_energy.png",
+            "ttft_by_cell.png"} <= files
     rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
     assert [(r["cell"], r["passed"], r["cases"]) for r in rows] == [("x", "3", "4"), ("y", "2", "4")]
     assert main(["compare", str(tmp_path / "nothing")]) == 2

@@ -26,10 +26,12 @@ action is n/a from a bag without results.jsonl):
   tool calls) and wall time per case;
 * energy per call and per correct answer where power was measured;
 * plots: accuracy vs median wall time per case and vs energy per case, with
-  the Pareto front (higher accuracy, lower cost) marked.
+  the Pareto front (higher accuracy, lower cost) marked; per-cell TTFT
+  distributions.
 
 Files: ``compare.md``, ``compare.csv`` (one row per cell x power mode),
-``pairs.csv``, ``accuracy_vs_latency.png``, ``accuracy_vs_energy.png``.
+``pairs.csv``, ``accuracy_vs_latency.png``, ``accuracy_vs_energy.png``,
+``ttft_by_cell.png`` (per-cell TTFT distributions).
 """
 from __future__ import annotations
 
@@ -268,6 +270,8 @@ class Comparison:
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
     p_adjust: str = "holm"
+    #: per row (same order as ``rows``): the TTFT of every LLM call, for the distribution plot
+    ttft_ms: list[list[float]] = field(default_factory=list)
 
 
 def _ci(r: dict[str, Any]) -> str:
@@ -297,6 +301,7 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
     cells = load_cells(paths, source)
     tokenizers: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
+    ttft_ms: list[list[float]] = []
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     for cell in cells:
         spec = None
@@ -310,6 +315,8 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
                 spec = toolspec_token_stats(tok, texts)["median"]
         for (mode,), recs in sorted(group(cell.records, lambda r: (r.get("power_mode") or "unknown",)).items()):
             rows.append(cell_row(cell, mode, recs, spec))
+            ttft_ms.append([t for t in (num(m.get("ttft_ms")) for r in recs for m in r.get("metrics") or [])
+                            if math.isfinite(t)])
             outcomes[(cell.name, mode)] = {r["case_id"]: bool(r.get("passed")) for r in recs}
     pairs = []
     keys = list(outcomes)
@@ -321,7 +328,8 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
             if res["shared"]:
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
     adjust_p_values(pairs, p_adjust)
-    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust), p_adjust=p_adjust)
+    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust), p_adjust=p_adjust,
+                      ttft_ms=ttft_ms)
 
 
 def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
@@ -379,7 +387,13 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _label(r: dict[str, Any]) -> str:
+    return f"{r['cell']} ({r['power_mode']})"
+
+
 def _plot(rows: list[dict[str, Any]], xkey: str, xlabel: str, path: Path) -> Optional[Path]:
+    """Accuracy (with its Wilson interval) against a cost; points numbered, the key beside the axes
+    (cell names are too long to print at the points), the Pareto front in red."""
     pts = [(r[xkey], r["accuracy"]) for r in rows]
     if not any(math.isfinite(x) and math.isfinite(y) for x, y in pts):
         return None
@@ -389,19 +403,45 @@ def _plot(rows: list[dict[str, Any]], xkey: str, xlabel: str, path: Path) -> Opt
     import matplotlib.pyplot as plt
 
     front = pareto_front(pts)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     for i, (r, (x, y)) in enumerate(zip(rows, pts)):
         if math.isfinite(x) and math.isfinite(y):
             ax.errorbar([x], [y * 100], yerr=[[max(0.0, (y - r["ci_low"]) * 100)], [max(0.0, (r["ci_high"] - y) * 100)]],
-                        fmt="o", color="tab:red" if i in front else "tab:blue", capsize=3)
-            ax.annotate(f"{r['cell']} ({r['power_mode']})", (x, y * 100), fontsize=7, xytext=(3, 3),
+                        fmt="o", color="tab:red" if i in front else "tab:blue", capsize=3,
+                        label=f"{i + 1}: {_label(r)}")
+            ax.annotate(str(i + 1), (x, y * 100), fontsize=8, xytext=(4, 3 + 9 * (i % 3)),
                         textcoords="offset points")
     fx = sorted((pts[i][0], pts[i][1] * 100) for i in front)
     if fx:
         ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", color="tab:red", label="Pareto front")
-        ax.legend()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy % (95 % Wilson CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_ttft(rows: list[dict[str, Any]], ttft_ms: list[list[float]], path: Path) -> Optional[Path]:
+    """Per-cell TTFT distributions (box: quartiles, whiskers 1.5 IQR, every call as a dot)."""
+    data = [(r, v) for r, v in zip(rows, ttft_ms) if v]
+    if not data:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(data)))
+    ax.boxplot([v for _r, v in data], orientation="horizontal", showfliers=False)
+    for k, (_r, v) in enumerate(data, 1):
+        ax.plot(v, [k] * len(v), "o", color="tab:blue", alpha=0.5, markersize=3)
+    ax.set_yticks(range(1, len(data) + 1), [_label(r) for r, _v in data], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("TTFT per LLM call (ms)")
+    if max(max(v) for _r, v in data) > 20 * max(1e-9, min(min(v) for _r, v in data)):
+        ax.set_xscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -430,4 +470,7 @@ def write_comparison(cmp: Comparison, out_dir: os.PathLike | str, plots: bool = 
             p = _plot(cmp.rows, key, label, out / name)
             if p is not None:
                 cmp.files[name] = p
+        p = _plot_ttft(cmp.rows, cmp.ttft_ms, out / "ttft_by_cell.png")
+        if p is not None:
+            cmp.files["ttft_by_cell.png"] = p
     return cmp
