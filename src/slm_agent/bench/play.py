@@ -79,7 +79,7 @@ class CasePlay:
                            metrics=metrics, wall_time_s=wall_time_s, energy_j=energy_j,
                            energy_covered_s=energy_covered_s, started_at=started_at, turns_run=self.turns_run,
                            agent_errors=self.agent_errors, turns=self.planned_turns,
-                           extra={**self.fields, "conversation": self.conversation()},
+                           extra={"conversation": self.conversation(), **self.fields},
                            in_force=in_force)
 
 
