@@ -576,9 +576,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _add_grid_parsers(sub) -> None:
     p = sub.add_parser("grid", help="run an ablation grid: one bench run directory per cell, resumable",
-                       description="Run every cell of GRID.yaml (models x strategies x serializations x power "
-                                   "modes x seeds; see slm_agent/bench/grid.py) as a bench run in "
-                                   "OUTPUT_DIR/cells/<cell>. Rerun the same command to resume.")
+                       description="Run every cell of GRID.yaml (power modes x models x strategies x "
+                                   "serializations x chat formats x constrained x seeds; see "
+                                   "slm_agent/bench/grid.py) as a bench run in OUTPUT_DIR/cells/<cell>, one agent "
+                                   "node per model and power mode. Rerun the same command to resume.")
     _one_line_errors(p)
     p.add_argument("grid", help="grid file (YAML)")
     p.add_argument("--output-dir", required=True, help="grid directory")

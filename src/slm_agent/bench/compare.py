@@ -195,7 +195,8 @@ def cell_row(cell: Cell, mode: str, records: list[dict[str, Any]],
     energies = [num(r.get("energy_j")) for r in records]
     return {
         "cell": cell.name, "power_mode": mode, "model": cell.label("model"), "strategy": cell.label("strategy"),
-        "serialization": cell.label("serialization"), "protocol": cell.label("protocol"),
+        "serialization": cell.label("serialization"), "chat_format": cell.label("chat_format"),
+        "constrained": cell.label("constrained"), "protocol": cell.label("protocol"),
         "cases": a["cases"], "passed": a["passed"], "invalid": a["invalid"], "accuracy": a["accuracy"],
         "ci_low": lo, "ci_high": hi, "llm_calls": a["llm_calls"],
         "ttft_ms_median": a["ttft_ms_median"], "prefill_tps_median": a["prefill_tps_median"],
