@@ -29,7 +29,6 @@ import functools
 import importlib
 import os
 import re
-import sys
 import typing
 from dataclasses import field
 from pathlib import Path
@@ -39,6 +38,8 @@ import yaml
 from pydantic import ConfigDict, GetCoreSchemaHandler, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails, core_schema
+
+from slm_agent.config_paths import find_config, looks_like_path, names_in, search_dirs
 
 if TYPE_CHECKING:  # engines.base imports nothing from here; avoid a runtime cycle anyway
     from slm_agent.engines.base import ChatRequest
@@ -120,6 +121,17 @@ class _Group:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class LoraSpec(_Group):
+    """A LoRA adapter on top of the model (llama_cpp: a GGUF LoRA adapter, e.g.
+    ``adapter.gguf`` from ``slm-agent finetune``); checked on load to be one."""
+
+    #: the adapter file; expanded like ``model.path`` (relative to the profile file).
+    path: str
+    #: multiplier of the adapter's trained scale (alpha / rank): 1.0 = as trained.
+    scale: float = 1.0
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class ModelSpec(_Group):
     """Which weights.  Exactly one of ``path`` / ``package`` for local backends."""
 
@@ -138,6 +150,8 @@ class ModelSpec(_Group):
     package_file: Optional[str] = None
     #: free text: where to get the file, licence, quantisation notes.
     description: str = ""
+    #: LoRA adapter applied at load (llama_cpp only); recorded in run.json.
+    lora: Optional[LoraSpec] = None
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -148,6 +162,17 @@ class LlamaCppOptions(_Group):
     verbose: bool = False
     #: seconds a second caller waits for the (single-sequence) model to be free.
     busy_timeout_s: float = 600.0
+    #: greedy constrained decoding: when the model's top token breaks the
+    #: grammar, try the K most likely tokens (in logit order) before running
+    #: the grammar over the whole vocabulary.  Exact for greedy; 0 = always
+    #: the full-vocabulary pass (the slow path, kept for comparison).
+    grammar_top_k: int = 64
+    #: draft-free speculative decoding (prompt lookup) for greedy requests:
+    #: up to this many tokens copied from an earlier match of the last
+    #: n-gram are verified in one batch.  0 = off.
+    prompt_lookup_tokens: int = 0
+    #: longest n-gram matched for prompt lookup (shorter ones are tried after).
+    prompt_lookup_ngram: int = 3
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -289,6 +314,11 @@ class ChatSpec(_Group):
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     #: extra stop strings appended to every request's ``stop``.
     stop: list[str] = field(default_factory=list)
+    #: order of the agent's system prompt.  ``tools_first``: tools, format
+    #: rules, example (the seed's layout); ``shared_prefix``: the parts every
+    #: case shares (instructions, format rules, example) first and the tools
+    #: last, so the engine's prompt cache reuses the shared prefix.
+    prompt_layout: Literal["tools_first", "shared_prefix"] = "tools_first"
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -477,6 +507,11 @@ def _check_semantics(p: Profile, problems: list[str]) -> None:
         problems.append(f"context.n_batch: must be > 0, got {c.n_batch}")
     if c.n_ubatch <= 0 or c.n_ubatch > c.n_batch:
         problems.append(f"context.n_ubatch: must be in 1..n_batch ({c.n_batch}), got {c.n_ubatch}")
+    lc = b.llama_cpp
+    for key, val, lo in (("grammar_top_k", lc.grammar_top_k, 0), ("prompt_lookup_tokens", lc.prompt_lookup_tokens, 0),
+                         ("prompt_lookup_ngram", lc.prompt_lookup_ngram, 1)):
+        if val < lo:
+            problems.append(f"backend.llama_cpp.{key}: must be >= {lo}, got {val}")
     for key, val in (("n_threads", cpu.n_threads), ("n_threads_batch", cpu.n_threads_batch)):
         if val is not None and val <= 0:
             problems.append(f"cpu.{key}: must be > 0 or null, got {val}")
@@ -624,54 +659,26 @@ def profile_dirs() -> list[Path]:
     2. the source tree (``<repo>/config/models`` next to ``src/``);
     3. ``<sys.prefix>/share/slm_agent/config/models`` (pip/colcon data files);
     4. the ament index share directory of ``slm_agent`` when ROS is sourced.
-    """
-    dirs: list[Path] = []
-    for entry in os.environ.get(PROFILE_PATH_ENV, "").split(os.pathsep):
-        if entry:
-            dirs.append(Path(entry).expanduser())
-    here = Path(__file__).resolve().parent
-    dirs.append(here.parents[1] / "config" / "models")
-    dirs.append(Path(sys.prefix) / "share" / "slm_agent" / "config" / "models")
-    try:  # colcon install tree; optional
-        from ament_index_python.packages import get_package_share_directory
 
-        dirs.append(Path(get_package_share_directory("slm_agent")) / "config" / "models")
-    except Exception:  # noqa: BLE001 - not a ROS environment, or package not installed
-        pass
-    seen: set[str] = set()
-    unique: list[Path] = []
-    for d in dirs:
-        key = str(d.resolve()) if d.exists() else str(d)
-        if key not in seen:
-            seen.add(key)
-            unique.append(d)
-    return unique
+    (:func:`slm_agent.config_paths.search_dirs`, shared with the tool sets)
+    """
+    return search_dirs("models", PROFILE_PATH_ENV)
 
 
 def list_profiles() -> list[str]:
     """Names of all profiles found in :func:`profile_dirs`, sorted."""
-    names: set[str] = set()
-    for d in profile_dirs():
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.yaml"))
-    return sorted(names)
+    return names_in(profile_dirs())
 
 
 def find_profile(name_or_path: Union[str, os.PathLike[str]]) -> Path:
     """The YAML file for a profile name or an explicit path."""
     text = os.fspath(name_or_path)
-    looks_like_path = (
-        os.sep in text or text.endswith((".yaml", ".yml")) or (os.altsep and os.altsep in text)
-    )
-    if looks_like_path:
+    found = find_config(text, profile_dirs())
+    if found is not None:
+        return found
+    if looks_like_path(text):
         p = Path(text).expanduser()
-        if not p.is_file():
-            raise ProfileError(str(p), [f"profile file not found: {p}"])
-        return p
-    for d in profile_dirs():
-        cand = d / f"{text}.yaml"
-        if cand.is_file():
-            return cand
+        raise ProfileError(str(p), [f"profile file not found: {p}"])
     searched = ", ".join(str(d) for d in profile_dirs())
     known = ", ".join(list_profiles()) or "none"
     raise ProfileError(text, [f"no profile named {text!r} in {searched} (available: {known})"])
@@ -701,11 +708,33 @@ def parse_profile(
             problems.append(f"chat.template_file: file not found: {tpl}")
         chat = dataclasses.replace(chat, template_file=tpl)
     profile = dataclasses.replace(profile, source=source, chat=chat)
+    if profile.model.lora is not None:
+        profile = _resolve_lora(profile, base, validate_files, problems)
     _check_semantics(profile, problems)
     if problems:
         raise ProfileError(source or profile.name, problems)
     model_path = resolve_model_path(profile, validate_files=validate_files)
     return dataclasses.replace(profile, model_path=model_path)
+
+
+def _resolve_lora(profile: Profile, base: Optional[Path], validate_files: bool, problems: list[str]) -> Profile:
+    """``model.lora.path`` expanded; with ``validate_files`` it must be a GGUF LoRA adapter."""
+    lora = profile.model.lora
+    assert lora is not None
+    path = expand_path(lora.path, base)
+    if profile.backend.type != "llama_cpp":
+        problems.append(f"model.lora: only the llama_cpp backend takes a LoRA adapter, not {profile.backend.type}")
+    if lora.scale < 0:
+        problems.append(f"model.lora.scale: must be >= 0, got {lora.scale}")
+    if validate_files:
+        from slm_agent.training.gguf_adapter import read_adapter
+
+        try:
+            read_adapter(path)
+        except ValueError as exc:
+            problems.append(f"model.lora.path: {exc}")
+    lora = dataclasses.replace(lora, path=path)
+    return dataclasses.replace(profile, model=dataclasses.replace(profile.model, lora=lora))
 
 
 def load_profile(

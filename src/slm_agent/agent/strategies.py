@@ -32,6 +32,9 @@ from slm_agent.agent.types import FINAL_ANSWER_TOOL, Status, ToolCall, ToolResul
 from slm_agent.engines.base import ChatRequest
 
 CHAT_FORMATS = ("raw", "chat")
+#: system-prompt orders (profile ``chat.prompt_layout``): ``tools_first`` is the
+#: seed's; ``shared_prefix`` puts what every case shares first (see Strategy.system_text)
+PROMPT_LAYOUTS = ("tools_first", "shared_prefix")
 MAX_REASONING_CHARS = 240   # bounds the thought/reflection field under a grammar
 MAX_PARALLEL_CALLS = 4
 
@@ -148,9 +151,13 @@ class Strategy(ABC):
         max_tokens: int = 256,
         instructions: str = "",
         native_tools: bool = False,
+        prompt_layout: str = "tools_first",
     ) -> None:
         if chat_format not in CHAT_FORMATS:
             raise ValueError(f"unknown chat_format '{chat_format}'; valid: {', '.join(CHAT_FORMATS)}")
+        if prompt_layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"unknown prompt_layout '{prompt_layout}'; valid: {', '.join(PROMPT_LAYOUTS)}")
+        self.prompt_layout = prompt_layout
         self.serializer = get_serializer(serialization) if isinstance(serialization, str) else serialization
         self.chat_format = chat_format
         self.example = example
@@ -196,17 +203,36 @@ class Strategy(ABC):
     def stop(self, constrained: bool) -> list[str]:
         return list(self.stop_raw)
 
+    @property
+    def shared_prefix(self) -> bool:
+        return self.prompt_layout == "shared_prefix"
+
+    def tool_names_text(self, tools: Sequence[ToolSpec]) -> str:
+        """How the format rules name the tools: listed by name, or (shared_prefix
+        layout) by reference, so the rules do not change from case to case."""
+        if self.shared_prefix:
+            return "the tool names listed below"
+        return ", ".join(t.name for t in tools)
+
     def system_text(self, tools: Sequence[ToolSpec], constrained: bool, extra: str = "") -> str:
+        """The system prompt.
+
+        ``tools_first``: header, instructions, extra system text, tools, format
+        rules, example.  ``shared_prefix``: header, instructions, format rules,
+        example, then extra system text and tools -- the first part is the same
+        for every case of a run, so llama.cpp keeps its KV cache between cases
+        and prefills only the tools and the request.
+        """
         parts = ["You control a robot through tools. Use them to do what the user asks."]
         if self.instructions:
             parts.append(self.instructions)
-        if extra:
-            parts.append(extra)
-        parts.append("Tools:\n" + self.serializer.tools(tools))
-        parts.append(self.format_rules(tools, constrained))
+        tools_part = "Tools:\n" + self.serializer.tools(tools)
         example = self.example_text(tools, constrained)
-        if example:
-            parts.append("Example:\n" + example)
+        example_part = "Example:\n" + example if example else ""
+        if self.shared_prefix:
+            parts += [self.format_rules(tools, constrained), example_part, extra, tools_part]
+        else:
+            parts += [extra, tools_part, self.format_rules(tools, constrained), example_part]
         return "\n\n".join(p.strip() for p in parts if p.strip())
 
     def example_text(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
@@ -336,7 +362,7 @@ class DirectStrategy(Strategy):
             rules += " To call several tools at once, reply with a JSON list of such objects."
         rules += (
             f' When the task is done, reply {{"name": "{FINAL_ANSWER_TOOL}", "arguments": {{"text": <answer>}}}}.'
-            " Only call the tools listed above, with arguments inside their limits."
+            f" Only call the tools listed {'below' if self.shared_prefix else 'above'}, with arguments inside their limits."
         )
         return rules
 
@@ -400,7 +426,7 @@ class ReActStrategy(Strategy):
         return f"I need to use {call['name']} to answer this."
 
     def format_rules(self, tools, constrained) -> str:
-        names = ", ".join(t.name for t in tools)
+        names = self.tool_names_text(tools)
         r = self.reasoning_label
         if constrained:
             k = self.reasoning_key
@@ -529,12 +555,13 @@ def get_strategy(name: str, **kwargs: Any) -> Strategy:
 
 
 def make_strategy(name: str, serialization: str, chat_format: str, example: Optional[dict[str, Any]],
-                  max_tokens: int) -> Strategy:
+                  max_tokens: int, prompt_layout: str = "tools_first") -> Strategy:
     """The strategy a goal runs with (raises ValueError naming the valid choices): what
-    the agent node builds per goal, so benchmarks build the in-process loop exactly alike."""
+    the agent node builds per goal, so benchmarks build the in-process loop exactly alike.
+    ``prompt_layout`` comes from the model profile (``chat.prompt_layout``)."""
     get_serializer(serialization)  # clear error for an unknown/unavailable serialization
     return get_strategy(name, serialization=serialization, chat_format=chat_format, example=example,
-                        max_tokens=max_tokens)
+                        max_tokens=max_tokens, prompt_layout=prompt_layout)
 
 
 def resolve_chat_format(param: str, profile: Any) -> str:
@@ -549,6 +576,7 @@ def resolve_chat_format(param: str, profile: Any) -> str:
 
 __all__ = [
     "CHAT_FORMATS",
+    "PROMPT_LAYOUTS",
     "DirectStrategy",
     "ReActStrategy",
     "ReflActStrategy",

@@ -71,7 +71,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the whe
 else:
     _IMPORT_ERROR = None
 
-__all__ = ["LlamaCppEngine", "moe_override_patterns"]
+__all__ = ["LlamaCppEngine", "moe_override_patterns", "prompt_lookup"]
 
 _KV_TYPES = {
     "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
@@ -199,6 +199,8 @@ class LlamaCppEngine(Engine):
             swa_full=c.swa_full,
             verbose=p.backend.llama_cpp.verbose,
         )
+        if p.model.lora is not None:  # GGUF LoRA adapter (profiles.LoraSpec); llama-cpp-python turns mmap off
+            kwargs.update(lora_path=p.model.lora.path, lora_scale=p.model.lora.scale)
         if c.cache_type_k:
             kwargs["type_k"] = _KV_TYPES[c.cache_type_k]
         if c.cache_type_v:
@@ -343,8 +345,11 @@ class LlamaCppEngine(Engine):
         finish = "length"
         n = 0
         first_perf = None
-        if grammar is None:
-            gen: Iterator[int] = llm.generate(
+        spec = _SpecStats()
+        if self._greedy(request):
+            gen: Iterator[int] = self._generate_greedy(tokens, predicted, grammar, spec)
+        elif grammar is None:
+            gen = llm.generate(
                 tokens,
                 top_k=request.top_k,
                 top_p=request.top_p,
@@ -397,6 +402,11 @@ class LlamaCppEngine(Engine):
         counters["constrained"] = 1.0 if grammar is not None else 0.0
         if grammar is not None:
             counters["grammar_full_vocab_passes"] = float(self._grammar_fallbacks - fallbacks_before)
+            counters["grammar_top_k_hits"] = float(spec.top_k_hits)
+        if spec.steps:
+            counters["spec_steps"] = float(spec.steps)
+            counters["spec_drafted_tokens"] = float(spec.drafted)
+            counters["spec_accepted_tokens"] = float(spec.accepted)
         metrics = timer.finish(
             engine=self.engine_name,
             backend=self.backend,
@@ -434,6 +444,151 @@ class LlamaCppEngine(Engine):
                 return lcp
             return lcp - 1
         return lcp
+
+    def _greedy(self, request: ChatRequest) -> bool:
+        """Whether the request is plain greedy decoding (temperature 0, no
+        repeat penalty), the case the exact fast path handles."""
+        opts = self.profile.backend.llama_cpp
+        if opts.grammar_top_k <= 0 and opts.prompt_lookup_tokens <= 0:
+            return False
+        return request.temperature == 0.0 and self.profile.sampling.repeat_penalty == 1.0
+
+    def _generate_greedy(
+        self, tokens: list[int], reuse: int, grammar: Optional["LlamaGrammar"], spec: "_SpecStats"
+    ) -> Iterator[int]:
+        """Greedy decoding, optionally constrained, with prompt-lookup drafts.
+
+        Same tokens as sampling one at a time: each position takes the
+        highest-logit token the grammar admits (lowest id on ties, like
+        llama.cpp's greedy sampler).  Drafts (tokens that followed an earlier
+        occurrence of the last n-gram, :func:`prompt_lookup`) are evaluated in
+        one batch with the sampled token; each is kept only while it equals
+        the token greedy decoding picks from the logits before it, and the KV
+        cells of the first rejected draft onwards are removed.
+        """
+        llm = self.llama
+        opts = self.profile.backend.llama_cpp
+        todo = self._keep_prefix(tokens, reuse)
+        gram = None
+        if grammar is not None:
+            gram = llama_cpp.llama_sampler_init_grammar(
+                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+            )
+            if not gram:
+                raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
+        n_vocab = llm.n_vocab()
+        history = list(tokens)
+        try:
+            if todo:
+                llm.eval(todo)
+            row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
+            tok = self._pick_greedy(row, gram, spec)
+            while True:
+                if tok < 0:
+                    raise EngineError("llama_cpp: no token satisfies the grammar")
+                self._accept(gram, tok)
+                yield tok
+                history.append(tok)
+                room = llm.n_ctx() - llm.n_tokens - 1
+                drafts = prompt_lookup(history, opts.prompt_lookup_ngram, min(opts.prompt_lookup_tokens, room))
+                rows = self._eval_rows([tok] + drafts, n_vocab)
+                if drafts:
+                    spec.steps += 1
+                    spec.drafted += len(drafts)
+                j = 0
+                tok = self._pick_greedy(rows[0], gram, spec)
+                while j < len(drafts) and tok == drafts[j]:
+                    spec.accepted += 1
+                    self._accept(gram, tok)
+                    yield tok
+                    history.append(tok)
+                    j += 1
+                    tok = self._pick_greedy(rows[j], gram, spec)
+                if j < len(drafts):  # drafts[j:] were wrong: forget their KV cells
+                    keep = llm.n_tokens - (len(drafts) - j)
+                    llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+                    llm.n_tokens = keep
+                    llm._requires_eval = True  # the context's last logits row is a removed draft's
+        finally:
+            if gram is not None:
+                llama_cpp.llama_sampler_free(gram)
+
+    def _keep_prefix(self, tokens: list[int], reuse: int) -> list[int]:
+        """Keep ``reuse`` tokens of the KV cache; the prompt tokens still to evaluate."""
+        llm = self.llama
+        if reuse == len(tokens) and reuse > 0:
+            return []  # exact cache hit with live logits
+        if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            llm.n_tokens = reuse
+            llm._requires_eval = True
+            return tokens[reuse:]
+        llm.reset()
+        return list(tokens)
+
+    def _eval_rows(self, seq: list[int], n_vocab: int) -> list[np.ndarray]:
+        """Evaluate ``seq`` after the cache in one batch; the logits row of every position."""
+        llm = self.llama
+        if len(seq) == 1:
+            llm.eval(seq)
+            return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()]
+        n_past = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llm._batch.set_batch(batch=seq, n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past: n_past + len(seq)] = seq
+        llm.n_tokens = n_past + len(seq)
+        llm._requires_eval = False
+        return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, i), shape=(n_vocab,)).copy()
+                for i in range(len(seq))]
+
+    def _accept(self, gram: Any, tok: int) -> None:
+        if gram is not None:
+            llama_cpp.llama_sampler_accept(gram, tok)
+
+    def _pick_greedy(self, row: np.ndarray, gram: Any, spec: "_SpecStats") -> int:
+        """The highest-logit token ``gram`` admits (lowest id on ties); -1 if none.
+
+        The argmax is checked alone; if the grammar rejects it, the
+        ``grammar_top_k`` best tokens (every token tied with the k-th
+        included, so the order is total) are checked in logit order; only
+        if all fail does the grammar run over the full vocabulary.
+        """
+        tok = int(np.argmax(row))
+        if gram is None or self._admits(gram, [tok])[0]:
+            return tok
+        k = self.profile.backend.llama_cpp.grammar_top_k
+        if 0 < k < row.shape[0]:
+            thr = np.partition(row, row.shape[0] - k)[row.shape[0] - k]
+            ids = np.flatnonzero(row >= thr)
+            ids = ids[np.lexsort((ids, -row[ids]))]  # logit desc, then id asc
+            ok = self._admits(gram, ids.tolist())
+            for t, good in zip(ids.tolist(), ok):
+                if good:
+                    spec.top_k_hits += 1
+                    return int(t)
+        self._grammar_fallbacks += 1
+        cand = self._candidates
+        cand.copy_logits(row)
+        cand.candidates.selected = -1
+        llama_cpp.llama_sampler_apply(gram, ctypes.byref(cand.candidates))
+        data = cand.candidates_data
+        logits = np.asarray(data.logit[: cand.candidates.size])
+        if not np.isfinite(logits).any():
+            return -1
+        best = int(np.argmax(logits))  # candidates keep vocabulary order: first max = lowest id
+        return int(data.id[best])
+
+    def _admits(self, gram: Any, ids: list[int]) -> list[bool]:
+        """Which of ``ids`` the grammar (in its current state) allows next."""
+        n = len(ids)
+        arr = (llama_cpp.llama_token_data * n)()
+        for i, t in enumerate(ids):
+            arr[i].id = t
+            arr[i].logit = 1.0
+            arr[i].p = 0.0
+        view = llama_cpp.llama_token_data_array(data=arr, size=n, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(gram, ctypes.byref(view))
+        return [not math.isinf(arr[i].logit) for i in range(n)]
 
     def _generate_constrained(
         self, tokens: list[int], reuse: int, request: ChatRequest, grammar: "LlamaGrammar"
@@ -610,6 +765,37 @@ class LlamaCppEngine(Engine):
             )
         self._formatter_kind = kind
         return self._formatter
+
+
+class _SpecStats:
+    """Per-call counts of the greedy fast path (engine counters)."""
+
+    __slots__ = ("steps", "drafted", "accepted", "top_k_hits")
+
+    def __init__(self) -> None:
+        self.steps = self.drafted = self.accepted = self.top_k_hits = 0
+
+
+def prompt_lookup(history: list[int], max_ngram: int, max_tokens: int) -> list[int]:
+    """Draft tokens for prompt-lookup decoding: what followed the latest
+    earlier occurrence of the last n-gram of ``history`` (longest n first).
+
+    Why: a tool call's arguments are mostly copied from the request, and the
+    name and keys from the tool list, so the text after an earlier match is
+    a cheap, model-free guess; verification makes it exact.
+    """
+    n_hist = len(history)
+    if max_tokens <= 0 or n_hist < 2:
+        return []
+    for n in range(min(max_ngram, n_hist - 1), 0, -1):
+        tail = history[n_hist - n:]
+        first = tail[0]
+        for start in range(n_hist - n - 1, -1, -1):
+            if history[start] == first and history[start:start + n] == tail:
+                follow = history[start + n: start + n + max_tokens]
+                if follow:
+                    return follow
+    return []
 
 
 def _perf_counts(data: Any) -> tuple[int, float, int, float]:
