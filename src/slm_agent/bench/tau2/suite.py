@@ -251,6 +251,7 @@ class Tau2Episode(Episode):
     def _user_says(self) -> Optional[str]:
         """The next user message, or None when the user stopped."""
         from tau2.data_model.message import UserMessage
+        from tau2.user.user_simulator import UserSimulator
 
         if self.mode == "scripted":
             if self.outcomes:
@@ -262,9 +263,10 @@ class Tau2Episode(Episode):
             last = self.trajectory[-1]
             text = self._user.reply(last.content or "")
             self.user_turn_s.append(self._user.last_s)
-        self.trajectory.append(UserMessage(role="user", content=text))
+        message = UserMessage(role="user", content=text)
+        self.trajectory.append(message)
         self.user_turns += 1
-        if any(tok in text for tok in (STOP_TOKEN, "###TRANSFER###", "###OUT-OF-SCOPE###")):
+        if UserSimulator.is_stop(message):       # tau2's own test: ###STOP###, ###TRANSFER###, ###OUT-OF-SCOPE###
             self._termination = "user_stop"
             return None
         if not text.strip():

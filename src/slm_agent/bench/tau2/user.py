@@ -198,11 +198,3 @@ class SimulatedUser:
                                                          self.state)
         self.last_s = time.monotonic() - t0
         return msg.content or ""
-
-    @staticmethod
-    def is_stop(text: str) -> bool:
-        """tau2's own test of the user ending the conversation (stop, transfer, out of scope)."""
-        from tau2.data_model.message import UserMessage
-        from tau2.user.user_simulator import UserSimulator
-
-        return bool(UserSimulator.is_stop(UserMessage(role="user", content=text)))
