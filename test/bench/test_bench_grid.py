@@ -88,7 +88,9 @@ def test_eta_from_finished_cases_cell_overheads_and_agent_starts(tmp_path: Path)
     assert prog.eta_s() == pytest.approx(170 + 25 + 21)
     assert "4/18 cases over 6 cells, ETA 0:03:36" in prog.line()
     prog.cell_started(cells["a__react__json"])
-    now[0] += 70.0
+    now[0] += 2.0     # 2 of the running cell's 5 s overhead spent: 3 s left of it; its 3 cases, 4 cells, 2 starts
+    assert prog.eta_s() == pytest.approx(3 * 20 + 3 + 8 + 12 + 90 + 4 * 5 + 2 * 7)
+    now[0] += 68.0
     _write_results(tmp_path / "cells" / "a__react__json", [20.0, 20.0, 20.0])
     assert prog.cell_finished(cells["a__react__json"]) == pytest.approx(10.0)   # 70 s spent, 60 s in cases
     # cases: b 8 + 12, c 2 x 3 x median(10,20,30,20,20,20,4)=20 -> 140; 4 cells x median(5, 10);

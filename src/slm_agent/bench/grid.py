@@ -266,7 +266,8 @@ class GridProgress:
       not seen yet; ``?`` while no case finished anywhere);
     * each cell not started yet at the median time a cell spent beyond its
       cases (nodes starting, report), measured per finished cell and kept in
-      ``grid_state.json`` for later sessions (0 until one was measured);
+      ``grid_state.json`` for later sessions (0 until one was measured); the
+      running cell at what of that median it has not spent yet;
     * each agent start ahead (a change of model or power mode in the
       remaining order) at the median seconds until an agent served goals
       (``agents.jsonl``)."""
@@ -345,11 +346,16 @@ class GridProgress:
         if not open_cells:
             return 0.0
         cases = sum((self.per_cell - self._done[c.name]) * self.case_s(c.model) for c in open_cells)
-        pending = [c for c in open_cells if c is not self.current]
+        running = self.current.name if self.current is not None else None
+        pending = [c for c in open_cells if c.name != running]
         overhead = statistics.median(self.overheads) if self.overheads else 0.0
         keys = ([self.current.agent_key] if self.current is not None else []) + [c.agent_key for c in pending]
         starts = sum(1 for i, k in enumerate(keys) if i > 0 and k != keys[i - 1]) + (self.current is None)
-        return cases + len(pending) * overhead + starts * self.agent_start_s()
+        current = 0.0   # the running cell's overhead not spent yet (its nodes stopping, its report)
+        if self.current is not None:
+            spent = self.clock() - self._current_t0 - (self._walls.get(self.current.name, 0.0) - self._current_walls)
+            current = max(0.0, overhead - spent)
+        return cases + current + len(pending) * overhead + starts * self.agent_start_s()
 
     def line(self, prefix: str = "") -> str:
         self.refresh()
