@@ -25,6 +25,14 @@ PLAIN_MODULES = [
     "slm_agent.agent.protocol", "slm_agent.telemetry", "slm_agent.telemetry.readers",
     "slm_agent.telemetry.energy", "slm_agent.telemetry.power_mode", "slm_agent.engines",
     "slm_agent.settings", "slm_agent.bench.suite",
+    # the agent node's plain-Python parts (issue 11)
+    "slm_agent.agent.goal_options", "slm_agent.agent.feedback", "slm_agent.agent.metrics_queue",
+    "slm_agent.engines.metered", "slm_agent.coerce", "slm_agent.config_paths",
+    # fine-tuning loop (issue 15): dataset building and training never need ROS
+    "slm_agent.dataset.build", "slm_agent.dataset.rundir", "slm_agent.dataset.toolmind", "slm_agent.dataset.scrub",
+    "slm_agent.dataset.cluster", "slm_agent.dataset.render", "slm_agent.dataset.tau2_gold",
+    "slm_agent.training.sft", "slm_agent.training.gguf_adapter", "slm_agent.training.evaluate",
+    "slm_agent.training.commands",
 ]
 BLOCKED = ["rclpy", "rosidl_parser", "rosidl_runtime_py", "slm_agent.msg", "slm_agent.srv", "slm_agent.action"]
 
