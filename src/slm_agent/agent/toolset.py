@@ -41,6 +41,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from slm_agent.agent.schema import SchemaError, tool_parameters_schema
+from slm_agent.config_paths import find_config, search_dirs as config_search_dirs
 from slm_agent.agent.types import FINAL_ANSWER_TOOL, ToolSpec
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -219,28 +220,17 @@ def default_tool_set_dirs() -> list[Path]:
     """Where tool sets are looked up by name, first match wins.
 
     ``$SLM_AGENT_TOOL_SETS`` (``os.pathsep``-separated), the source tree's
-    ``config/tool_sets`` and, when installed with ament, the package share.
+    ``config/tool_sets``, the pip data files and, when installed with ament,
+    the package share (:func:`slm_agent.config_paths.search_dirs`, shared
+    with the model profiles).
     """
-    dirs: list[Path] = [Path(p) for p in os.environ.get("SLM_AGENT_TOOL_SETS", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[3] / "config" / "tool_sets")
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("slm_agent")) / "config" / "tool_sets")
-    except Exception:  # not installed with ament: the source tree is enough
-        pass
-    return [d for d in dirs if d.is_dir()]
+    return [d for d in config_search_dirs("tool_sets", "SLM_AGENT_TOOL_SETS") if d.is_dir()]
 
 
 def resolve_tool_set(name_or_path: str, search_dirs: Optional[list[Path]] = None) -> Path:
     """A tool set file from a path or a bare name like ``demo_robot``."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p
     dirs = default_tool_set_dirs() if search_dirs is None else search_dirs
-    for d in dirs:
-        for suffix in (".yaml", ".yml"):
-            candidate = Path(d) / f"{name_or_path}{suffix}"
-            if candidate.is_file():
-                return candidate
+    found = find_config(name_or_path, dirs)
+    if found is not None:
+        return found
     raise ToolSetError(f"tool set '{name_or_path}' not found in {[str(d) for d in dirs]}")
