@@ -26,18 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+from slm_agent.coerce import num  # noqa: F401 - re-exported: the bench modules read JSON numbers with it
+
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
 #: where damaged lines of results.jsonl are moved (one JSON object per line)
 QUARANTINE_FILE = "results.quarantine.jsonl"
-
-
-def num(value: Any) -> float:
-    """A float from a JSON value; None/missing/garbage -> NaN."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def json_safe(value: Any) -> Any:

@@ -25,6 +25,7 @@ from builtin_interfaces.msg import Time
 from slm_agent.action import RunTask
 from slm_agent.agent.toolset import spec_from_dict
 from slm_agent.agent.types import INVOKE_TOOL_TYPE, Status, ToolCall, ToolResult, ToolSpec
+from slm_agent.coerce import num
 from slm_agent.engines.base import CallMetrics
 from slm_agent.msg import ChatMessage, InferenceMetrics
 from slm_agent.msg import ToolCall as ToolCallMsg
@@ -38,13 +39,6 @@ _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 class ConversionError(ValueError):
     """A message cannot be turned into agent data (the text says which and why)."""
-
-
-def _f(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _u32(value: Any) -> int:
@@ -150,7 +144,10 @@ def messages_from_msgs(msgs: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def chat_messages(transcript: Sequence[dict[str, Any]], calls: Sequence[ToolCall] = ()) -> list[ChatMessage]:
-    """The loop's transcript -> ``ChatMessage[]``; ``calls`` supply each call's step."""
+    """Message dicts -> ``ChatMessage[]``: the loop's transcript (OpenAI-style tool calls,
+    ``{"id", "function": {"name", "arguments"}}``; ``calls`` supply each call's step) or
+    ChatMessage fields as suites' turns and results.jsonl hold them (tool calls
+    ``{"id", "name", "arguments_json", "step"}``)."""
     steps = {c.id: c.step for c in calls}
     out: list[ChatMessage] = []
     for d in transcript:
@@ -159,13 +156,15 @@ def chat_messages(transcript: Sequence[dict[str, Any]], calls: Sequence[ToolCall
                           content=content if isinstance(content, str) else content_json(content),
                           name=str(d.get("name", "") or ""), tool_call_id=str(d.get("tool_call_id", "") or ""))
         for c in d.get("tool_calls") or []:
-            fn = c.get("function", {}) if isinstance(c, dict) else {}
-            args = fn.get("arguments", "{}")
             cid = str(c.get("id", ""))
+            if "function" in c:
+                fn = c.get("function") or {}
+                name, args, step = fn.get("name", ""), fn.get("arguments", "{}"), steps.get(cid, 0)
+            else:
+                name, args, step = c.get("name", ""), c.get("arguments_json", ""), c.get("step", 0)
             msg.tool_calls.append(ToolCallMsg(
-                id=cid, name=str(fn.get("name", "")),
-                arguments_json=args if isinstance(args, str) else arguments_json(args),
-                step=_u32(steps.get(cid, 0))))
+                id=cid, name=str(name), arguments_json=args if isinstance(args, str) else arguments_json(args),
+                step=_u32(step)))
         out.append(msg)
     return out
 
@@ -185,7 +184,7 @@ def tool_result_msg(result: Optional[ToolResult], call: ToolCall, stamp: Optiona
         msg = ToolResultMsg(call_id=call.id, name=call.name, status=int(Status.REFUSED),
                             error="pending", latency_ms=math.nan)
     else:
-        latency = _f(result.latency_ms)
+        latency = num(result.latency_ms)
         msg = ToolResultMsg(call_id=result.call_id or call.id, name=result.name or call.name,
                             status=int(result.status), content_json=content_json(result.content),
                             error=result.error or "", latency_ms=latency)
@@ -208,11 +207,11 @@ def inference_metrics_msg(m: CallMetrics, *, task_id: str, request_id: str, step
         task_id=task_id, request_id=request_id, step=_u32(step), engine=m.engine, backend=m.backend,
         model=m.model, power_mode=power_mode or "", prompt_tokens=_u32(m.prompt_tokens),
         cached_prompt_tokens=_u32(m.cached_prompt_tokens), decode_tokens=_u32(m.decode_tokens),
-        ttft_ms=_f(m.ttft_s) * 1e3, prefill_tokens_per_s=_f(m.prefill_tokens_per_s),
-        decode_tokens_per_s=_f(m.decode_tokens_per_s), total_ms=_f(m.total_s) * 1e3,
-        energy_j=_f(energy_j), finish_reason=m.finish_reason or "",
+        ttft_ms=num(m.ttft_s) * 1e3, prefill_tokens_per_s=num(m.prefill_tokens_per_s),
+        decode_tokens_per_s=num(m.decode_tokens_per_s), total_ms=num(m.total_s) * 1e3,
+        energy_j=num(energy_j), finish_reason=m.finish_reason or "",
         engine_counter_names=[str(k) for k in m.engine_counters],
-        engine_counter_values=[_f(v) for v in m.engine_counters.values()],
+        engine_counter_values=[num(v) for v in m.engine_counters.values()],
     )
     msg.header.stamp = time_msg(start_ns)
     msg.end_stamp = time_msg(end_ns)

@@ -24,6 +24,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
+from slm_agent.coerce import num
 from slm_agent.msg import PowerRail, PowerState, SystemState, ThermalState
 from slm_agent.msg import ThermalZone as ThermalZoneMsg
 from slm_agent.telemetry.model import (
@@ -38,14 +39,6 @@ OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
 STALE = DiagnosticStatus.STALE
-
-
-def _f(value) -> float:
-    """A float for a float64 field; None/garbage become NaN."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _u64(value) -> int:
@@ -64,8 +57,8 @@ def power_msg(sample: PowerSample, stamp: Time, power_mode: str = "") -> PowerSt
     msg.header = header(stamp)
     msg.source = sample.source
     msg.rails = [
-        PowerRail(name=r.name, voltage_v=_f(r.voltage_v), current_a=_f(r.current_a),
-                  power_w=_f(r.power_w) if r.available else math.nan, available=bool(r.available))
+        PowerRail(name=r.name, voltage_v=num(r.voltage_v), current_a=num(r.current_a),
+                  power_w=num(r.power_w) if r.available else math.nan, available=bool(r.available))
         for r in sample.rails
     ]
     msg.total_rail = sample.total_rail
@@ -81,7 +74,7 @@ def thermal_msg(sample: ThermalSample, stamp: Time) -> ThermalState:
     msg.header = header(stamp)
     msg.source = sample.source
     msg.zones = [
-        ThermalZoneMsg(name=z.name, temperature_c=_f(z.temperature_c) if z.available else math.nan,
+        ThermalZoneMsg(name=z.name, temperature_c=num(z.temperature_c) if z.available else math.nan,
                        available=bool(z.available))
         for z in sample.zones
     ]
@@ -93,12 +86,12 @@ def system_msg(sample: SystemSample, stamp: Time) -> SystemState:
     msg = SystemState()
     msg.header = header(stamp)
     msg.source = sample.source
-    msg.cpu_percent = _f(sample.cpu_percent) if sample.cpu_available else math.nan
-    msg.per_cpu_percent = [_f(v) for v in sample.per_cpu_percent]
-    msg.cpu_freq_mhz = [_f(v) for v in sample.cpu_freq_mhz]
-    msg.gpu_load_percent = _f(sample.gpu_load_percent) if sample.gpu_load_available else math.nan
-    msg.gpu_freq_mhz = _f(sample.gpu_freq_mhz) if sample.gpu_freq_available else math.nan
-    msg.emc_freq_mhz = _f(sample.emc_freq_mhz) if sample.emc_available else math.nan
+    msg.cpu_percent = num(sample.cpu_percent) if sample.cpu_available else math.nan
+    msg.per_cpu_percent = [num(v) for v in sample.per_cpu_percent]
+    msg.cpu_freq_mhz = [num(v) for v in sample.cpu_freq_mhz]
+    msg.gpu_load_percent = num(sample.gpu_load_percent) if sample.gpu_load_available else math.nan
+    msg.gpu_freq_mhz = num(sample.gpu_freq_mhz) if sample.gpu_freq_available else math.nan
+    msg.emc_freq_mhz = num(sample.emc_freq_mhz) if sample.emc_available else math.nan
     msg.mem_total_bytes = _u64(sample.mem_total_bytes) if sample.mem_available else 0
     msg.mem_used_bytes = _u64(sample.mem_used_bytes) if sample.mem_available else 0
     return msg
