@@ -173,3 +173,23 @@ def test_numbers_from_a_bag_alone_equal_those_from_results_jsonl(tmp_path: Path)
     both = compare([out, tmp_path / "bag_copy"], tokens=False)
     (pair,) = both.pairs
     assert (pair["shared"], pair["only_a"], pair["only_b"], pair["p_value"]) == (3, 0, 0, 1.0)
+
+
+def test_reasoning_tokens_per_step_read_back_by_the_cells_strategy() -> None:
+    from slm_agent.bench.compare import reasoning_token_counts
+
+    def turn(*replies: str) -> dict:
+        return {"turn": 0, "tools": [{"name": "area"}],
+                "messages": [{"role": "user", "content": "q"}] + [{"role": "assistant", "content": r} for r in replies]}
+
+    recs = [{"conversation": [turn('{"thought": "I need the area of it", "action": "area", "action_input": {"b": 1}}',
+                                   "Thought: the area is known\nFinal Answer: 5")]},
+            {"conversation": [turn("Thought: call it now\nAction: area\nAction Input: {\"b\": 2}")]},
+            {"case_id": "no transcript recorded"}]
+    words = lambda text: len(text.split())   # noqa: E731 - a whitespace tokenizer keeps the counts readable
+    assert reasoning_token_counts(recs, "react", words) == [6, 4, 3]
+    # ReflAct reads its own key; direct counts only text beside the call
+    refl = [{"conversation": [turn('{"reflection": "nothing done yet", "action": "area", "action_input": {}}')]}]
+    assert reasoning_token_counts(refl, "reflact", words) == [3]
+    assert reasoning_token_counts([{"conversation": [turn('{"name": "area", "arguments": {"b": 1}}')]}],
+                                  "direct", words) == [0]

@@ -18,10 +18,12 @@ action is n/a from a bag without results.jsonl):
   default, Benjamini-Hochberg with ``--p-adjust fdr_bh``) over all pairs of
   the report, and a pair is called significant when its *adjusted* p-value is
   below 0.05; both p-values are reported;
-* token accounting per cell: prompt and output tokens per LLM call, and
+* token accounting per cell: prompt and output tokens per LLM call,
   tool-spec tokens of the cases the cell ran, rendered with the cell's
-  serializer and counted with the cell's model's own tokenizer (GGUF loaded
-  with ``llama_cpp.Llama(vocab_only=True)``; n/a for other backends);
+  serializer, and reasoning tokens per step (each recorded reply read back by
+  the cell's strategy), both counted with the cell's model's own tokenizer
+  (GGUF loaded with ``llama_cpp.Llama(vocab_only=True)``; n/a for other
+  backends);
 * time to first action (case start -> end of the first LLM call that produced
   tool calls) and wall time per case;
 * energy per call and per correct answer where power was measured;
@@ -188,7 +190,7 @@ def _median(values: Sequence[float]) -> float:
 
 
 def cell_row(cell: Cell, mode: str, records: list[dict[str, Any]],
-             spec_tokens: Optional[float] = None) -> dict[str, Any]:
+             spec_tokens: Optional[float] = None, tokenize=None) -> dict[str, Any]:
     a = aggregate(records)
     lo, hi = wilson(a["passed"], a["cases"])
     calls = [m for r in records for m in (r.get("metrics") or [])]
@@ -206,6 +208,8 @@ def cell_row(cell: Cell, mode: str, records: list[dict[str, Any]],
         "output_tokens_per_call": (sum(int(m.get("decode_tokens") or 0) for m in calls) / len(calls)
                                    if calls else math.nan),
         "toolspec_tokens_median": math.nan if spec_tokens is None else spec_tokens,
+        "reasoning_tokens_per_step": (statistics.fmean(rt) if tokenize is not None and (
+            rt := reasoning_token_counts(records, cell.label("strategy"), tokenize)) else math.nan),
         "first_action_s_median": _median([first_action_s(r) for r in records]),
         "wall_s_median": a["wall_s_median"], "wall_s_total": a["wall_s_total"],
         "energy_j_per_call": a["energy_j_per_call"], "energy_j_per_correct": a["energy_j_per_correct"],
@@ -250,6 +254,30 @@ def spec_texts(case_ids: Sequence[str], serialization: str, suite: str = "bfcl")
                  for t in ts.tools]
         out.append(ser.tools(specs))
     return out
+
+
+def reasoning_token_counts(records: Sequence[dict[str, Any]], strategy: str, tokenize) -> list[int]:
+    """Reasoning tokens of every LLM step of ``records``: each assistant message of the recorded
+    conversation (``results.jsonl`` ``conversation``) read back by the cell's own strategy
+    (``Strategy.interpret``: ReAct's thought, ReflAct's reflection, the text beside the call for
+    direct) and counted with the model's tokenizer.  Empty when no conversation was recorded."""
+    from slm_agent.agent.strategies import get_strategy
+    from slm_agent.agent.types import ToolSpec
+
+    try:
+        strat = get_strategy(strategy or "direct")
+    except ValueError:
+        return []
+    counts = []
+    for rec in records:
+        for turn in rec.get("conversation") or []:
+            tools = [ToolSpec(name=t.get("name", ""), description="", parameters={"type": "object"})
+                     for t in turn.get("tools") or [] if isinstance(t, dict)]
+            steps = [m for m in turn.get("messages") or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+            for step, msg in enumerate(steps):
+                reasoning = strat.interpret(str(msg.get("content") or ""), tools, step=step).reasoning
+                counts.append(tokenize(reasoning) if reasoning.strip() else 0)
+    return counts
 
 
 def toolspec_token_stats(tokenize, texts: Sequence[str]) -> dict[str, float]:
@@ -305,17 +333,17 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
     ttft_ms: list[list[float]] = []
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     for cell in cells:
-        spec = None
-        if tokens and cell.records and cell.label("suite") in ("bfcl", ""):
+        spec, tok = None, None
+        if tokens and cell.records:
             model = cell.label("model")
             if model not in tokenizers:
                 tokenizers[model] = model_tokenizer(model)
             tok = tokenizers[model]
-            if tok is not None:
+            if tok is not None and cell.label("suite") in ("bfcl", ""):
                 texts = spec_texts([r["case_id"] for r in cell.records], cell.label("serialization") or "json")
                 spec = toolspec_token_stats(tok, texts)["median"]
         for (mode,), recs in sorted(group(cell.records, lambda r: (r.get("power_mode") or "unknown",)).items()):
-            rows.append(cell_row(cell, mode, recs, spec))
+            rows.append(cell_row(cell, mode, recs, spec, tok))
             ttft_ms.append([t for t in (num(m.get("ttft_ms")) for r in recs for m in r.get("metrics") or [])
                             if math.isfinite(t)])
             outcomes[(cell.name, mode)] = {r["case_id"]: bool(r.get("passed")) for r in recs}
@@ -357,15 +385,20 @@ def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[d
     else:
         lines.append("No two runs share cases.")
     lines += ["", "## Tokens, time and energy per cell", ""]
-    lines += _table(["Cell", "Power mode", "Prompt tok/call", "Output tok/call", "Tool-spec tokens (median)",
-                     "First action s (median)", "Wall s/case (median)", "Energy J/call", "Energy J/correct"],
+    lines += _table(["Cell", "Power mode", "Prompt tok/call", "Output tok/call", "Reasoning tok/step",
+                     "Tool-spec tokens (median)", "First action s (median)", "Wall s/case (median)",
+                     "Energy J/call", "Energy J/correct"],
                     [[r["cell"], r["power_mode"], _fmt(r["prompt_tokens_per_call"]),
-                      _fmt(r["output_tokens_per_call"]), _fmt(r["toolspec_tokens_median"]),
+                      _fmt(r["output_tokens_per_call"]), _fmt(r["reasoning_tokens_per_step"]),
+                      _fmt(r["toolspec_tokens_median"]),
                       _fmt(r["first_action_s_median"], 2), _fmt(r["wall_s_median"], 2),
                       _energy(r["energy_j_per_call"], measured), _energy(r["energy_j_per_correct"], measured)]
                      for r in rows])
     lines += ["", "Tool-spec tokens: the first-turn tool specs of the cell's cases rendered with its serializer and "
-              "counted with its model's own tokenizer (n/a: no GGUF tokenizer, e.g. the gold agent)."]
+              "counted with its model's own tokenizer (n/a: no GGUF tokenizer, e.g. the gold agent). "
+              "Reasoning tok/step: mean over LLM steps of the reasoning its strategy reads from each recorded "
+              "reply (ReAct thought, ReflAct reflection, text beside the call for direct), same tokenizer "
+              "(n/a: no tokenizer or no recorded conversation)."]
     return "\n".join(lines) + "\n"
 
 
