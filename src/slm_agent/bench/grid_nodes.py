@@ -24,9 +24,9 @@ its log (``model ... loaded in`` once per load).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -117,8 +117,7 @@ class GridNodes:
 
     @property
     def env(self) -> dict[str, str]:
-        import os
-
+        """This process's environment with the grid's DDS domain (every node of the grid runs in it)."""
         assert self.domain is not None, "open() first"
         return self.domain.env(dict(os.environ))
 
@@ -235,6 +234,5 @@ def main_grid(spec: GridSpec, out: Path, shard: tuple[int, int], print_fn: Calla
 
     check_grid_dir(spec, out)   # before any node starts: another grid here is refused at once
     with GridNodes(spec, out, print_fn) as nodes:
-        sys.stdout.flush()
         return run_grid(spec, out, nodes.run_cell, shard=shard,
                         set_mode=nodes.set_mode if spec.power_modes else None, print_fn=print_fn)
