@@ -4,7 +4,7 @@ integration and Jetson power-mode control.
 Plain Python with no ROS imports, so it runs in unit tests and offline tools;
 the ROS node is a thin adapter over these classes.
 """
-from .energy import EnergyCounterIntegrator, EnergyEstimate, EnergyIntegrator
+from .energy import EnergyCounterIntegrator, EnergyEstimate, EnergyIntegrator, PowerLog, stamp_seconds
 from .model import (
     PowerModeInfo,
     PowerSample,
@@ -24,7 +24,7 @@ from .readers import Reader, ReaderUnavailable, select_reader, valid_reader_name
 
 __all__ = [
     "EnergyCounterIntegrator", "EnergyEstimate", "EnergyIntegrator", "PowerModeController",
-    "PowerModeError", "PowerModeInfo", "PowerModeRebootRequired", "PowerModeUnsupported",
+    "PowerLog", "PowerModeError", "PowerModeInfo", "PowerModeRebootRequired", "PowerModeUnsupported",
     "PowerSample", "RailSample", "Reader", "ReaderUnavailable", "SubprocessRunner",
-    "SystemSample", "ThermalSample", "ThermalZone", "select_reader", "valid_reader_names",
+    "SystemSample", "ThermalSample", "ThermalZone", "select_reader", "stamp_seconds", "valid_reader_names",
 ]

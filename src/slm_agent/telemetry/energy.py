@@ -19,6 +19,10 @@ NaN sample (a failed read), contributes nothing, and the estimate is flagged
 ``complete=False`` with ``covered_s`` telling how much of the window had data.
 That way an energy-per-token figure never silently bridges a hole.
 
+:class:`PowerLog` is what every PowerState consumer uses (agent node,
+benchmark node, bag report): one spelling of the message's stamp
+(:func:`stamp_seconds`), of "measured", and of the declared gap.
+
 Memory is bounded by ``horizon_s`` (samples older than that behind the newest
 are dropped) and a hard ``max_samples`` cap.  All methods take one lock, since
 a ROS subscription thread adds while the benchmark thread queries.  Times are
@@ -29,7 +33,9 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from .model import PowerSample
 
@@ -208,4 +214,81 @@ class EnergyCounterIntegrator(_Series):
         return delta * (hi - lo) / (tb - ta)
 
 
-__all__ = ["EnergyEstimate", "EnergyIntegrator", "EnergyCounterIntegrator"]
+#: default ``max_gap_s`` of the PowerState consumers (declared as the agent's and the
+#: benchmark's ``energy_max_gap_s`` setting in :mod:`slm_agent.settings`)
+DEFAULT_MAX_GAP_S = 1.0
+
+
+def stamp_seconds(sec: int, nanosec: int) -> float:
+    """A ROS stamp's ``(sec, nanosec)`` in seconds; an all-zero stamp (never set) is NaN."""
+    sec, nanosec = int(sec), int(nanosec)
+    return NAN if sec == 0 and nanosec == 0 else sec + nanosec * 1e-9
+
+
+class PowerLog:
+    """``slm_agent/msg/PowerState`` samples -> energy over any window on their clock.
+
+    Why one class: the agent node (energy of each LLM call), the benchmark
+    node (each case, and the calls the agent left NaN) and the bag report
+    (the same, after the fact) each integrated PowerState on their own, with
+    three timestamp spellings and two hard-coded gaps.  Here a sample is
+    ``(stamp seconds, total_power_w, total_available, power_mode)``; an
+    unavailable or non-finite total is a gap marker, never a zero.  Energy is
+    NaN unless power was measured and the samples cover the whole window
+    (no gap longer than ``max_gap_s``); a zero-length window is NaN too.
+    """
+
+    def __init__(self, max_gap_s: float = DEFAULT_MAX_GAP_S, horizon_s: float = 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.integrator = EnergyIntegrator(max_gap_s=max_gap_s, horizon_s=horizon_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.samples = 0            # PowerState messages added
+        self.measured_samples = 0   # ... with a measured total
+        self.power_mode = ""        # the latest non-empty power mode
+        self.last_rx = -math.inf    # ``clock()`` when the latest sample was added
+
+    def add(self, t_s: float, total_power_w: float, total_available: bool, power_mode: str = "") -> bool:
+        """Add one sample; returns whether it carried a measured total."""
+        ok = bool(total_available) and math.isfinite(total_power_w)
+        self.integrator.add(t_s, total_power_w if ok else NAN)
+        with self._lock:
+            self.samples += 1
+            self.measured_samples += int(ok)
+            if power_mode:
+                self.power_mode = power_mode
+            self.last_rx = self._clock()
+        return ok
+
+    @property
+    def measured(self) -> bool:
+        """Whether any sample so far carried a measured total."""
+        return self.measured_samples > 0
+
+    def __len__(self) -> int:
+        return len(self.integrator)
+
+    def covers(self, end_s: float) -> bool:
+        """Whether a sample at or after ``end_s`` has arrived (a window ending there is final)."""
+        newest = self.integrator.span()[1]
+        return math.isfinite(newest) and newest >= end_s
+
+    def settled(self, end_s: float, stale_s: float) -> bool:
+        """Whether waiting longer cannot change a window ending at ``end_s``: it is covered,
+        or no sample arrived for ``stale_s`` seconds (telemetry is not running)."""
+        return self._clock() - self.last_rx > stale_s or self.covers(end_s)
+
+    def estimate(self, t0_s: float, t1_s: float) -> tuple[float, float]:
+        """(joules, or NaN unless measured and complete; covered seconds) over ``[t0_s, t1_s]``."""
+        if not self.measured or not (math.isfinite(t0_s) and math.isfinite(t1_s)) or t1_s < t0_s:
+            return NAN, 0.0
+        est = self.integrator.energy(t0_s, t1_s)
+        return (float(est.joules) if est.complete and est.covered_s > 0 else NAN), est.covered_s
+
+    def joules(self, t0_s: float, t1_s: float) -> float:
+        """Energy over ``[t0_s, t1_s]`` (see :meth:`estimate`), NaN when not known."""
+        return self.estimate(t0_s, t1_s)[0]
+
+
+__all__ = ["DEFAULT_MAX_GAP_S", "EnergyEstimate", "EnergyIntegrator", "EnergyCounterIntegrator", "PowerLog",
+           "stamp_seconds"]
