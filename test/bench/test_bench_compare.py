@@ -193,3 +193,14 @@ def test_reasoning_tokens_per_step_read_back_by_the_cells_strategy() -> None:
     assert reasoning_token_counts(refl, "reflact", words) == [3]
     assert reasoning_token_counts([{"conversation": [turn('{"name": "area", "arguments": {"b": 1}}')]}],
                                   "direct", words) == [0]
+
+
+def test_shards_of_a_grid_merge_into_one_comparison(tmp_path: Path) -> None:
+    """Each device ran its shard into a grid directory of its own; compare takes them all."""
+    _run(tmp_path / "shard1" / "cells" / "m1__direct__json", "m1", [True, True, False])
+    _run(tmp_path / "shard2" / "cells" / "m2__direct__json", "m2", [False, True, False])
+    cmp = compare([tmp_path / "shard1", tmp_path / "shard2"], tokens=False)
+    assert [(r["cell"], r["passed"]) for r in cmp.rows] == [("m1__direct__json", 2), ("m2__direct__json", 1)]
+    (pair,) = cmp.pairs
+    assert (pair["a"], pair["b"], pair["shared"], pair["only_a"], pair["only_b"]) == (
+        "m1__direct__json", "m2__direct__json", 3, 1, 0)
