@@ -73,6 +73,7 @@ def test_real_model_solo_and_simulated_user_across_processes(tmp_path):
     assert sim["user_mode"] == "simulated" and sim["user_model"] == str(profile)
     # tau2's UserSimulator spoke first (after tau2's greeting) and each of its messages was timed
     assert 1 <= sim["user_turns"] <= 2 and len(sim["user_turn_s"]) == sim["user_turns"]
+    assert sim["user_llm_calls"] == sim["user_turns"] and 0 < sim["user_decode_tokens"] <= 2 * MAX_TOKENS
     for r in records.values():
         assert r["valid"], (r["case_id"], r["error"])
         assert r["termination_reason"] in ("agent_stop", "user_stop", "agent_error", "max_steps", "user_error")

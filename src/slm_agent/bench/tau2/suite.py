@@ -389,6 +389,12 @@ class Tau2Episode(Episode):
                 out[comp] = f"not checked by tau2 ({note})" if note else "not checked by tau2"
         return out
 
+    def user_llm_fields(self) -> dict[str, Any]:
+        """The simulated user's LLM calls (its own engine, not in ``metrics``, which are the agent's)."""
+        calls = list(self._user.calls) if self._user is not None else []
+        return {"user_llm_calls": len(calls), "user_prompt_tokens": sum(m.prompt_tokens for m in calls),
+                "user_decode_tokens": sum(m.decode_tokens for m in calls)}
+
     def nl_assertions_note(self) -> str:
         """What became of the task's NL assertions: "" when it has none."""
         crit = self.task.evaluation_criteria
@@ -409,6 +415,7 @@ class Tau2Episode(Episode):
                 "nl_assertions": self.nl_assertions_note(),
                 "user_model": self.options.user_profile if self.mode == "simulated" else "",
                 "agent_turn_s": [round(x, 4) for x in self.agent_turn_s],
+                **self.user_llm_fields(),
                 "user_turn_s": [round(x, 4) for x in self.user_turn_s]}
 
     def close(self) -> None:

@@ -14,8 +14,10 @@ transport is ours.  A profile with an ``openai_http`` backend (e.g.
 user may be the agent's own model or a larger one elsewhere.
 
 One engine per profile per process (loaded on first use, kept, calls
-serialized by a lock); every call's :class:`~slm_agent.engines.CallMetrics`
-is kept so a case can report its user-side LLM time.
+serialized by a lock); each call's :class:`~slm_agent.engines.CallMetrics`
+goes to the :class:`SimulatedUser` that asked (a thread-local sink: litellm
+calls the provider in the caller's thread), so a case reports its own
+user-side LLM calls even when cases run concurrently.
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ class _Entry:
 _ENTRIES: dict[str, _Entry] = {}
 _KEYS: dict[str, str] = {}
 _REGISTRY_LOCK = threading.Lock()
+#: ``sink``: the list the current thread's user calls' metrics go to
+_LOCAL = threading.local()
 
 
 class UserModelError(ValueError):
@@ -104,9 +108,6 @@ def _provider_class() -> type:
     class EngineProvider(CustomLLM):
         """litellm ``completion`` on one of our engines (what tau2's ``generate`` calls)."""
 
-        #: (key, CallMetrics) of every call answered, in order
-        calls: list[tuple[str, Any]] = []
-
         def completion(self, model: str, messages: list, api_base: Any, custom_prompt_dict: Any,
                        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
                        optional_params: dict, *args: Any, **kwargs: Any) -> Any:
@@ -127,7 +128,9 @@ def _provider_class() -> type:
             request = entry.profile.make_request(**overrides)
             with entry.lock:
                 done = entry.engine.complete(request)
-            EngineProvider.calls.append((model, done.metrics))
+            sink = getattr(_LOCAL, "sink", None)
+            if sink is not None:
+                sink.append(done.metrics)
             text = done.text.strip()
             finish = "length" if done.metrics.finish_reason == "length" else "stop"
             model_response.choices = [Choices(index=0, finish_reason=finish,
@@ -150,16 +153,6 @@ def _register_provider() -> Any:
     providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != PROVIDER]
     litellm.custom_provider_map = [*providers, {"provider": PROVIDER, "custom_handler": handler}]
     return handler
-
-
-def calls_answered() -> int:
-    """How many user LLM calls this process answered so far (a case takes the difference)."""
-    return len(_provider_class().calls)
-
-
-def calls_since(start: int) -> list[Any]:
-    """CallMetrics of the user LLM calls answered since :func:`calls_answered` returned ``start``."""
-    return [m for _key, m in _provider_class().calls[start:]]
 
 
 class SimulatedUser:
@@ -185,6 +178,8 @@ class SimulatedUser:
         history = [m for m in ((init.message_history or []) if init else []) if is_valid_user_history_message(m)]
         self.state = self.sim.get_init_state(message_history=history)
         self.last_s = 0.0
+        #: CallMetrics of this user's LLM calls, in order
+        self.calls: list[Any] = []
 
     @property
     def system_prompt(self) -> str:
@@ -194,7 +189,11 @@ class SimulatedUser:
         from tau2.data_model.message import AssistantMessage
 
         t0 = time.monotonic()
-        msg, self.state = self.sim.generate_next_message(AssistantMessage(role="assistant", content=agent_text),
-                                                         self.state)
+        _LOCAL.sink = self.calls
+        try:
+            msg, self.state = self.sim.generate_next_message(
+                AssistantMessage(role="assistant", content=agent_text), self.state)
+        finally:
+            _LOCAL.sink = None
         self.last_s = time.monotonic() - t0
         return msg.content or ""
