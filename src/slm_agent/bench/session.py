@@ -84,7 +84,7 @@ class RunSession:
                 # explicitly allowed: the directory now plans the cases of both sets
                 try:
                     k, names, limit = rundir.case_set(old)
-                    old_cases = get_suite(old.get("suite") or cfg.suite).select(
+                    old_cases = get_suite(old.get("suite") or cfg.suite).configure(old).select(
                         [] if k == "ids" else names, names if k == "ids" else (), limit)
                     planned = {**{s.case_id: s.category for s in old_cases}, **planned}
                 except Exception as exc:  # noqa: BLE001 - the old set is information only here
