@@ -56,6 +56,8 @@ BENCH_EPILOG = """\
 examples:
   slm-agent bench --model gemma3-270m-q4km --categories simple_python,multiple --limit 5
   slm-agent bench --agent gold --categories simple_python,multi_turn_base --limit 3 --output-dir runs/gold
+  slm-agent bench --suite tau2 --categories mock --limit 3 --tau2-user solo     # tau2-bench, no user
+  slm-agent bench --suite tau2 --categories airline:test --tau2-user-model smollm2-135m-q4_1 --tau2-trials 4
   slm-agent report runs/x            # rebuild report from runs/x/results.jsonl
   slm-agent report runs/x/bag        # rebuild it from the bag alone
 
@@ -495,7 +497,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub) -> None:
     p = sub.add_parser(
-        "bench", help="benchmark a model on BFCL through the ROS nodes (telemetry, agent, recorder, benchmark)",
+        "bench", help="benchmark a model on a suite (BFCL, tau2) through the ROS nodes (telemetry, agent, "
+                     "recorder, benchmark)",
         description="Run telemetry_node, the agent (agent_node, or gold_agent_node with --agent gold), "
                     "recorder_node and benchmark_node as separate processes, wait for the benchmark to finish, "
                     "stop the others (bag closed) and write the report. Ctrl-C stops everything cleanly.",
