@@ -40,6 +40,8 @@ ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = (
     ("limit", BenchmarkSettings, "limit"),
     ("strategy", BenchmarkSettings, "strategy"),
     ("serialization", BenchmarkSettings, "serialization"),
+    ("chat_format", BenchmarkSettings, "chat_format"),
+    ("constrained", BenchmarkSettings, "constrained"),
     ("max_steps", BenchmarkSettings, "max_steps"),
     ("power_mode", BenchmarkSettings, "power_mode"),
     ("output_dir", BenchmarkSettings, "output_dir"),

@@ -348,6 +348,9 @@ class BenchmarkSettings(NodeSettings):
     tool_timeout_s: float = setting(10.0, "per-call timeout given to the agent for each InvokeTool service",
                                     gt=0.0, unit="s")
     power_topic: str = setting("/telemetry/power", "PowerState topic integrated for energy")
+    energy_max_gap_s: float = setting(1.0, "power samples further apart than this are not bridged: a case or call "
+                                           "spanning such a gap gets energy_j NaN (the report reads it from "
+                                           "run.json)", ge=0.01, le=60.0, unit="s")
     seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json); tau2: the simulated "
                            "user's seed is seed + trial")
     min_subscribers: int = setting(0, "before the first case, wait until ~/scenarios and ~/results each have "

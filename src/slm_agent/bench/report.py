@@ -9,7 +9,8 @@ Sources (:func:`load_run`):
   InferenceMetrics), decoded with the **bag's own message definitions**
   (``rosbags``; slm_agent's interfaces need not be installed), plus the
   ``slm_agent/msg/PowerState`` samples, integrated to fill energies the
-  results left NaN.  An unclosed bag (killed recorder) is salvaged first.
+  results left NaN (:class:`~slm_agent.telemetry.energy.PowerLog` with the
+  run's ``energy_max_gap_s`` from run.json, else the declared default).  An unclosed bag (killed recorder) is salvaged first.
 
 Tables (Markdown ``report.md``; all numbers also in ``report.csv``, one row per
 group with a ``level`` column, and per case in ``cases.csv``):
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, msg_to_dict, num, read_json, read_results
+from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
 NA_POWER = "n/a (power not measured)"
 NA = "n/a"
@@ -91,37 +93,32 @@ def load_run(path: os.PathLike | str, source: str = "auto") -> RunData:
     return load_bag(bag)
 
 
-def _call_from_msg(call: dict[str, Any]) -> dict[str, Any]:
-    return {"name": call.get("name", ""), "arguments": call.get("arguments_json", ""),
-            "step": int(call.get("step", 0)), "id": call.get("id", "")}
-
-
 def _t(stamp: dict[str, Any]) -> float:
-    sec, nsec = int(stamp.get("sec", 0)), int(stamp.get("nanosec", 0))
-    return math.nan if sec == 0 and nsec == 0 else sec + nsec * 1e-9
+    return stamp_seconds(stamp.get("sec", 0), stamp.get("nanosec", 0))
 
 
 def load_bag(bag: os.PathLike | str) -> RunData:
-    """Rebuild the run's records from a bag using only its embedded definitions."""
+    """Rebuild the run's records from a bag using only its embedded definitions; energy the
+    run left NaN is integrated from the bag's PowerState with the run's ``energy_max_gap_s``
+    (run.json next to the bag; else the declared default)."""
     from slm_agent.bench.bag import read_messages
-    from slm_agent.telemetry import EnergyIntegrator
+    from slm_agent.bench.runner import call_dict
+    from slm_agent.settings import BenchmarkSettings
 
     bag = Path(bag)
+    run_json = read_json(bag.parent / RUN_FILE)
+    gap = (run_json or {}).get("config", {}).get("energy_max_gap_s",
+                                                 BenchmarkSettings.defaults()["energy_max_gap_s"])
     results: list[dict[str, Any]] = []
-    power = EnergyIntegrator(max_gap_s=1.0, horizon_s=10 * 86400.0)
-    n_power = n_measured = 0
-    power_modes: list[str] = []
+    power = PowerLog(max_gap_s=float(gap), horizon_s=10 * 86400.0)
     for m in read_messages(bag, msgtypes=["slm_agent/msg/ScenarioResult", "slm_agent/msg/PowerState"]):
         d = msg_to_dict(m.msg)
         if m.msgtype.endswith("/PowerState"):
-            n_power += 1
-            ok = bool(d.get("total_available")) and math.isfinite(num(d.get("total_power_w")))
-            n_measured += int(ok)
-            power.add(_t(d["header"]["stamp"]), num(d.get("total_power_w")) if ok else math.nan)
-            if d.get("power_mode"):
-                power_modes.append(d["power_mode"])
+            power.add(_t(d["header"]["stamp"]), num(d.get("total_power_w")), bool(d.get("total_available")),
+                      d.get("power_mode", ""))
         else:
             results.append(d)
+    n_power, n_measured = power.samples, power.measured_samples
     if not results:
         raise ReportError(f"{bag}: no slm_agent/msg/ScenarioResult messages")
     records: list[dict[str, Any]] = []
@@ -134,31 +131,25 @@ def load_bag(bag: os.PathLike | str) -> RunData:
         if n_measured:
             for mm in metrics:
                 if not math.isfinite(num(mm.get("energy_j"))):
-                    t0, t1 = _t(mm["header"]["stamp"]), _t(mm["end_stamp"])
-                    if math.isfinite(t0) and math.isfinite(t1) and t1 >= t0:
-                        est = power.energy(t0, t1)
-                        mm["energy_j"] = est.joules if est.complete else math.nan
+                    mm["energy_j"] = power.joules(_t(mm["header"]["stamp"]), _t(mm["end_stamp"]))
         energy = num(d.get("energy_j"))
         wall = num(d.get("wall_time_s"))
         if n_measured and not math.isfinite(energy) and math.isfinite(wall):
             t1 = _t(d["header"]["stamp"])
-            if math.isfinite(t1):
-                est = power.energy(t1 - wall, t1)
-                energy = est.joules if est.complete else math.nan
+            energy = power.joules(t1 - wall, t1)
         records.append({
             "run_id": d.get("run_id", ""), "suite": d.get("suite", ""), "category": d.get("category", ""),
             "case_id": d["case_id"], "model": d.get("model", ""),
-            "power_mode": d.get("power_mode") or (power_modes[-1] if power_modes else ""),
+            "power_mode": d.get("power_mode") or power.power_mode,
             "valid": bool(d.get("valid")), "passed": bool(d.get("passed")),
             "error_type": d.get("error_type", ""), "error": d.get("error", ""),
-            "raw_output": d.get("raw_output", ""), "calls": [_call_from_msg(c) for c in d.get("calls") or []],
+            "raw_output": d.get("raw_output", ""), "calls": [call_dict(c) for c in d.get("calls") or []],
             "metrics": metrics, "wall_time_s": wall, "energy_j": energy,
             "prompt_tokens": sum(int(m.get("prompt_tokens", 0)) for m in metrics),
             "decode_tokens": sum(int(m.get("decode_tokens", 0)) for m in metrics),
             "llm_calls": len(metrics),
         })
     data = RunData(records, "bag", bag, power_samples=n_power, power_measured_samples=n_measured)
-    run_json = read_json(bag.parent / RUN_FILE)
     if run_json:
         data.run_info = run_json
     return data

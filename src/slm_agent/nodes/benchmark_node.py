@@ -18,9 +18,10 @@ Per case
     tool call crosses DDS.
 
     Scores with the suite's own checker; integrates ``power_topic``
-    (slm_agent/msg/PowerState) over the case window for ``energy_j`` (NaN
-    when power is not measured, or not for the whole window) and fills each
-    LLM call's ``energy_j`` the agent left NaN the same way; publishes
+    (slm_agent/msg/PowerState, :class:`~slm_agent.telemetry.energy.PowerLog`,
+    gaps over ``energy_max_gap_s`` not bridged) over the case window for
+    ``energy_j`` (NaN when power is not measured, or not for the whole window)
+    and fills each LLM call's ``energy_j`` the agent left NaN the same way; publishes
     ``~/results`` (slm_agent/msg/ScenarioResult); appends one line to
     ``<output_dir>/results.jsonl`` (flush + fsync); logs a progress line
     (done/total, accuracy so far, ETA).
@@ -63,7 +64,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
 
 from slm_agent.action import RunTask
 from slm_agent.bench import rundir, runner
@@ -72,13 +72,14 @@ from slm_agent.bench.results import RESULTS_FILE, msg_to_dict
 from slm_agent.bench.scenario import Scenario
 from slm_agent.bench.session import RunSession
 from slm_agent.bench.suite import CaseContext, Suite, Turn, TurnOutcome, get_suite, loop_protocol
-from slm_agent.msg import ChatMessage, PowerState, ScenarioResult, ToolCall, ToolSpec
+from slm_agent.msg import PowerState, ScenarioResult, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
-from slm_agent.ros.clients import RaceFreeActionClient
+from slm_agent.ros import agent_convert as conv
+from slm_agent.ros.clients import RaceFreeActionClient, wait_future
 from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import SpinThread, shutdown_node
 from slm_agent.settings import BenchmarkSettings, SettingsError
-from slm_agent.telemetry import EnergyIntegrator
+from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
 NODE_NAME = "benchmark"
 EXIT_OK, EXIT_CONFIG, EXIT_AGENT, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -88,18 +89,6 @@ _STATUS = {GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CA
 
 class BenchmarkConfigError(RuntimeError):
     pass
-
-
-def _chat_msgs(dicts: list[dict[str, Any]]) -> list[ChatMessage]:
-    out = []
-    for d in dicts:
-        m = ChatMessage(role=d.get("role", ""), content=d.get("content", ""), name=d.get("name", ""),
-                        tool_call_id=d.get("tool_call_id", ""))
-        m.tool_calls = [ToolCall(id=c.get("id", ""), name=c.get("name", ""),
-                                 arguments_json=c.get("arguments_json", ""), step=int(c.get("step", 0)))
-                        for c in d.get("tool_calls", []) or []]
-        out.append(m)
-    return out
 
 
 def _tool_msgs(dicts: list[dict[str, Any]]) -> list[ToolSpec]:
@@ -127,10 +116,7 @@ class BenchmarkNode(Node):
         self._stop = threading.Event()
         self._t_start = time.monotonic()
         self.exit_code = EXIT_OK
-        self.energy = EnergyIntegrator(max_gap_s=1.0, horizon_s=7200.0)
-        self._power_seen = False
-        self._power_mode_seen = ""
-        self._power_lock = threading.Lock()
+        self.power = PowerLog(max_gap_s=self.cfg.energy_max_gap_s, horizon_s=7200.0)
 
         self._cb_group = ReentrantCallbackGroup()
         self.pub_scenarios = self.create_publisher(ScenarioMsg, "~/scenarios", 10)
@@ -150,47 +136,34 @@ class BenchmarkNode(Node):
 
     # ------------------------------------------------------------------ power
     def _on_power(self, msg: PowerState) -> None:
-        t = Time.from_msg(msg.header.stamp).nanoseconds / 1e9
-        ok = bool(msg.total_available) and math.isfinite(msg.total_power_w)
-        with self._power_lock:
-            self.energy.add(t, msg.total_power_w if ok else math.nan)
-            self._power_seen = self._power_seen or ok
-            if msg.power_mode:
-                self._power_mode_seen = msg.power_mode
+        self.power.add(stamp_seconds(msg.header.stamp.sec, msg.header.stamp.nanosec), msg.total_power_w,
+                       msg.total_available, msg.power_mode)
 
     @property
     def power_mode(self) -> str:
-        if self.cfg.power_mode:
-            return self.cfg.power_mode
-        with self._power_lock:
-            return self._power_mode_seen
+        return self.cfg.power_mode or self.power.power_mode
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
 
     def _energy(self, t0: float, t1: float) -> tuple[float, float]:
         """(joules or NaN, covered seconds) over [t0, t1] on the node clock."""
-        if not self._power_seen or not (t1 >= t0):
+        if not self.power.measured or not (t1 >= t0):
             return math.nan, 0.0
         # the sample after t1 may still be in flight: wait up to ~1 s for it
         end = time.monotonic() + 1.0
-        while time.monotonic() < end and not (self.energy.span()[1] >= t1) and not self._stop.is_set():
+        while time.monotonic() < end and not self.power.covers(t1) and not self._stop.is_set():
             time.sleep(0.05)
-        est = self.energy.energy(t0, t1)
-        return (est.joules if est.complete else math.nan), est.covered_s
+        return self.power.estimate(t0, t1)
 
     def _fill_call_energy(self, metrics: list) -> None:
-        if not self._power_seen:
-            return
+        """Each call's ``energy_j`` the agent left NaN, from this node's power samples."""
         for m in metrics:
-            if math.isfinite(m.energy_j):
-                continue
-            t0 = Time.from_msg(m.header.stamp).nanoseconds / 1e9
-            t1 = Time.from_msg(m.end_stamp).nanoseconds / 1e9
-            if t0 > 0 and t1 >= t0:
-                est = self.energy.energy(t0, t1)
-                if est.complete:
-                    m.energy_j = float(est.joules)
+            if not math.isfinite(m.energy_j):
+                joules = self.power.joules(stamp_seconds(m.header.stamp.sec, m.header.stamp.nanosec),
+                                           stamp_seconds(m.end_stamp.sec, m.end_stamp.nanosec))
+                if math.isfinite(joules):
+                    m.energy_j = joules
 
     # ------------------------------------------------------------------ waiting
     def request_stop(self) -> None:
@@ -200,19 +173,12 @@ class BenchmarkNode(Node):
         return self._stop.is_set() or not self.context.ok()
 
     def _wait(self, future, timeout_s: float):
-        """Result of an rclpy future; waits on a done-callback, never spins."""
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        end = time.monotonic() + max(0.0, timeout_s)
-        while not done.wait(0.1):
-            if self._interrupted():
-                raise Interrupted()
-            if time.monotonic() > end:
-                raise TimeoutError
-        exc = future.exception()
-        if exc is not None:
-            raise exc
-        return future.result()
+        """Result of an rclpy future (:func:`~slm_agent.ros.clients.wait_future`, never spins);
+        raises TimeoutError, or Interrupted on SIGINT/SIGTERM."""
+        try:
+            return wait_future(future, timeout_s, interrupted=self._interrupted)
+        except InterruptedError:
+            raise Interrupted() from None
 
     # ------------------------------------------------------------------ the run
     def run(self) -> int:
@@ -281,9 +247,8 @@ class BenchmarkNode(Node):
         end = self._t_start + self.power_wait_s
         extended = False
         while not self._interrupted():
-            with self._power_lock:
-                if len(self.energy) > 0:
-                    return
+            if len(self.power) > 0:
+                return
             if time.monotonic() > end:
                 if extended or self.count_publishers(self.cfg.power_topic) == 0:
                     if self.count_publishers(self.cfg.power_topic) == 0:
@@ -362,7 +327,8 @@ class BenchmarkNode(Node):
         return self.action.server_is_ready()
 
     def _goal(self, sc: Scenario, turn: Turn) -> RunTask.Goal:
-        return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn.index), messages=_chat_msgs(turn.messages),
+        return RunTask.Goal(task_id=runner.task_id(sc.case_id, turn.index),
+                            messages=conv.chat_messages(turn.messages),
                             tools=_tool_msgs(turn.tools), tool_set="", strategy=self.cfg.strategy,
                             serialization=self.cfg.serialization, chat_format=self.cfg.chat_format,
                             constrained=self.cfg.constrained, max_steps=self.cfg.max_steps,
@@ -370,7 +336,7 @@ class BenchmarkNode(Node):
 
     def _publish_scenario(self, sc: Scenario, turn: Turn) -> None:
         msg = ScenarioMsg(run_id=self.cfg.run_id, suite=sc.suite, category=sc.category, case_id=sc.case_id,
-                          turn=turn.index, messages=_chat_msgs(turn.messages), tools=_tool_msgs(turn.tools))
+                          turn=turn.index, messages=conv.chat_messages(turn.messages), tools=_tool_msgs(turn.tools))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_scenarios.publish(msg)
 

@@ -39,6 +39,7 @@ from rclpy.node import Node
 from slm_agent.action import RunTask
 from slm_agent.bench.runner import parse_task_id
 from slm_agent.msg import ChatMessage, InferenceMetrics, ToolCall, ToolCallRecord, ToolResult
+from slm_agent.ros.clients import ServiceCallError, wait_future
 from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import run_node
 from slm_agent.settings import GoldAgentSettings, SettingsError
@@ -167,6 +168,11 @@ class GoldAgentNode(Node):
             return self._tool_clients[service]
 
     def _invoke(self, spec, call_id: str, arguments_json: str) -> ToolResult:
+        """One gold call through the goal's InvokeTool service, arguments verbatim and the result
+        text kept as the service sent it: the gold agent is the harness's reference, so its calls
+        reach the environment exactly as the dataset (or the deliberate corruption) states them.
+        Not :class:`~slm_agent.ros.tool_invoker.RosServiceToolInvoker`, which checks arguments
+        against the schema first and re-spells arguments and results."""
         res = ToolResult(call_id=call_id, name=spec.name if spec else "", latency_ms=math.nan)
         if spec is None or not spec.service_name:
             res.status, res.error = ToolResult.STATUS_REFUSED, "tool not offered in this goal"
@@ -180,16 +186,16 @@ class GoldAgentNode(Node):
                 return res
             time.sleep(0.02)
         req = InvokeTool.Request(call_id=call_id, arguments_json=arguments_json)
-        done = threading.Event()
         t0 = time.perf_counter()
-        fut = client.call_async(req)
-        fut.add_done_callback(lambda _f: done.set())
-        if not done.wait(max(0.1, end - time.monotonic())):
-            fut.cancel()
+        try:
+            resp = wait_future(client.call_async(req), max(0.1, end - time.monotonic()), client)
+        except TimeoutError:
             res.status, res.error = ToolResult.STATUS_TIMEOUT, f"no answer within {timeout:g} s"
             return res
+        except ServiceCallError as exc:
+            res.status, res.error = ToolResult.STATUS_FAILED, f"{spec.service_name}: {exc}"
+            return res
         res.latency_ms = (time.perf_counter() - t0) * 1e3
-        resp = fut.result()
         if not resp.success:
             res.status, res.error = ToolResult.STATUS_FAILED, resp.error
             return res

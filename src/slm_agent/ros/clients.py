@@ -2,36 +2,56 @@
 
 The executor runs in a :class:`~slm_agent.ros.runtime.SpinThread`; these
 helpers only wait on the future, so they cost one DDS round trip and no
-busy-looping.
+busy-looping.  :func:`wait_future` serves the benchmark node's goals, the
+gold agent and ``slm-agent ask``; the agent's tool invoker has its own wait
+because it also watches the server leave the graph
+(:mod:`slm_agent.ros.tool_invoker`).
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 from rclpy.action import ActionClient
 from rclpy.client import Client
 
 
+#: how often a wait with an ``interrupted`` check looks at it
+INTERRUPT_POLL_S = 0.1
+
+
 class ServiceCallError(RuntimeError):
-    pass
+    """A service or action request failed (its exception is the cause)."""
 
 
-def wait_future(future, timeout_s: float, client: Any = None) -> Any:
+def wait_future(future, timeout_s: float, client: Any = None,
+                interrupted: Optional[Callable[[], bool]] = None) -> Any:
     """The future's result, waiting on its done callback (never spinning).
 
     On timeout the future is cancelled and, given the service ``client`` that
     made it, removed from the client's pending requests (a late answer is
-    then dropped instead of kept forever); raises ``TimeoutError``.
+    then dropped instead of kept forever); raises ``TimeoutError``.  With
+    ``interrupted`` (checked every ``INTERRUPT_POLL_S``), a wait that it ends
+    is given up the same way and raises ``InterruptedError``.  A future that
+    failed raises :class:`ServiceCallError` (the failure is its cause).
     """
     done = threading.Event()
     future.add_done_callback(lambda _f: done.set())
-    if not done.wait(timeout_s):
-        if client is not None:
-            client.remove_pending_request(future)
-        future.cancel()
-        raise TimeoutError(f"no answer within {timeout_s:.3f} s")
+    end = time.monotonic() + max(0.0, timeout_s)
+    while not done.is_set():
+        left = end - time.monotonic()
+        why: Optional[Exception] = None
+        if interrupted is not None and interrupted():
+            why = InterruptedError("interrupted while waiting for an answer")
+        elif left <= 0:
+            why = TimeoutError(f"no answer within {timeout_s:.3f} s")
+        if why is not None:
+            if client is not None:
+                client.remove_pending_request(future)
+            future.cancel()
+            raise why
+        done.wait(min(left, INTERRUPT_POLL_S) if interrupted is not None else left)
     exc = future.exception()
     if exc is not None:
         raise ServiceCallError(str(exc)) from exc

@@ -36,7 +36,6 @@ import argparse
 import itertools
 import json
 import sys
-import threading
 import time
 from typing import Any, Optional, Union
 
@@ -47,6 +46,7 @@ from rclpy.node import Node
 from slm_agent.bench.bfcl.environment import MultiTurnEnvironment
 from slm_agent.bench.bfcl.loader import load_scenario
 from slm_agent.bench.scenario import Scenario
+from slm_agent.ros.clients import wait_future
 from slm_agent.ros.tool_services import ToolServiceHost, normalize_namespace, ros_token, service_names  # noqa: F401
 from slm_agent.srv import InvokeTool
 
@@ -140,13 +140,10 @@ class InvokeToolClient:
         req = InvokeTool.Request()
         req.call_id = str(next(self._seq))
         req.arguments_json = arguments if isinstance(arguments, str) else json.dumps(arguments)
-        done = threading.Event()
-        future = client.call_async(req)
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout_s):
-            future.cancel()
-            raise TimeoutError(f"{client.srv_name}: no answer within {timeout_s} s")
-        return future.result()
+        try:  # a late answer is dropped from the client's pending requests
+            return wait_future(client.call_async(req), timeout_s, client)
+        except TimeoutError:
+            raise TimeoutError(f"{client.srv_name}: no answer within {timeout_s} s") from None
 
     def execute(self, name: str, arguments: dict[str, Any]) -> str:
         """``execute(name, args) -> BFCL result text`` (the Executor shape)."""
