@@ -29,7 +29,17 @@ decode speed to about a third and would bias every constrained benchmark.
 Instead the engine samples as usual and only checks the chosen token
 against the grammar, falling back to grammar-then-sample over the full
 vocabulary when it is rejected -- llama.cpp's own common sampler strategy,
-exact for greedy decoding.  JSON schemas are converted to GBNF by
+exact for greedy decoding.  For greedy requests (temperature 0, no repeat
+penalty) the engine runs its own loop (``_generate_greedy``): a rejected
+argmax is followed by a grammar check of the ``grammar_top_k`` likeliest
+tokens in logit order before the full-vocabulary pass (same token, a
+fraction of the cost), and ``prompt_lookup_tokens`` > 0 adds draft-free
+speculative decoding (drafts copied from an earlier match of the last
+n-gram, verified in one batch).  Both give the plain loop's tokens; the
+drafts' batch does so only with ``cpu.use_extra_bufts: false``, because
+llama.cpp's repacked kernels are not batch invariant (measured with Gemma 3
+270M on BFCL simple_python: with repacking, speculation changed 2 of 4
+outputs and a reused prefix 1 of 5 against a cold prefill; without, none).  JSON schemas are converted to GBNF by
 llama-cpp-python's converter, which enforces structure, types, enums,
 ``required`` and string lengths but not numeric ``minimum``/``maximum``.
 """
