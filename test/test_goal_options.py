@@ -51,8 +51,9 @@ def test_benchmark_declares_the_overrides_with_the_agent_choices():
 
 def test_record_says_what_the_agent_reported_else_the_override_sent():
     cfg = runner.BenchConfig(constrained="off")
-    reported = runner.reported_settings([SimpleNamespace(chat_format="chat", constrained="off"),
-                                         SimpleNamespace(chat_format="chat", constrained="off")])
+    # a generator, as CasePlay.record passes them
+    reported = runner.reported_settings(r for r in [SimpleNamespace(chat_format="chat", constrained="off"),
+                                                    SimpleNamespace(chat_format="chat", constrained="off")])
     assert runner.goal_settings_in_force(cfg, reported) == {"chat_format": "chat", "constrained": "off"}
     # the gold agent reports nothing: the record keeps what the goals carried ("" = agent's own)
     silent = runner.reported_settings([SimpleNamespace(chat_format="", constrained="")])

@@ -248,6 +248,7 @@ def reported_settings(results: Iterable[Any]) -> dict[str, str]:
     anything with those attributes): ``{name: value}`` for each of
     :data:`REPORTED_GOAL_SETTINGS` it reported, values of different goals joined
     with ``,`` (empty when none reported, e.g. the gold agent)."""
+    results = list(results)  # read once per setting
     out: dict[str, str] = {}
     for name in REPORTED_GOAL_SETTINGS:
         seen: list[str] = []
