@@ -50,11 +50,12 @@ def test_benchmark_declares_the_overrides_with_the_agent_choices():
 
 
 def test_record_says_what_the_agent_reported_else_the_override_sent():
+    # no override sent: what the agent reported (a generator, as CasePlay.record passes them)
+    reported = runner.reported_settings(r for r in [SimpleNamespace(chat_format="chat", constrained="on"),
+                                                    SimpleNamespace(chat_format="chat", constrained="on")])
+    assert reported == {"chat_format": "chat", "constrained": "on"}
+    assert runner.goal_settings_in_force(runner.BenchConfig(), reported) == reported
     cfg = runner.BenchConfig(constrained="off")
-    # a generator, as CasePlay.record passes them
-    reported = runner.reported_settings(r for r in [SimpleNamespace(chat_format="chat", constrained="off"),
-                                                    SimpleNamespace(chat_format="chat", constrained="off")])
-    assert runner.goal_settings_in_force(cfg, reported) == {"chat_format": "chat", "constrained": "off"}
     # the gold agent reports nothing: the record keeps what the goals carried ("" = agent's own)
     silent = runner.reported_settings([SimpleNamespace(chat_format="", constrained="")])
     assert silent == {} and runner.goal_settings_in_force(cfg, silent) == {"chat_format": "",
