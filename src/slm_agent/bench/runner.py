@@ -374,6 +374,13 @@ def model_info(profile_name: str) -> dict[str, Any]:
             out[key] = asdict(val) if hasattr(val, "__dataclass_fields__") else val
         except TypeError:
             out[key] = str(val)
+    lora = prof.model.lora
+    if lora is not None:  # a fine-tuned run: which adapter (tells base and adapter runs apart)
+        import hashlib
+        from pathlib import Path
+
+        out["adapter"] = {"path": lora.path, "scale": lora.scale,
+                          "sha256": hashlib.sha256(Path(lora.path).read_bytes()).hexdigest()}
     return out
 
 

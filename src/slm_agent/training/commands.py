@@ -1,0 +1,119 @@
+"""``slm-agent dataset`` and ``slm-agent finetune``: argument parsing and one-line errors.
+
+Kept out of ``slm_agent/cli.py`` so that file only registers the parsers;
+the work is in :mod:`slm_agent.dataset.build`, :mod:`slm_agent.training.sft`
+and :mod:`slm_agent.training.evaluate`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from slm_agent.training.sft import DEFAULT_TARGETS
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from slm_agent.dataset.build import DatasetOptions, build_dataset
+
+    opts = DatasetOptions(run_dirs=args.run_dirs, toolmind=args.toolmind or [], tau2_domains=args.tau2 or [],
+                          tau2_limit=args.tau2_limit, allow_bfcl=args.allow_bfcl, strategy=args.strategy,
+                          serialization=args.serialization, val_fraction=args.val_fraction,
+                          clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub)
+    try:
+        report = build_dataset(opts, args.output)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"slm-agent dataset: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    print(f"written: {Path(args.output) / 'train.jsonl'}, validation.jsonl, report.json")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from slm_agent.profiles import ProfileError
+    from slm_agent.training.base_model import TrainingError
+    from slm_agent.training.sft import FinetuneOptions, finetune
+
+    opts = FinetuneOptions(profile=args.model, dataset=args.dataset, out=args.output, max_steps=args.max_steps,
+                           epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                           grad_accum=args.grad_accum, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
+                           targets=tuple(args.targets.split(",")), max_length=args.max_length,
+                           save_steps=args.save_steps, seed=args.seed, threads=args.threads, qlora=args.qlora,
+                           progress=not args.quiet)
+    try:
+        if args.eval_only:
+            result = None
+        else:
+            result = finetune(opts)
+            print(f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
+                  f"(QLoRA: {result.qlora}); loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"
+                  + (f", validation loss {result.eval_loss:.3f}" if result.eval_loss is not None else ""))
+            print(f"written: {result.adapter_dir} (peft), {result.gguf_adapter} (GGUF LoRA adapter)")
+        if args.eval_ids or args.eval_categories:
+            from slm_agent.training.evaluate import before_after
+
+            table = before_after(args.model, Path(args.output), ids=args.eval_ids, categories=args.eval_categories,
+                                 limit=args.eval_limit, scale=args.lora_scale, dataset=args.dataset)
+            print(table)
+    except (TrainingError, ProfileError, ValueError) as exc:
+        print(f"slm-agent finetune: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dataset", help="build a fine-tuning set (JSONL messages+tools) from runs, ToolMind, tau2 train",
+                       description="Curate logged LLM calls into an SFT dataset: keep passed cases only, "
+                                   "scrub personal data, de-duplicate, cluster into tasks (TF-IDF + k-means), "
+                                   "split train/validation by cluster, render in a strategy/serialization.")
+    p.add_argument("run_dirs", nargs="*", help="run directories of slm-agent bench (results.jsonl)")
+    p.add_argument("--toolmind", action="append", metavar="JSONL", help="ToolMind-format JSONL file (repeatable)")
+    p.add_argument("--tau2", action="append", metavar="DOMAIN",
+                   help="tau2 domain whose TRAIN split gold actions become conversations (airline, retail, telecom)")
+    p.add_argument("--tau2-limit", type=int, default=0, help="tasks per tau2 domain (0 = all)")
+    p.add_argument("--allow-bfcl", action="store_true",
+                   help="keep BFCL cases from run directories (off: BFCL is the held-out judge)")
+    p.add_argument("--strategy", default="", choices=["", "native", "direct", "react", "reflact"],
+                   help="render records in this strategy (default: each run's own; native for other sources)")
+    p.add_argument("--serialization", default="", choices=["", "json", "toon", "natural"],
+                   help="tool-spec serialization (default: each run's own, else json)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
+    p.add_argument("--clusters", type=int, default=0, help="number of task clusters (0 = about sqrt(n/2))")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-scrub", action="store_true", help="do not replace e-mails, phone numbers, names")
+    p.add_argument("--output", "-o", required=True, help="output directory")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("finetune", help="LoRA-fine-tune a model profile on a dataset; writes peft + GGUF adapters",
+                       description="LoRA with peft + trl SFT (QLoRA 4-bit when CUDA is present). Resumes from "
+                                   "OUTPUT/checkpoints. With --eval-ids/--eval-categories it then runs the "
+                                   "benchmark on base and adapter and writes the comparison.")
+    p.add_argument("dataset", help="dataset directory from slm-agent dataset (or a JSONL file)")
+    p.add_argument("--model", default="gemma3-270m-q4km", help="llama_cpp profile whose GGUF is the base")
+    p.add_argument("--output", "-o", required=True, help="output directory (adapter/, adapter.gguf, checkpoints/)")
+    p.add_argument("--max-steps", type=int, default=100, help="optimizer steps (0 = --epochs)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--alpha", type=float, default=16.0)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated module names for LoRA")
+    p.add_argument("--max-length", type=int, default=1024, help="longer examples are dropped (counted)")
+    p.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--qlora", choices=["auto", "on", "off"], default="auto",
+                   help="4-bit QLoRA: auto = when CUDA is present; on without CUDA is refused")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--eval-ids", default="", help="BFCL case ids (comma-separated) for the before/after run")
+    p.add_argument("--eval-categories", default="", help="BFCL categories for the before/after run")
+    p.add_argument("--eval-limit", type=int, default=0, help="cases per category for the before/after run")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="adapter scale in the before/after run")
+    p.add_argument("--eval-only", action="store_true", help="skip training: evaluate OUTPUT/adapter.gguf")
+    p.set_defaults(func=cmd_finetune)
+
+
+__all__ = ["add_parsers", "cmd_dataset", "cmd_finetune"]

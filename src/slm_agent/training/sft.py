@@ -1,0 +1,208 @@
+"""LoRA supervised fine-tuning with peft + trl (``slm-agent finetune``).
+
+Examples are the dataset's LLM calls: every assistant message of a record
+becomes one prompt/completion example (the conversation before it is the
+prompt, the message itself the completion), which is exactly what the agent
+sends and gets back per step.  trl's ``SFTTrainer`` formats them with the
+tokenizer's chat template (the profile's, for GGUFs without one) and puts
+the loss on the completion only.  Examples longer than ``max_length`` are
+dropped (counted) rather than truncated, which would cut the completion.
+
+QLoRA (base weights in 4-bit NF4 via bitsandbytes) is used only when CUDA is
+present; on CPU the dequantized fp32 model gets a plain LoRA.  Checkpoints go
+to ``<out>/checkpoints`` every ``save_steps``; a rerun with the same output
+directory resumes from the last one.  The result is the peft adapter
+(``<out>/adapter``) and its GGUF form (``<out>/adapter.gguf``) for the
+llama.cpp engine.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from slm_agent.training.base_model import TrainingError
+
+ADAPTER_DIR = "adapter"
+GGUF_ADAPTER = "adapter.gguf"
+CHECKPOINTS = "checkpoints"
+SUMMARY = "finetune.json"
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class FinetuneOptions:
+    profile: str = "gemma3-270m-q4km"
+    dataset: str = ""                 # a dataset directory (train.jsonl [+ validation.jsonl]) or a JSONL file
+    out: str = ""
+    max_steps: int = 100
+    epochs: float = 1.0               # used when max_steps is 0
+    learning_rate: float = 2e-4
+    batch_size: int = 1
+    grad_accum: int = 1
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: Sequence[str] = DEFAULT_TARGETS
+    max_length: int = 1024
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 0
+    threads: int = 0                  # torch CPU threads, 0 = torch's default
+    qlora: str = "auto"               # auto (4-bit when CUDA is present) | on | off
+    progress: bool = True
+
+
+@dataclass
+class FinetuneResult:
+    adapter_dir: str
+    gguf_adapter: str
+    losses: list[float] = field(default_factory=list)
+    eval_loss: Optional[float] = None
+    examples: int = 0
+    dropped_too_long: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    qlora: bool = False
+    resumed_from: str = ""
+    #: the trained peft model and its tokenizer, in memory (not serialized)
+    model: Any = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "tokenizer")}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def use_qlora(mode: str) -> bool:
+    """Whether to train 4-bit QLoRA: ``on`` needs CUDA (:class:`TrainingError` without it)."""
+    if mode not in ("auto", "on", "off"):
+        raise TrainingError(f"qlora must be auto, on or off, got {mode!r}")
+    if mode == "off":
+        return False
+    has_cuda = cuda_available()
+    if mode == "on" and not has_cuda:
+        raise TrainingError("QLoRA (4-bit) needs CUDA (bitsandbytes kernels); none here: use --qlora off")
+    return has_cuda
+
+
+def call_examples(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One prompt/completion example per assistant message of each record."""
+    out = []
+    for rec in records:
+        msgs = rec["messages"]
+        for i, m in enumerate(msgs):
+            if m.get("role") == "assistant" and i > 0:
+                ex: dict[str, Any] = {"prompt": msgs[:i], "completion": [m]}
+                if rec.get("tools") and any(x.get("tool_calls") for x in msgs):
+                    ex["tools"] = rec["tools"]  # native records: the template shows the tools
+                out.append(ex)
+    return out
+
+
+def dataset_files(path: str) -> tuple[Path, Optional[Path]]:
+    p = Path(path)
+    if p.is_dir():
+        train, val = p / "train.jsonl", p / "validation.jsonl"
+        if not train.is_file():
+            raise TrainingError(f"{p} has no train.jsonl (build one with slm-agent dataset)")
+        return train, (val if val.is_file() and val.stat().st_size else None)
+    if not p.is_file():
+        raise TrainingError(f"dataset not found: {p}")
+    return p, None
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise TrainingError(f"{path}:{n}: not JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                raise TrainingError(f"{path}:{n}: no 'messages' list")
+            rows.append(row)
+    return rows
+
+
+def _fits(tokenizer: Any, ex: dict[str, Any], max_length: int) -> bool:
+    ids = tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tools=ex.get("tools"), tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids) <= max_length
+
+
+def last_checkpoint(out: Path) -> Optional[str]:
+    ckpts = sorted((out / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def finetune(opts: FinetuneOptions, profile: Any = None) -> FinetuneResult:
+    """Train, save the peft adapter and write its GGUF form; resumes from ``<out>/checkpoints``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from slm_agent.profiles import load_profile
+    from slm_agent.training.base_model import load_base, set_threads
+    from slm_agent.training.gguf_adapter import convert_peft_to_gguf
+
+    if not opts.out:
+        raise TrainingError("no output directory given")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_file, val_file = dataset_files(opts.dataset)
+    qlora = use_qlora(opts.qlora)
+    set_threads(opts.threads)
+    profile = profile or load_profile(opts.profile)
+    t0 = time.monotonic()
+    base = load_base(profile, quantize_4bit=qlora, dtype="bfloat16" if qlora else "float32")
+    examples = call_examples(_read(train_file))
+    kept = [e for e in examples if _fits(base.tokenizer, e, opts.max_length)]
+    if not kept:
+        raise TrainingError(f"no training example fits max_length={opts.max_length} "
+                            f"({len(examples)} examples in {train_file})")
+    val = [e for e in call_examples(_read(val_file)) if _fits(base.tokenizer, e, opts.max_length)] if val_file else []
+    if qlora:
+        from peft import prepare_model_for_kbit_training
+
+        base.model = prepare_model_for_kbit_training(base.model)
+    lora = LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
+                      target_modules=list(opts.targets), bias="none", task_type="CAUSAL_LM")
+    args = SFTConfig(
+        output_dir=str(out / CHECKPOINTS), max_steps=opts.max_steps or -1, num_train_epochs=opts.epochs,
+        per_device_train_batch_size=opts.batch_size, gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=opts.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+        logging_steps=opts.logging_steps, save_steps=opts.save_steps, save_total_limit=2,
+        max_length=opts.max_length, seed=opts.seed, report_to="none", use_cpu=not qlora,
+        bf16=qlora, fp16=False, disable_tqdm=not opts.progress, dataloader_num_workers=0,
+        eval_strategy="no", completion_only_loss=True, packing=False, gradient_checkpointing=False,
+    )
+    trainer = SFTTrainer(model=base.model, args=args, train_dataset=Dataset.from_list(kept),
+                         eval_dataset=Dataset.from_list(val) if val else None,
+                         processing_class=base.tokenizer, peft_config=lora)
+    resume = last_checkpoint(out)
+    trainer.train(resume_from_checkpoint=resume)
+    eval_loss = None
+    if val:
+        eval_loss = float(trainer.evaluate().get("eval_loss", float("nan")))
+    adapter_dir = out / ADAPTER_DIR
+    trainer.model.save_pretrained(str(adapter_dir))
+    info = convert_peft_to_gguf(adapter_dir, base.gguf_path, out / GGUF_ADAPTER)
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    result = FinetuneResult(adapter_dir=str(adapter_dir), gguf_adapter=info.path, losses=losses, eval_loss=eval_loss,
+                            examples=len(kept), dropped_too_long=len(examples) - len(kept),
+                            steps=int(trainer.state.global_step), seconds=time.monotonic() - t0, qlora=qlora,
+                            resumed_from=resume or "", model=trainer.model, tokenizer=base.tokenizer)
+    summary = {"options": {**asdict(opts), "targets": list(opts.targets)}, "profile": profile.name,
+               "base_gguf": base.gguf_path, **result.to_json()}
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return result
