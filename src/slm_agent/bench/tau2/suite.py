@@ -36,7 +36,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from slm_agent.bench.runner import call_dict, carry_conversation, chat_message
