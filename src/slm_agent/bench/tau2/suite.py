@@ -13,8 +13,9 @@
   own ``Error: ...`` text (to the model; the run goes on).  The agent sees
   each tool's ``openai_schema``.  In solo mode the user tools are served too,
   plus tau2's ``done`` stop tool.
-* The conversation: tau2's agent system prompt (policy; solo: policy and
-  ticket) and first message; the user side (benchmark setting ``tau2_user``)
+* The conversation: tau2's agent system prompt (policy) and first message;
+  solo: tau2's solo prompt, its ``<ticket>`` block as the user message
+  (:func:`solo_messages`); the user side (benchmark setting ``tau2_user``)
   is one of ``solo`` (mock, telecom: no user, the agent works from the
   ticket and ends by calling ``done``, as tau2's ``LLMSoloAgent``),
   ``simulated`` (tau2's own ``UserSimulator``, its LLM calls on the engine
