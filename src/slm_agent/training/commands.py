@@ -46,8 +46,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             result = None
         else:
             result = finetune(opts)
+            losses = f"; loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}" if result.losses else ""
             print(f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
-                  f"(QLoRA: {result.qlora}); loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"
+                  f"(QLoRA: {result.qlora}){losses}"
                   + (f", validation loss {result.eval_loss:.3f}" if result.eval_loss is not None else ""))
             print(f"written: {result.adapter_dir} (peft), {result.gguf_adapter} (GGUF LoRA adapter)")
         if args.eval_ids or args.eval_categories:

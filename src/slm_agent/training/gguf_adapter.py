@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,19 +47,70 @@ class AdapterInfo:
     rank: int
 
 
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_header(path: Path | str) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """(scalar and string metadata, {tensor name: ggml ne}) of a GGUF file, from its header only.
+
+    ``gguf.GGUFReader`` maps every array element of the metadata (a 262k-token
+    vocabulary) into numpy objects, which takes minutes on a loaded CPU; this
+    reads the same header with ``struct`` and skips arrays."""
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file (no GGUF magic)")
+        _version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+        pos = 24
+
+        def string(at: int) -> tuple[str, int]:
+            (n,) = struct.unpack_from("<Q", buf, at)
+            return bytes(buf[at + 8:at + 8 + n]).decode("utf-8", "replace"), at + 8 + n
+
+        def skip(vtype: int, at: int) -> int:
+            if vtype in _SCALARS:
+                return at + struct.calcsize(_SCALARS[vtype])
+            if vtype == _STRING:
+                return string(at)[1]
+            if vtype == _ARRAY:
+                etype, count = struct.unpack_from("<IQ", buf, at)
+                at += 12
+                if etype in _SCALARS:
+                    return at + count * struct.calcsize(_SCALARS[etype])
+                for _ in range(count):
+                    at = skip(etype, at)
+                return at
+            raise ValueError(f"{path}: unknown GGUF value type {vtype}")
+
+        kv: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            (vtype,) = struct.unpack_from("<I", buf, pos)
+            pos += 4
+            if vtype in _SCALARS:
+                kv[key] = struct.unpack_from(_SCALARS[vtype], buf, pos)[0]
+            elif vtype == _STRING:
+                kv[key] = string(pos)[0]
+            pos = skip(vtype, pos)
+        tensors: dict[str, tuple[int, ...]] = {}
+        for _ in range(n_tensors):
+            name, pos = string(pos)
+            (n_dims,) = struct.unpack_from("<I", buf, pos)
+            dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
+            pos += 4 + 8 * n_dims + 4 + 8     # dims, ggml type, data offset
+            tensors[name] = tuple(int(d) for d in dims)
+    return kv, tensors
+
+
 def _base_shapes(base_gguf: str) -> tuple[str, int, dict[str, tuple[int, ...]]]:
     """(architecture, block count, {tensor name: ggml ne}) of the base model."""
-    import gguf
-
-    reader = gguf.GGUFReader(base_gguf)
-    arch_field = reader.get_field("general.architecture")
-    if arch_field is None:
+    kv, shapes = read_header(base_gguf)
+    arch = kv.get("general.architecture")
+    if not arch:
         raise TrainingError(f"{base_gguf}: no general.architecture")
-    arch = arch_field.contents()
-    blocks_field = reader.get_field(f"{arch}.block_count")
-    blocks = int(blocks_field.contents()) if blocks_field is not None else 0
-    shapes = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
-    return arch, blocks, shapes
+    return str(arch), int(kv.get(f"{arch}.block_count", 0)), shapes
 
 
 def convert_peft_to_gguf(adapter_dir: Path | str, base_gguf: str, out_path: Path | str) -> AdapterInfo:
@@ -122,23 +174,16 @@ def convert_peft_to_gguf(adapter_dir: Path | str, base_gguf: str, out_path: Path
 
 def read_adapter(path: Path | str) -> AdapterInfo:
     """Check that ``path`` is a GGUF LoRA adapter; :class:`ValueError` with one line if not."""
-    import gguf
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"LoRA adapter not found: {path}")
     try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure: not a GGUF
+        kv, tensors = read_header(path)
+    except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         raise ValueError(f"{path} is not a GGUF file ({exc})") from None
-
-    def field(key: str) -> Any:
-        f = reader.get_field(key)
-        return f.contents() if f is not None else None
-
-    if field("general.type") != "adapter" or field("adapter.type") != "lora":
+    if kv.get("general.type") != "adapter" or kv.get("adapter.type") != "lora":
         raise ValueError(f"{path} is a GGUF file but not a LoRA adapter "
-                         f"(general.type={field('general.type')!r}, adapter.type={field('adapter.type')!r})")
-    ranks = {int(t.shape[1]) for t in reader.tensors if t.name.endswith(".lora_a")}
-    return AdapterInfo(str(path), str(field("general.architecture")), float(field("adapter.lora.alpha") or 0.0),
-                       len(reader.tensors), max(ranks) if ranks else 0)
+                         f"(general.type={kv.get('general.type')!r}, adapter.type={kv.get('adapter.type')!r})")
+    ranks = {dims[1] for name, dims in tensors.items() if name.endswith(".lora_a") and len(dims) > 1}
+    return AdapterInfo(str(path), str(kv.get("general.architecture")), float(kv.get("adapter.lora.alpha") or 0.0),
+                       len(tensors), max(ranks) if ranks else 0)
