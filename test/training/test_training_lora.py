@@ -65,7 +65,7 @@ def trained(tmp_path_factory):
     report = build_dataset(DatasetOptions(run_dirs=[str(run)], strategy="native", val_fraction=0.0), ds)
     assert report.train == 2          # single_0 and chat_0 (single_1 failed, single_2/chat_1 duplicates)
     opts = FinetuneOptions(profile=PROFILE, dataset=str(ds), out=str(root / "ft"), max_steps=0, epochs=EPOCHS,
-                           learning_rate=3e-3, rank=8, alpha=16, max_length=512, save_steps=5,
+                           learning_rate=2e-3, rank=8, alpha=16, max_length=512, save_steps=5,
                            threads=2, qlora="off", progress=False)
     return opts, finetune(opts)
 
@@ -74,8 +74,9 @@ def test_training_loss_falls(trained):
     _, res = trained
     n = res.examples                     # one example per LLM call of the two kept cases
     assert n == 5 and res.steps == EPOCHS * n and len(res.losses) == EPOCHS * n
-    first, second = sum(res.losses[:n]) / n, sum(res.losses[n:]) / n     # the same examples, each epoch
-    assert second < 0.7 * first, res.losses
+    # the same five examples scored before and after training (per-step losses differ by example)
+    assert res.train_loss_after < 0.5 * res.train_loss_before, (res.train_loss_before, res.train_loss_after,
+                                                                 res.losses)
 
 
 def _torch_greedy(model, ids: list[int], n: int) -> list[int]:

@@ -46,7 +46,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             result = None
         else:
             result = finetune(opts)
-            losses = f"; loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}" if result.losses else ""
+            losses = (f"; training-set loss {result.train_loss_before:.3f} -> {result.train_loss_after:.3f}"
+                      if result.train_loss_before is not None else "")
             print(f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
                   f"(QLoRA: {result.qlora}){losses}"
                   + (f", validation loss {result.eval_loss:.3f}" if result.eval_loss is not None else ""))

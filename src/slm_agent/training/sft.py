@@ -60,6 +60,10 @@ class FinetuneResult:
     adapter_dir: str
     gguf_adapter: str
     losses: list[float] = field(default_factory=list)
+    #: mean completion loss over the training examples before and after this run's steps
+    #: (the same examples both times, so it shows learning; per-step losses are noisy)
+    train_loss_before: Optional[float] = None
+    train_loss_after: Optional[float] = None
     eval_loss: Optional[float] = None
     examples: int = 0
     dropped_too_long: int = 0
@@ -140,6 +144,12 @@ def _fits(tokenizer: Any, ex: dict[str, Any], max_length: int) -> bool:
     return len(ids) <= max_length
 
 
+def _loss(trainer: Any, name: str) -> float:
+    """Mean completion loss of the evaluation set ``name`` (``train`` or ``validation``)."""
+    metrics = trainer.evaluate(eval_dataset=name, metric_key_prefix=name)
+    return float(metrics[f"{name}_loss"])
+
+
 def last_checkpoint(out: Path) -> Optional[str]:
     ckpts = sorted((out / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
@@ -186,19 +196,20 @@ def finetune(opts: FinetuneOptions, profile: Any = None) -> FinetuneResult:
         bf16=qlora, fp16=False, disable_tqdm=not opts.progress, dataloader_num_workers=0,
         eval_strategy="no", completion_only_loss=True, packing=False, gradient_checkpointing=False,
     )
-    trainer = SFTTrainer(model=base.model, args=args, train_dataset=Dataset.from_list(kept),
-                         eval_dataset=Dataset.from_list(val) if val else None,
+    evals = {"train": Dataset.from_list(kept), **({"validation": Dataset.from_list(val)} if val else {})}
+    trainer = SFTTrainer(model=base.model, args=args, train_dataset=Dataset.from_list(kept), eval_dataset=evals,
                          processing_class=base.tokenizer, peft_config=lora)
     resume = last_checkpoint(out)
+    before = None if resume else _loss(trainer, "train")
     trainer.train(resume_from_checkpoint=resume)
-    eval_loss = None
-    if val:
-        eval_loss = float(trainer.evaluate().get("eval_loss", float("nan")))
+    after = _loss(trainer, "train")
+    eval_loss = _loss(trainer, "validation") if val else None
     adapter_dir = out / ADAPTER_DIR
     trainer.model.save_pretrained(str(adapter_dir))
     info = convert_peft_to_gguf(adapter_dir, base.gguf_path, out / GGUF_ADAPTER)
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    result = FinetuneResult(adapter_dir=str(adapter_dir), gguf_adapter=info.path, losses=losses, eval_loss=eval_loss,
+    result = FinetuneResult(adapter_dir=str(adapter_dir), gguf_adapter=info.path, losses=losses,
+                            train_loss_before=before, train_loss_after=after, eval_loss=eval_loss,
                             examples=len(kept), dropped_too_long=len(examples) - len(kept),
                             steps=int(trainer.state.global_step), seconds=time.monotonic() - t0, qlora=qlora,
                             resumed_from=resume or "", model=trainer.model, tokenizer=base.tokenizer)
