@@ -94,15 +94,12 @@ def _torch_greedy(model, ids: list[int], n: int) -> list[int]:
 
 
 def _llama_greedy(llm, ids: list[int], n: int) -> list[int]:
-    import numpy as np
-
-    llm.reset()
-    llm.eval(ids)
+    """llama.cpp's own greedy sampling (top_k=1, temp 0), ``n`` tokens (it does not stop at EOS)."""
     out: list[int] = []
-    for _ in range(n):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(tok)
-        llm.eval([tok])
+    for tok in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        out.append(int(tok))
+        if len(out) == n:
+            break
     return out
 
 
