@@ -125,8 +125,8 @@ class LoraSpec(_Group):
     """A LoRA adapter on top of the model (llama_cpp: a GGUF LoRA adapter, e.g.
     ``adapter.gguf`` from ``slm-agent finetune``); checked on load to be one."""
 
-    #: the adapter file; expanded like ``model.path`` (relative to the profile file).
-    path: str
+    #: the adapter file (required); expanded like ``model.path`` (relative to the profile file).
+    path: str = ""
     #: multiplier of the adapter's trained scale (alpha / rank): 1.0 = as trained.
     scale: float = 1.0
 
@@ -721,12 +721,14 @@ def _resolve_lora(profile: Profile, base: Optional[Path], validate_files: bool, 
     """``model.lora.path`` expanded; with ``validate_files`` it must be a GGUF LoRA adapter."""
     lora = profile.model.lora
     assert lora is not None
-    path = expand_path(lora.path, base)
-    if profile.backend.type != "llama_cpp":
+    path = expand_path(lora.path, base) if lora.path else ""
+    if not path:
+        problems.append("model.lora.path: required (the GGUF LoRA adapter file)")
+    elif profile.backend.type != "llama_cpp":
         problems.append(f"model.lora: only the llama_cpp backend takes a LoRA adapter, not {profile.backend.type}")
     if lora.scale < 0:
         problems.append(f"model.lora.scale: must be >= 0, got {lora.scale}")
-    if validate_files:
+    if validate_files and path:
         from slm_agent.training.gguf_adapter import read_adapter
 
         try:

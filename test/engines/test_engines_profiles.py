@@ -343,6 +343,9 @@ def _yaml_leaf_paths(cls: type = Profile, prefix: tuple[str, ...] = ()) -> list[
         if cls is Profile and f.name in ("source", "model_path"):  # set by the loader
             continue
         tp = hints[f.name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) is typing.Union and len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            tp = args[0]  # an optional group (model.lora)
         out += _yaml_leaf_paths(tp, (*prefix, f.name)) if dataclasses.is_dataclass(tp) else [(*prefix, f.name)]
     return out
 
@@ -400,7 +403,7 @@ def test_profiles_stay_dataclasses(tmp_path: Path) -> None:
     assert plain.cpu.use_extra_bufts is False and p.cpu.use_extra_bufts is True
     assert plain.model_path == p.model_path and plain.source == p.source
     assert dataclasses.asdict(p.model) == {"name": "m", "path": str(tmp_path / "m.gguf"), "package": None,
-                                         "package_file": None, "description": ""}
+                                         "package_file": None, "description": "", "lora": None}
     assert "use_extra_bufts" in {f.name for f in dataclasses.fields(p.cpu)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.cpu.use_extra_bufts = False  # type: ignore[misc]

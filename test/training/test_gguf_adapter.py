@@ -103,3 +103,17 @@ def test_header_reader_agrees_with_the_gguf_package_on_an_adapter(tmp_path, base
     reader = gguf.GGUFReader(str(tmp_path / "a.gguf"))
     assert tensors == {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
     assert kv["adapter.lora.alpha"] == reader.get_field("adapter.lora.alpha").contents() == 8.0
+
+
+@pytest.mark.parametrize("lora, backend, text", [
+    ({"scale": 1.0}, "llama_cpp", "model.lora.path: required (the GGUF LoRA adapter file)"),
+    ({"path": "a.gguf", "scale": -1.0}, "llama_cpp", "model.lora.scale: must be >= 0, got -1.0"),
+    ({"path": "a.gguf"}, "openai_http", "model.lora: only the llama_cpp backend takes a LoRA adapter, not openai_http"),
+])
+def test_profile_lora_settings_are_checked_in_one_line(lora, backend, text):
+    from slm_agent.profiles import ProfileError, parse_profile
+
+    data = {"model": {"name": "m", "path": "m.gguf", "lora": lora}, "backend": {"type": backend}}
+    with pytest.raises(ProfileError) as exc:
+        parse_profile(data, name="t", validate_files=False)
+    assert text in exc.value.problems
