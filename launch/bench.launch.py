@@ -52,6 +52,7 @@ ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = (
     ("seed", BenchmarkSettings, "seed"),
     ("tau2_user", BenchmarkSettings, "tau2_user"),
     ("tau2_user_model", BenchmarkSettings, "tau2_user_model"),
+    ("tau2_judge_model", BenchmarkSettings, "tau2_judge_model"),
     ("tau2_trials", BenchmarkSettings, "tau2_trials"),
     ("tau2_max_user_turns", BenchmarkSettings, "tau2_max_user_turns"),
     ("telemetry_reader", TelemetrySettings, "reader"),

@@ -199,7 +199,8 @@ BENCH_FLAGS: dict[type[NodeSettings], tuple[str, ...]] = {
     BenchmarkSettings: ("suite", "categories", "ids", "limit", "strategy", "serialization", "chat_format",
                         "constrained", "max_steps",
                         "protocol", "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
-                        "run_id", "seed", "tau2_user", "tau2_user_model", "tau2_trials", "tau2_max_user_turns"),
+                        "run_id", "seed", "tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials",
+                        "tau2_max_user_turns"),
     GoldAgentSettings: ("corrupt", "delay_s"),
     TelemetrySettings: ("reader",),
 }

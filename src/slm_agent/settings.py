@@ -369,6 +369,10 @@ class BenchmarkSettings(NodeSettings):
     tau2_user_model: str = setting("", "tau2: model profile (name or YAML path) of the simulated user, run in "
                                        "the benchmark node's process; an openai_http profile calls an "
                                        "OpenAI-compatible endpoint; empty = the run's model")
+    tau2_judge_model: str = setting("", "tau2: model profile (name or YAML path) of the LLM judge of NL "
+                                        "assertions (tau2's own NLAssertionsEvaluator, run in the benchmark "
+                                        "node's process); empty = no judge: NL assertions are reported 'not "
+                                        "evaluated' and a task whose reward basis has them cannot pass")
     tau2_trials: int = setting(1, "tau2: trials per task (case ids <domain>/<task>@<trial>); the report gives "
                                   "pass^k over them", ge=1)
     tau2_max_user_turns: int = setting(30, "tau2: user messages per case at most (then the case ends as "

@@ -80,6 +80,8 @@ def _play_scripted(case_id: str, agent_calls: list[tuple[str, dict]], text: str,
     ({"tau2_user": "chatty"}, ["mock"], [], "unknown tau2 user mode 'chatty'"),
     ({"model": "gold"}, ["airline:test"], [], "tau2 user model 'gold': invalid model profile"),
     ({}, ["airline:test"], [], "needs a simulated user: set tau2_user_model"),
+    ({"tau2_judge_model": "no-such-judge", "tau2_user": "scripted"}, ["mock"], [],
+     "tau2 judge model 'no-such-judge': "),
 ])
 def test_bad_domain_split_task_or_user_setting_is_one_line(settings, cats, ids, text):
     with pytest.raises(SuiteError) as err:

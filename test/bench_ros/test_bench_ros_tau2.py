@@ -67,6 +67,7 @@ def test_gold_through_ros_on_airline_and_retail_samples(tmp_path):
     (["--categories", "airline:dev"], "unknown tau2 category 'airline:dev'"),
     (["--ids", "mock/no_such_task"], "unknown tau2 case id 'mock/no_such_task'"),
     (["--ids", "nodomain/1"], "unknown tau2 case id 'nodomain/1'"),
+    (["--categories", "mock", "--tau2-judge-model", "no-such-judge"], "tau2 judge model 'no-such-judge': "),
 ])
 def test_bad_domain_split_or_task_id_exits_2_before_any_node(tmp_path, args, text):
     res = _bench(tmp_path / "x", *args, timeout=200)

@@ -63,7 +63,7 @@ class BenchConfig:
     #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
     #: the case set (categories, ids, limit) must match unless explicitly allowed
     IDENTITY = ("suite", "model", "strategy", "serialization", "chat_format", "constrained", "max_steps",
-                "protocol", "tau2_user", "tau2_user_model", "tau2_trials")
+                "protocol", "tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials")
 
     def __init__(self, settings: Optional["BenchmarkSettings"] = None, **values: Any) -> None:
         from slm_agent.settings import BenchmarkSettings

@@ -28,8 +28,13 @@
 * Scoring: tau2's own ``evaluate_simulation`` (``EvaluationType.ALL``) on the
   trajectory rebuilt from exactly what the environment executed and returned
   (tau2's JSON, never a re-rendering): reward and its components (DB,
-  ENV_ASSERTION, COMMUNICATE, ACTION).  NL assertions need an LLM judge: they
-  are reported ``"not evaluated"``, never counted as passed.
+  ENV_ASSERTION, COMMUNICATE, ACTION).  NL assertions need an LLM judge
+  (benchmark setting ``tau2_judge_model``, a model profile): with one, tau2's
+  own ``NLAssertionsEvaluator`` judges them on that engine (:mod:`.judge`),
+  each verdict is recorded, and NL_ASSERTION is a real component (part of the
+  reward where tau2's reward basis has it); a judge answer tau2 cannot parse
+  is an error of the case.  Without one they are reported ``"not
+  evaluated"``, never counted as passed.
 """
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ class Tau2Options:
 
     user: str = "auto"
     user_model: str = ""          # profile of the simulated user; "" = ``model``
+    judge_model: str = ""         # profile of the NL assertions judge; "" = no judge
     model: str = ""               # the run's model profile (label)
     trials: int = 1
     max_user_turns: int = 30
@@ -68,6 +74,7 @@ class Tau2Options:
         d = cls()
         return cls(user=str(settings.get("tau2_user", d.user) or d.user).strip().lower(),
                    user_model=str(settings.get("tau2_user_model", "") or "").strip(),
+                   judge_model=str(settings.get("tau2_judge_model", "") or "").strip(),
                    model=str(settings.get("model", "") or "").strip(),
                    trials=max(1, int(settings.get("tau2_trials", d.trials))),
                    max_user_turns=max(1, int(settings.get("tau2_max_user_turns", d.max_user_turns))),
@@ -218,6 +225,10 @@ class Tau2Episode(Episode):
         self._termination = ""
         self.user_turns = 0
         self.reward_info: Any = None
+        #: the case's reward: tau2's, times the judge's NL reward where the basis has NL_ASSERTION
+        self.reward = 0.0
+        #: the NL judge's verdicts (None: no judge configured, or no NL assertions)
+        self.nl: Any = None
         self._t_sent = 0.0
         #: seconds from sending each goal to its answer (one per agent turn)
         self.agent_turn_s: list[float] = []
@@ -356,12 +367,22 @@ class Tau2Episode(Episode):
                               error=f"tau2 evaluator: {type(exc).__name__}: {exc} (reward 0)")
         self.reward_info = info
         reward = float(info.reward)
-        passed = math.isclose(reward, 1.0) and not nl_scored
+        if self.options.judge_model and (crit.nl_assertions if crit else None):
+            from slm_agent.bench.tau2.judge import judge
+
+            self.nl = judge(self.task, self.trajectory, self.options.judge_model)
+            if nl_scored:   # tau2's rule: the reward is the product of the basis' components
+                reward = reward * self.nl.reward if self.nl.ok else 0.0
+        nl_judged = self.nl is not None and self.nl.ok
+        self.reward = reward
+        passed = math.isclose(reward, 1.0) and (nl_judged or not nl_scored)
         error_type, error = "", ""
         if not passed:
             if term not in ("agent_stop", "user_stop"):
                 error_type, error = f"tau2:{term}", f"simulation ended: {term}"
-            elif nl_scored and math.isclose(reward, 1.0):
+            elif nl_scored and self.nl is not None and not self.nl.ok:
+                error_type, error = "tau2:nl_judge_error", f"NL judge {self.nl.model}: {self.nl.error}"
+            elif nl_scored and self.nl is None and math.isclose(float(info.reward), 1.0):
                 error_type, error = "tau2:nl_not_evaluated", "NL assertions need an LLM judge (none configured)"
             else:
                 bad = [k for k, v in self.components().items() if isinstance(v, float) and v < 1.0]
@@ -383,7 +404,9 @@ class Tau2Episode(Episode):
             if comp not in basis:
                 continue
             if comp == "NL_ASSERTION":
-                out[comp] = "not evaluated"
+                nl = self.nl
+                out[comp] = ("not evaluated" if nl is None else nl.reward if nl.ok
+                             else f"judge error: {nl.error}")
             elif comp in breakdown:
                 out[comp] = breakdown[comp]
             else:   # e.g. tau2's "No expected actions or env assertions": reward 1 without a DB check
@@ -396,6 +419,16 @@ class Tau2Episode(Episode):
         return {"user_llm_calls": len(calls), "user_prompt_tokens": sum(m.prompt_tokens for m in calls),
                 "user_decode_tokens": sum(m.decode_tokens for m in calls)}
 
+    def judge_fields(self) -> dict[str, Any]:
+        """The NL judge's verdicts and LLM calls (its own engine, not in ``metrics``)."""
+        nl = self.nl
+        calls = list(nl.calls) if nl is not None else []
+        return {"nl_judge_model": nl.model if nl is not None else "",
+                "nl_verdicts": list(nl.verdicts) if nl is not None else [],
+                "nl_judge_error": nl.error if nl is not None else "",
+                "judge_llm_calls": len(calls), "judge_prompt_tokens": sum(m.prompt_tokens for m in calls),
+                "judge_decode_tokens": sum(m.decode_tokens for m in calls)}
+
     def nl_assertions_note(self) -> str:
         """What became of the task's NL assertions: "" when it has none."""
         crit = self.task.evaluation_criteria
@@ -403,6 +436,12 @@ class Tau2Episode(Episode):
         if not n:
             return ""
         basis = [str(getattr(b, "value", b)) for b in ((crit.reward_basis if crit else None) or [])]
+        where = "in the reward" if "NL_ASSERTION" in basis else "not in tau2's reward basis of this task"
+        if self.nl is not None:
+            if not self.nl.ok:
+                return f"{n} not judged: judge error ({where})"
+            met = sum(1 for v in self.nl.verdicts if v["met"])
+            return f"{n} judged by {self.nl.model}: {met} of {len(self.nl.verdicts)} met ({where})"
         if "NL_ASSERTION" in basis:
             return f"{n} not evaluated (no LLM judge configured); the case cannot pass"
         return f"{n} not evaluated (not in tau2's reward basis of this task, so not part of its reward)"
@@ -411,9 +450,9 @@ class Tau2Episode(Episode):
         exe_calls = len(self.exe.log) if self.exe is not None else 0
         return {"domain": self.domain, "task_id": self.task.id, "trial": self.trial, "user_mode": self.mode,
                 "termination_reason": self._termination or "agent_error",
-                "reward": float(self.reward_info.reward) if self.reward_info is not None else 0.0,
+                "reward": self.reward if self.reward_info is not None else 0.0,
                 "reward_components": self.components(), "tool_calls": exe_calls, "user_turns": self.user_turns,
-                "nl_assertions": self.nl_assertions_note(),
+                "nl_assertions": self.nl_assertions_note(), **self.judge_fields(),
                 "user_model": self.options.user_profile if self.mode == "simulated" else "",
                 "agent_turn_s": [round(x, 4) for x in self.agent_turn_s],
                 **self.user_llm_fields(),
@@ -489,7 +528,20 @@ class Tau2Suite(Suite):
     def load(self, categories: Sequence[str], ids: Sequence[str], limit: int) -> list[Scenario]:
         out = self._load(categories, ids, limit)
         self._check_user_model(out)
+        self._check_judge_model()
         return out
+
+    def _check_judge_model(self) -> None:
+        """One line before any node starts when the NL judge's profile does not load."""
+        if not self.options.judge_model:
+            return
+        from slm_agent.bench.tau2.judge import UserModelError, check_judge_profile
+
+        try:
+            check_judge_profile(self.options.judge_model)
+        except UserModelError as exc:
+            raise SuiteError(f"{exc} (tau2_judge_model: a model profile name or YAML path, or empty for "
+                             "no judge)") from None
 
     def _check_user_model(self, scenarios: Sequence[Scenario]) -> None:
         """One line before any node starts when a case needs a simulated user whose profile does not load."""

@@ -21,11 +21,12 @@ user-side LLM calls even when cases run concurrently.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from slm_agent.bench.tau2 import data
 
@@ -52,15 +53,16 @@ class UserModelError(ValueError):
     """The user's model profile cannot be used; one line."""
 
 
-def check_profile(ref: str) -> None:
-    """Load the profile ``ref`` (name or YAML path) as the user simulator will; one-line error otherwise."""
+def check_profile(ref: str, role: str = "user") -> None:
+    """Load the profile ``ref`` (name or YAML path) as the user simulator (or the NL judge, ``role``) will;
+    one-line error otherwise."""
     from slm_agent.profiles import load_profile
 
     try:
         load_profile(ref)
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: reported in one line
         text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-        raise UserModelError(f"tau2 user model {ref!r}: {text}") from None
+        raise UserModelError(f"tau2 {role} model {ref!r}: {text}") from None
 
 
 def engine_key(ref: str) -> str:
@@ -79,6 +81,17 @@ def engine_key(ref: str) -> str:
         _KEYS[ref] = key
         _register_provider()
         return key
+
+
+@contextlib.contextmanager
+def collect_calls(sink: list[Any]) -> Iterator[list[Any]]:
+    """Within the block, the CallMetrics of this thread's calls to our engines are appended to ``sink``."""
+    before = getattr(_LOCAL, "sink", None)
+    _LOCAL.sink = sink
+    try:
+        yield sink
+    finally:
+        _LOCAL.sink = before
 
 
 def close_engines() -> None:
@@ -189,11 +202,8 @@ class SimulatedUser:
         from tau2.data_model.message import AssistantMessage
 
         t0 = time.monotonic()
-        _LOCAL.sink = self.calls
-        try:
+        with collect_calls(self.calls):
             msg, self.state = self.sim.generate_next_message(
                 AssistantMessage(role="assistant", content=agent_text), self.state)
-        finally:
-            _LOCAL.sink = None
         self.last_s = time.monotonic() - t0
         return msg.content or ""
