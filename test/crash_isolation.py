@@ -105,6 +105,11 @@ class CrashIsolation:
         for rep in reports:
             item.ihook.pytest_runtest_logreport(report=rep)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        # nothing of this item was set up here, but the item before it left the collectors it
+        # shared with this one (its directory's package) on the setup stack: tear down what the
+        # next item does not need, as the normal protocol would (else pytest fails the next
+        # item's setup with "previous item was not torn down properly")
+        item.session._setupstate.teardown_exact(nextitem)
         return True
 
     def _module_items(self, item: pytest.Item) -> list[pytest.Item]:
