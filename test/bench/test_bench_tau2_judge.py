@@ -4,11 +4,13 @@ The judge is tau2's ``NLAssertionsEvaluator`` unchanged (prompt, JSON
 parsing); its ``generate`` call goes through litellm's custom provider
 ``slm_agent`` to the engine of the judge's profile.  A gold trajectory of
 ``mock/create_task_1`` with NL_ASSERTION added to its reward basis (no mock
-task has it there) is judged by a copy of the default profile with
-max_tokens 48: the 270M model may or may not answer tau2's JSON, so the
-test accepts a verdict (then part of the reward) or tau2's parse error (then
-the case fails), and checks that the judge was really called and that the
-assertions are never "not evaluated".  One judge call (~600 prompt tokens).
+task has it there) is judged by a copy of the default profile.  The judge decodes under tau2's
+answer format as a JSON schema: with max_tokens 160 the answer is complete
+and tau2 parses a verdict (met or not, whatever the model says; then part of
+the reward); with max_tokens 8 it is cut and tau2's parse fails (then the
+case fails).  Both check that the judge was really called (through our
+provider) and that the assertions are never "not evaluated".  One judge call
+each (~600 prompt tokens).
 """
 from __future__ import annotations
 
@@ -29,8 +31,7 @@ pytestmark = pytest.mark.isolated
 MODEL = "gemma3-270m-q4km"
 
 
-@pytest.fixture(scope="module")
-def judge_profile(tmp_path_factory) -> Path:
+def judge_profile(tmp_path: Path, max_tokens: int) -> Path:
     from slm_agent.profiles import ProfileError, load_profile
 
     try:
@@ -41,8 +42,8 @@ def judge_profile(tmp_path_factory) -> Path:
     data = yaml.safe_load(Path(prof.source).read_text())
     data["name"] = f"{MODEL}-judge"
     data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
-    data["sampling"]["max_tokens"] = 48
-    path = tmp_path_factory.mktemp("profile") / "judge.yaml"
+    data["sampling"]["max_tokens"] = max_tokens
+    path = tmp_path / "judge.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -63,14 +64,16 @@ class PlainHost:
         self.executor = None
 
 
-def test_nl_assertions_are_judged_by_tau2s_evaluator_on_our_engine(judge_profile):
+@pytest.mark.parametrize("max_tokens, parsed", [(160, True), (8, False)])
+def test_nl_assertions_are_judged_by_tau2s_evaluator_on_our_engine(tmp_path, max_tokens, parsed):
     from litellm import CustomLLM
 
     from slm_agent.bench.scenario import Scenario
     from slm_agent.bench.suite import CaseContext, TurnOutcome
-    from slm_agent.bench.tau2 import data, user
+    from slm_agent.bench.tau2 import data, judge, user
     from slm_agent.bench.tau2.suite import Tau2Episode, Tau2Options
 
+    profile = judge_profile(tmp_path, max_tokens)
     task = data.task("mock", "create_task_1").model_copy(deep=True)
     crit = task.evaluation_criteria
     crit.reward_basis = [*crit.reward_basis, type(crit.reward_basis[0])("NL_ASSERTION")]
@@ -79,7 +82,7 @@ def test_nl_assertions_are_judged_by_tau2s_evaluator_on_our_engine(judge_profile
 
     host = PlainHost()
     sc = Scenario(suite="tau2", category="mock", case_id="mock/create_task_1", turns=[[]], functions=[])
-    ep = Tau2Episode(sc, CaseContext(tool_host=host), Tau2Options(user="scripted", judge_model=str(judge_profile)))
+    ep = Tau2Episode(sc, CaseContext(tool_host=host), Tau2Options(user="scripted", judge_model=str(profile)))
     ep.task = task
     ep.start()
     turn = ep.next_turn()
@@ -95,10 +98,12 @@ def test_nl_assertions_are_judged_by_tau2s_evaluator_on_our_engine(judge_profile
     handler = user._register_provider()
     assert isinstance(handler, CustomLLM)
     seen: list[str] = []
+    formats: list[dict] = []
     real = handler.completion
 
     def counting(model, messages, *a, **kw):
         seen.append(messages[0]["content"])
+        formats.append(kw["optional_params"].get("response_format"))
         return real(model, messages, *a, **kw)
 
     handler.completion = counting
@@ -110,12 +115,15 @@ def test_nl_assertions_are_judged_by_tau2s_evaluator_on_our_engine(judge_profile
     ep.close()
 
     assert len(seen) == 1 and "expected outcomes" in seen[0]      # tau2's judge prompt, one call
+    assert formats[0]["json_schema"]["schema"] == judge.answer_schema(1)
     assert fields["judge_llm_calls"] == 1 and fields["judge_prompt_tokens"] > 200
-    assert fields["nl_judge_model"] == str(judge_profile)
+    assert fields["nl_judge_model"] == str(profile)
     nl = fields["reward_components"]["NL_ASSERTION"]
     assert nl != "not evaluated" and fields["reward_components"]["DB"] == 1.0
-    if isinstance(nl, float):          # tau2 parsed the judge: its verdict is a real component of the reward
-        assert fields["nl_verdicts"] and all(isinstance(v["met"], bool) for v in fields["nl_verdicts"])
+    assert isinstance(nl, float) == parsed, nl
+    if parsed:                         # tau2 parsed the judge: its verdict is a real component of the reward
+        assert len(fields["nl_verdicts"]) == 1 and isinstance(fields["nl_verdicts"][0]["met"], bool)
+        assert isinstance(fields["nl_verdicts"][0]["justification"], str)
         assert math.isclose(fields["reward"], nl) and result.passed == (nl == 1.0)
         assert "judged by" in fields["nl_assertions"]
     else:                              # tau2 could not parse it: an error of the case, never a pass

@@ -9,6 +9,11 @@ that constant at our litellm provider (:mod:`.user`: ``slm_agent/<key>`` =
 the engine of the judge's model profile) for the duration of one call, under
 a lock, and restores it: the prompt and the parsing stay tau2's.  tau2's
 ``num_retries`` is set to 0 (a greedy engine would only repeat an answer).
+The call also asks for tau2's answer format as a JSON schema
+(:func:`answer_schema`: ``results``, one ``expectedOutcome`` / ``reasoning``
+/ ``metExpectation`` per assertion), which our engines decode under
+(``ChatRequest.json_schema``), so a small judge model answers in the JSON
+tau2 parses; the verdict is still the model's.
 
 An answer tau2 cannot parse (not JSON, missing fields) is an error of the
 case (:attr:`NLJudgement.error`), never a pass.
@@ -45,6 +50,17 @@ class NLJudgement:
         return self.reward is not None and not self.error
 
 
+def answer_schema(n: int) -> dict[str, Any]:
+    """The JSON tau2's judge prompt asks for (its "Example response structure"), for ``n`` assertions."""
+    item = {"type": "object",
+            "properties": {"expectedOutcome": {"type": "string"},
+                           "reasoning": {"type": "string", "maxLength": 300},
+                           "metExpectation": {"type": "boolean"}},
+            "required": ["expectedOutcome", "reasoning", "metExpectation"]}
+    return {"type": "object", "required": ["results"],
+            "properties": {"results": {"type": "array", "items": item, "minItems": n, "maxItems": n}}}
+
+
 def check_judge_profile(ref: str) -> None:
     """One line (:class:`UserModelError`) when the judge's profile ``ref`` does not load."""
     check_profile(ref, role="judge")
@@ -57,10 +73,13 @@ def judge(task: Any, trajectory: list[Any], ref: str) -> NLJudgement:
 
     out = NLJudgement(model=ref)
     key = engine_key(ref)
+    crit = task.evaluation_criteria
+    n = len((crit.nl_assertions if crit else None) or [])
+    fmt = {"type": "json_schema", "json_schema": {"name": "nl_assertions", "schema": answer_schema(n)}}
     with _PATCH_LOCK:
         saved = nl.DEFAULT_LLM_NL_ASSERTIONS, nl.DEFAULT_LLM_NL_ASSERTIONS_ARGS
         nl.DEFAULT_LLM_NL_ASSERTIONS = f"{PROVIDER}/{key}"
-        nl.DEFAULT_LLM_NL_ASSERTIONS_ARGS = {**saved[1], "num_retries": 0}
+        nl.DEFAULT_LLM_NL_ASSERTIONS_ARGS = {**saved[1], "num_retries": 0, "response_format": fmt}
         try:
             with collect_calls(out.calls):
                 info = nl.NLAssertionsEvaluator.calculate_reward(task=task, full_trajectory=trajectory)
@@ -72,8 +91,6 @@ def judge(task: Any, trajectory: list[Any], ref: str) -> NLJudgement:
             nl.DEFAULT_LLM_NL_ASSERTIONS, nl.DEFAULT_LLM_NL_ASSERTIONS_ARGS = saved
     out.verdicts = [{"assertion": c.nl_assertion, "met": bool(c.met), "justification": c.justification}
                     for c in (info.nl_assertions or [])]
-    crit = task.evaluation_criteria
-    n = len((crit.nl_assertions if crit else None) or [])
     if len(out.verdicts) < n:
         # tau2 would score all([]) = met; an answer that grades fewer assertions than asked is not a pass
         out.error = f"the judge graded {len(out.verdicts)} of {n} NL assertions"

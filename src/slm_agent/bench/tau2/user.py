@@ -135,6 +135,9 @@ def _provider_class() -> type:
             for name in ("temperature", "top_p", "max_tokens", "seed"):
                 if optional_params.get(name) is not None:
                     overrides[name] = optional_params[name]
+            fmt = optional_params.get("response_format")
+            if isinstance(fmt, dict) and fmt.get("type") == "json_schema":   # constrained decoding (the judge)
+                overrides["json_schema"] = dict((fmt.get("json_schema") or {}).get("schema") or {})
             if optional_params.get("stop"):
                 stop = optional_params["stop"]
                 overrides["stop"] = [stop] if isinstance(stop, str) else list(stop)
