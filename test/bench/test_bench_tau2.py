@@ -12,6 +12,8 @@ takes ~20 s on 2 loaded cores.
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,25 +23,8 @@ from slm_agent.bench.scenario import Scenario  # noqa: E402
 from slm_agent.bench.suite import CaseContext, SuiteError, TurnOutcome, get_suite  # noqa: E402
 from slm_agent.bench.tau2 import data  # noqa: E402
 from slm_agent.bench.tau2.suite import Tau2Episode, Tau2Options, pass_hat  # noqa: E402
-
-
-class PlainHost:
-    """The ToolHost contract in plain Python: serve = remember the executor."""
-
-    service_type = "slm_agent/srv/InvokeTool"
-
-    def __init__(self) -> None:
-        self.executor = None
-
-    def serve(self, executor, functions):
-        self.executor = executor
-        return {f: f"/tau2/{f}" for f in functions}
-
-    def clear(self) -> None:
-        self.executor = None
-
-    def call(self, name: str, args: dict) -> str:
-        return self.executor.execute(name, args)
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from tau2_host import PlainHost  # noqa: E402
 
 
 def _outcome(turn: int, text: str, calls: list[tuple[str, dict]]) -> TurnOutcome:

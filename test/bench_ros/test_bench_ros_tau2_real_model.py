@@ -30,32 +30,15 @@ if importlib.util.find_spec("slm_agent.nodes.agent_node") is None:
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_helpers import Proc, jsonl_records  # noqa: E402
+from profile_copies import short_profile_copy  # noqa: E402
 
 MODEL = "gemma3-270m-q4km"
 MAX_TOKENS = 24
 
 
-def _short_profile(tmp_path: Path) -> Path:
-    """The default profile with max_tokens small (template path made absolute for the copy)."""
-    from slm_agent.profiles import ProfileError, load_profile
-
-    try:
-        prof = load_profile(MODEL)
-        prof.resolved_model_path()
-    except (ProfileError, OSError, ImportError) as exc:
-        pytest.skip(f"default model {MODEL} not installed: {exc}")
-    data = yaml.safe_load(Path(prof.source).read_text())
-    data["name"] = f"{MODEL}-short"
-    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
-    data["sampling"]["max_tokens"] = MAX_TOKENS
-    path = tmp_path / f"{MODEL}-short.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.mark.timeout(1500)
 def test_real_model_solo_and_simulated_user_across_processes(tmp_path):
-    profile = _short_profile(tmp_path)
+    profile = short_profile_copy(MODEL, f"{MODEL}-short", MAX_TOKENS, tmp_path)
     out = tmp_path / "run"
     proc = Proc([sys.executable, "-m", "slm_agent.cli", "bench", "--suite", "tau2", "--model", str(profile),
                  "--ids", "mock/create_task_1,mock/create_task_1_nl_eval", "--tau2-max-user-turns", "2",
