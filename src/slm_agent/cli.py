@@ -254,6 +254,18 @@ class BenchError(Exception):
     """A bench run that cannot start: each arg is one line for stderr (exit 2)."""
 
 
+def _other_suite_settings(settings: BenchmarkSettings) -> list[str]:
+    """A setting named ``<suite>_...`` belongs to that suite: given a value on a run of
+    another suite it would be ignored silently, so it is refused instead."""
+    from slm_agent.bench.suite import suite_names
+
+    others = set(suite_names()) - {settings.suite}
+    return [f"{flag_of(BenchmarkSettings, name)}: only for --suite {name.split('_', 1)[0]} "
+            f"(this run is --suite {settings.suite})"
+            for name, field in type(settings).model_fields.items()
+            if name.split("_", 1)[0] in others and getattr(settings, name) != field.default]
+
+
 def check_bench_args(args: argparse.Namespace) -> list:
     """Every run parameter checked before anything is written or started; returns the
     selected scenarios.  Raises :class:`BenchError` with one line per bad value."""
@@ -273,6 +285,7 @@ def check_bench_args(args: argparse.Namespace) -> list:
     cfg = bench_config(args)
     errors = [f"{flag_of(BenchmarkSettings, name)}: {text}" for name, text in runner.validate_config(cfg)]
     errors += _profile_errors(args)
+    errors += _other_suite_settings(cfg.settings)
     scenarios: list = []
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:

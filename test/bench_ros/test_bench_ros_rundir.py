@@ -269,6 +269,10 @@ BAD = [
     (["--ids", "simple_python_0,nosuch_7"], "--ids: "),
     (["--gold-delay", "-1"], "--gold-delay: must be a number (>= 0) (got -1.0)"),
     (["--telemetry-reader", "bogus"], "--telemetry-reader: must be one of auto, "),
+    (["--constrained", "maybe"], "--constrained: must be one of , on, off (got 'maybe')"),
+    (["--chat-format", "yaml"], "--chat-format: must be one of , raw, chat (got 'yaml')"),
+    # a tau2 setting on a BFCL run would be ignored silently
+    (["--tau2-judge-model", "x"], "--tau2-judge-model: only for --suite tau2 (this run is --suite bfcl)"),
 ]
 
 
