@@ -55,6 +55,7 @@ ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = (
     ("tau2_judge_model", BenchmarkSettings, "tau2_judge_model"),
     ("tau2_trials", BenchmarkSettings, "tau2_trials"),
     ("tau2_max_user_turns", BenchmarkSettings, "tau2_max_user_turns"),
+    ("concurrency", BenchmarkSettings, "concurrency"),  # the agent gets max_parallel_goals to match
     ("telemetry_reader", TelemetrySettings, "reader"),
 )
 
@@ -115,6 +116,11 @@ def plan(texts: dict[str, str], config_dir: Path, given: Optional[set[str]] = No
     if problems:
         raise ValueError("\n".join(problems))
     overrides["agent"]["autostart"] = True                  # configured and activated at start-up
+    concurrency = int(overrides["benchmark"].get("concurrency")
+                      or _file_value(config_dir, BenchmarkSettings, "concurrency"))
+    if concurrency > 1:   # as slm-agent bench: the agent runs as many goals at once as are in flight
+        queued = max(concurrency, int(_file_value(config_dir, AgentSettings, "max_queued_goals")))
+        overrides["agent"].update(max_parallel_goals=concurrency, max_queued_goals=queued)
     # the benchmark labels its results with the agent's model
     overrides["benchmark"]["model"] = overrides["agent"].get("model") or _file_value(config_dir, AgentSettings,
                                                                                       "model")

@@ -96,6 +96,15 @@ def test_nodes_read_the_params_files_and_only_the_given_arguments(tmp_path):
     assert plan["parameters"]["agent"][1] == {"model": "other-model", "autostart": True}
 
 
+def test_concurrency_gives_the_agent_as_many_parallel_goals():
+    module = load_launch_module()
+    params = module.plan(dict(default_texts(module), concurrency="8"), CONFIG)["parameters"]
+    assert params["benchmark"][1]["concurrency"] == 8
+    assert params["agent"][1] == {"autostart": True, "max_parallel_goals": 8, "max_queued_goals": 8}
+    file_values = yaml.safe_load((CONFIG / "agent.yaml").read_text())["agent"]["ros__parameters"]
+    NODE_SETTINGS["agent"].parse({**file_values, **params["agent"][1]})   # valid for the agent node
+
+
 def test_bad_launch_arguments_are_refused_before_anything_starts():
     module = load_launch_module()
     texts = dict(default_texts(module), limit="-1", strategy="foo", case_timeout_s="soon", telemetry_reader="x")

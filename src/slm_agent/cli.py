@@ -200,7 +200,7 @@ BENCH_FLAGS: dict[type[NodeSettings], tuple[str, ...]] = {
                         "constrained", "max_steps",
                         "protocol", "output_dir", "allow_different_run", "power_mode", "case_timeout_s", "agent_wait_s",
                         "run_id", "seed", "tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials",
-                        "tau2_max_user_turns"),
+                        "tau2_max_user_turns", "concurrency"),
     GoldAgentSettings: ("corrupt", "delay_s"),
     TelemetrySettings: ("reader",),
 }
@@ -233,6 +233,9 @@ def bench_params(args: argparse.Namespace, out: Path, bag: Optional[Path] = None
         sections[TelemetrySettings] = {"reader": args.reader}
     if args.agent == "model":
         sections[AgentSettings] = {"model": args.model, "autostart": True}
+        if args.concurrency > 1:   # the agent runs as many goals at once as the benchmark keeps in flight
+            queued = max(args.concurrency, AgentSettings.model_fields["max_queued_goals"].default)
+            sections[AgentSettings].update(max_parallel_goals=args.concurrency, max_queued_goals=queued)
     else:
         sections[GoldAgentSettings] = {"corrupt": args.corrupt, "delay_s": args.delay_s}
     if bag is not None:
@@ -286,16 +289,20 @@ def check_bench_args(args: argparse.Namespace) -> list:
     errors = [f"{flag_of(BenchmarkSettings, name)}: {text}" for name, text in runner.validate_config(cfg)]
     errors += _profile_errors(args)
     errors += _other_suite_settings(cfg.settings)
+    errors += _concurrency_backend_errors(args)
     scenarios: list = []
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:
-            scenarios = runner.get_suite(cfg.suite).configure(cfg.settings.model_dump()).select(
-                [] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
+            suite = runner.get_suite(cfg.suite).configure(cfg.settings.model_dump())
+            scenarios = suite.select([] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
         except (KeyError, ValueError) as exc:
             errors.append(f"{'--ids' if cfg.ids else '--categories'}: {exc.args[0] if exc.args else exc}")
         else:
             if not scenarios:
                 errors.append(f"{'--ids' if cfg.ids else '--categories'}: no case selected")
+            refused = runner.concurrency_problem(cfg, suite, scenarios)
+            if refused:
+                errors.append(f"{flag_of(BenchmarkSettings, 'concurrency')}: {refused}")
     if errors:
         raise BenchError(*errors)
     return scenarios
@@ -312,6 +319,25 @@ def _profile_errors(args: argparse.Namespace) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
             errors.append(f"--model: {_one_line(str(exc))}")
     return errors
+
+
+def _concurrency_backend_errors(args: argparse.Namespace) -> list[str]:
+    """More than one case in flight needs an agent that runs goals in parallel: a model
+    profile on a server backend (or the gold agent, which answers every goal at once)."""
+    if args.concurrency <= 1 or args.agent != "model":
+        return []
+    from slm_agent.engines import CONCURRENT_BACKENDS
+    from slm_agent.profiles import load_profile
+
+    try:
+        backend = load_profile(args.model).backend.type
+    except Exception:  # noqa: BLE001 - reported by _profile_errors
+        return []
+    if backend in CONCURRENT_BACKENDS:
+        return []
+    return [f"{flag_of(BenchmarkSettings, 'concurrency')}: {args.concurrency} cases at once needs a server backend "
+            f"({', '.join(CONCURRENT_BACKENDS)}); model {args.model} runs in the agent's process ({backend}), which "
+            "serves one call at a time: use --concurrency 1"]
 
 
 def _one_line(text: str) -> str:

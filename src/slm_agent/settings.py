@@ -279,6 +279,16 @@ class AgentSettings(NodeSettings):
                                            "spanning such a gap gets energy_j NaN", ge=0.01, le=60.0, unit="s")
     max_queued_goals: int = setting(4, "goals accepted at once (running + waiting); more are rejected",
                                     ge=1, le=64)
+    max_parallel_goals: int = setting(1, "goals run at once (the rest wait in FIFO order); > 1 only for a server "
+                                         "backend (openai_http), refused at configure for an in-process engine; "
+                                         "at most max_queued_goals", ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _parallel_within_queue(self) -> "AgentSettings":
+        if self.max_parallel_goals > self.max_queued_goals:
+            raise ValueError(f"max_parallel_goals ({self.max_parallel_goals}) must be <= max_queued_goals "
+                             f"({self.max_queued_goals})")
+        return self
 
 
 class TelemetrySettings(NodeSettings):
@@ -361,6 +371,10 @@ class BenchmarkSettings(NodeSettings):
                                        "first sample", ge=0.0, unit="s")
     allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
                                                "set (else refused)")
+    concurrency: int = setting(1, "cases in flight at once, for server backends (an OpenAI-compatible server "
+                                  "with parallel slots); 1 = one case after the other, what the seed's table "
+                                  "measures; > 1: case energy_j is NaN (not attributable), refused for an "
+                                  "in-process model and for cases whose tools this node hosts", ge=1, le=64)
     tau2_user: str = setting("auto", "tau2: who plays the user: auto = solo where tau2 allows it (mock, telecom), "
                                      "else simulated; solo = no user, the agent works from the task's ticket; "
                                      "simulated = tau2's UserSimulator on tau2_user_model; scripted = the task's "

@@ -134,7 +134,8 @@ def load_bag(bag: os.PathLike | str) -> RunData:
                     mm["energy_j"] = power.joules(_t(mm["header"]["stamp"]), _t(mm["end_stamp"]))
         energy = num(d.get("energy_j"))
         wall = num(d.get("wall_time_s"))
-        if n_measured and not math.isfinite(energy) and math.isfinite(wall):
+        # cases in flight together (concurrency > 1) share the power samples: no case energy
+        if n_measured and not math.isfinite(energy) and math.isfinite(wall) and _concurrency(run_json) == 1:
             t1 = _t(d["header"]["stamp"])
             energy = power.joules(t1 - wall, t1)
         records.append({
@@ -307,6 +308,14 @@ def protocol_line(info: dict[str, Any]) -> str:
             f"{lp.get('suite_protocol')}; {lp.get('description', '')}).")
 
 
+def _concurrency(run_json: Optional[dict[str, Any]]) -> int:
+    """Cases in flight at once in the run (run.json ``config.concurrency``; 1 before it existed)."""
+    try:
+        return max(1, int(((run_json or {}).get("config") or {}).get("concurrency", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def build_report(data: RunData) -> Report:
     recs = data.records
     measured = any(math.isfinite(num(m.get("energy_j"))) for r in recs for m in r.get("metrics") or []) \
@@ -322,6 +331,13 @@ def build_report(data: RunData) -> Report:
     protocol = protocol_line(info)
     if protocol:
         lines.append(protocol)
+    concurrency = _concurrency(info)
+    if info:
+        lines.append(f"Concurrency {concurrency}: " + (
+            "one case at a time (as the seed's table)." if concurrency == 1 else
+            f"up to {concurrency} cases in flight at once against the model server; per-call metrics (TTFT, "
+            "rates) are per call, measured while other calls ran; case energy is not attributable "
+            "(energy_j NaN per case)."))
     if data.source == "bag":
         lines.append(f"Power samples in the bag: {data.power_samples} ({data.power_measured_samples} with a "
                      "measured total).")

@@ -246,6 +246,9 @@ class RunLock:
 #: a difference in these is a different experiment: never mixed into one results.jsonl
 #: (cases are keyed by case id, so a resume would skip them as done)
 IDENTITY = BenchConfig.IDENTITY
+#: settings that change how the cases are measured, with their value in a run.json written
+#: before they existed: a resume with another value is refused unless allow_different_run
+MEASUREMENT = {"concurrency": 1}
 
 
 def case_set(config: Mapping[str, Any]) -> tuple[str, tuple[str, ...], int]:
@@ -287,6 +290,10 @@ def run_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> 
         if key in previous and previous.get(key) != current.get(key):
             diffs.append(f"{key} ({previous.get(key)!r} there, {current.get(key)!r} now)")
     identity_ok = not diffs
+    for key, default in MEASUREMENT.items():   # allowed with allow_different_run, like the case set
+        before, now = previous.get(key, default), current.get(key, default)
+        if before != now:
+            diffs.append(f"{key} ({before!r} there, {now!r} now)")
     if case_set(previous) != case_set(current):
         diffs.append(f"case set ({describe_case_set(previous)} there, {describe_case_set(current)} now)")
     return diffs, identity_ok

@@ -131,6 +131,18 @@ def validate_config(cfg: BenchConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def concurrency_problem(cfg: BenchConfig, suite: Any, scenarios: Sequence[Any]) -> str:
+    """Why ``cfg.concurrency`` cannot run these cases (one line), or "".  Cases that serve
+    tools through the benchmark's one tool host (BFCL multi-turn, tau2) need it alone."""
+    if cfg.concurrency <= 1:
+        return ""
+    hosted = sorted({sc.category for sc in scenarios if suite.hosts_tools(sc)})
+    if not hosted:
+        return ""
+    return (f"{cfg.concurrency} cases at once cannot run {', '.join(hosted)}: their tools are served by the "
+            "benchmark's one tool host (one case at a time); use concurrency 1 for these categories")
+
+
 def protocol_info(cfg: BenchConfig, suite: Any) -> dict[str, Any]:
     """What run.json records about the loop rules the goals carried (``loop_protocol``)."""
     from slm_agent.agent.protocol import get_rules
@@ -387,10 +399,12 @@ def model_info(profile_name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- progress
 
 class Progress:
-    """done/total, accuracy so far and an ETA from the mean case time of this session."""
+    """done/total, accuracy so far and an ETA from the mean case time of this session
+    (divided by ``concurrency``: that many cases are in flight at once)."""
 
-    def __init__(self, total: int, already_done: int = 0, already_passed: int = 0) -> None:
+    def __init__(self, total: int, already_done: int = 0, already_passed: int = 0, concurrency: int = 1) -> None:
         self.total = total
+        self.concurrency = max(1, int(concurrency))
         self.done = already_done
         self.passed = already_passed
         self._session_cases = 0
@@ -410,7 +424,7 @@ class Progress:
     def eta_s(self) -> float:
         if not self._session_cases:
             return math.nan
-        return (self.total - self.done) * self._session_time / self._session_cases
+        return (self.total - self.done) * self._session_time / self._session_cases / self.concurrency
 
     def line(self, case_id: str, passed: bool) -> str:
         eta = self.eta_s

@@ -23,6 +23,7 @@ Every refusal is a :class:`slm_agent.bench.rundir.RunDirError` with one line.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +56,7 @@ class RunSession:
         self.results: Optional[ResultsLog] = None
         self.progress: Optional[runner.Progress] = None
         self._ids = {s.case_id for s in self.scenarios}
+        self._append_lock = threading.Lock()   # cases in flight at once finish on their own threads
 
     # ------------------------------------------------------------------ opening
     def lock_dir(self, what: str) -> Path:
@@ -123,7 +125,8 @@ class RunSession:
                       + f"; moved to {QUARANTINE_FILE}" + ("" if dup else "; that case runs again"))
         done = self.results.done_ids
         prev_passed = sum(1 for r in self.results.records if r.get("passed") and r.get("case_id") in self._ids)
-        self.progress = runner.Progress(len(self.scenarios), len(self._ids & done), prev_passed)
+        self.progress = runner.Progress(len(self.scenarios), len(self._ids & done), prev_passed,
+                                        concurrency=cfg.concurrency)
 
     # ------------------------------------------------------------------ cases
     @property
@@ -138,12 +141,13 @@ class RunSession:
         return len(self.scenarios) - len(self.todo)
 
     def append(self, record: dict[str, Any]) -> str:
-        """Write one scored case durably; returns its progress line."""
+        """Write one scored case durably; returns its progress line (thread-safe)."""
         assert self.results is not None and self.progress is not None, "open() first"
-        self.results.append(record)
-        self.progress.add(record["passed"], record["wall_time_s"])
-        return (self.progress.line(record["case_id"], record["passed"])
-                + ("" if record["passed"] else f" ({record['error_type']})"))
+        with self._append_lock:
+            self.results.append(record)
+            self.progress.add(record["passed"], record["wall_time_s"])
+            return (self.progress.line(record["case_id"], record["passed"])
+                    + ("" if record["passed"] else f" ({record['error_type']})"))
 
     def records(self) -> list[dict[str, Any]]:
         """The records of this session's selected cases (earlier sessions' included)."""

@@ -316,6 +316,11 @@ class Suite(ABC):
     def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
         """A fresh :class:`Episode` that plays and scores ``scenario``."""
 
+    def hosts_tools(self, scenario: Scenario) -> bool:
+        """True when playing ``scenario`` serves tools through the run's :class:`ToolHost`
+        (one set of services per run: such cases cannot be in flight together).  Default: no."""
+        return False
+
     # ------------------------------------------------------------------ summaries
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         """End-of-run log lines.  Default: accuracy per category."""

@@ -46,8 +46,14 @@ __all__ = [
     "EngineError",
     "StreamChunk",
     "StreamTimer",
+    "CONCURRENT_BACKENDS",
     "create_engine",
 ]
+
+#: backends whose engine may serve several ``stream()`` calls at once (a server with parallel
+#: slots decodes them together); the in-process engines (llama_cpp, tensorrt_llm) serialise
+#: their calls on one model, so running goals in parallel there only queues them
+CONCURRENT_BACKENDS = ("openai_http",)
 
 
 def create_engine(profile: Union[Profile, str, "os.PathLike[str]"]) -> Engine:

@@ -31,7 +31,9 @@ Lifecycle (``rclpy.lifecycle``)
 
 Action ``~/run_task`` (slm_agent/action/RunTask)
     Rejected unless active.  Goals run one at a time, in order (the engine
-    holds one KV cache), on one dedicated worker thread: llama.cpp's OpenMP
+    holds one KV cache; ``max_parallel_goals`` > 1 runs that many at once,
+    for a server backend only: refused at configure for an in-process
+    engine), on one dedicated worker thread (one per parallel goal): llama.cpp's OpenMP
     runtime keeps a thread team per calling thread, so calling it from
     whichever executor thread took the goal would grow a team per executor
     thread and change its spin-wait behaviour from goal to goal.  At most
@@ -110,7 +112,7 @@ from slm_agent.agent.goal_options import switch_text
 from slm_agent.agent.goal_plan import GoalError, GoalPlan, GoalPlanner, load_planner
 from slm_agent.agent.loop import AgentLoop
 from slm_agent.agent.metrics_queue import MetricsQueue
-from slm_agent.engines import create_engine
+from slm_agent.engines import CONCURRENT_BACKENDS, create_engine
 from slm_agent.engines.base import CallMetrics, ChatRequest, Engine
 from slm_agent.engines.metered import MeteredEngine
 from slm_agent.msg import InferenceMetrics, PowerState, ToolCallRecord
@@ -155,6 +157,7 @@ class _Config:
     feedback_max_delay_s: float
     metrics_energy_wait_s: float
     max_queued_goals: int
+    max_parallel_goals: int
 
 
 class AgentNode(LifecycleNode):
@@ -171,8 +174,10 @@ class AgentNode(LifecycleNode):
         self._cfg: Optional[_Config] = None
         self._active = False
         self._abort = threading.Event()        # set while deactivating/cleaning up: running goals stop
-        self._goal_lock = threading.Lock()      # held while a goal runs (deactivate waits on it)
+        self._goals_cv = threading.Condition()  # _goals_running changes (deactivate waits for 0)
+        self._goals_running = 0
         self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-goal")
+        self._worker_threads = 1
         self._queue = GoalQueue(lambda: self._active, self._abort, self.get_logger().error)
         self.power: Optional[PowerLog] = None   # built at configure (energy_max_gap_s)
         self._power_sub = None
@@ -235,18 +240,30 @@ class AgentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.pub_metrics = self.create_lifecycle_publisher(InferenceMetrics, "~/metrics", 50)
         self.pub_calls = self.create_lifecycle_publisher(ToolCallRecord, "~/tool_calls", 50)
+        if self._worker_threads != cfg.max_parallel_goals:   # no goal runs while unconfigured
+            old, self._worker = self._worker, cf.ThreadPoolExecutor(max_workers=cfg.max_parallel_goals,
+                                                                    thread_name_prefix="agent-goal")
+            self._worker_threads = cfg.max_parallel_goals
+            old.shutdown(wait=False)
+        self._queue.parallel = cfg.max_parallel_goals
         self._cfg = cfg
         p, o = cfg.planner, cfg.planner.options
         names = ", ".join(t.name for t in p.tools) or "none"
         self.get_logger().info(
             f"configured: model {cfg.profile.name} ({cfg.engine.engine_name}), tool set {cfg.tool_set_label} "
             f"[{names}], strategy={o.strategy} serialization={o.serialization} chat_format={o.chat_format} "
-            f"constrained={o.constrained} max_steps={p.max_steps} max_tokens={p.max_tokens}")
+            f"constrained={o.constrained} max_steps={p.max_steps} max_tokens={p.max_tokens} "
+            f"max_parallel_goals={cfg.max_parallel_goals}")
         return super().on_configure(state)
 
     def _build_config(self, s: AgentSettings) -> _Config:
         """Load the tool set, the profile and the engine; create the tool set's clients."""
         planner, label = load_planner(s)
+        backend = planner.profile.backend.type
+        if s.max_parallel_goals > 1 and backend not in CONCURRENT_BACKENDS:
+            raise ValueError(f"max_parallel_goals={s.max_parallel_goals} needs a server backend "
+                             f"({', '.join(CONCURRENT_BACKENDS)}); model {planner.profile.name} runs in this "
+                             f"process ({backend}), which serves one call at a time: use 1")
         t0 = time.monotonic()
         engine = create_engine(planner.profile)
         self.get_logger().info(f"model {planner.profile.name} loaded in {time.monotonic() - t0:.1f} s")
@@ -259,7 +276,8 @@ class AgentNode(LifecycleNode):
             raise
         return _Config(profile=planner.profile, engine=engine, tool_set_label=label, planner=planner, router=router,
                        feedback_batch=s.feedback_batch, feedback_max_delay_s=s.feedback_max_delay_s,
-                       metrics_energy_wait_s=s.metrics_energy_wait_s, max_queued_goals=s.max_queued_goals)
+                       metrics_energy_wait_s=s.metrics_energy_wait_s, max_queued_goals=s.max_queued_goals,
+                       max_parallel_goals=s.max_parallel_goals)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._cfg is None:  # unreachable through the state machine
@@ -292,13 +310,13 @@ class AgentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_goals(self, why: str, timeout_s: float = 10.0) -> None:
-        """End every waiting goal and make a running goal end (aborted); wait for it."""
+        """End every waiting goal and make the running goals end (aborted); wait for them."""
         self._abort.set()
         self._queue.end_waiting()
-        if self._goal_lock.acquire(timeout=timeout_s):
-            self._goal_lock.release()
-        else:
-            self.get_logger().warning(f"{why}: a goal is still running after {timeout_s:.0f} s")
+        with self._goals_cv:
+            if not self._goals_cv.wait_for(lambda: self._goals_running == 0, timeout=timeout_s):
+                self.get_logger().warning(f"{why}: {self._goals_running} goal(s) still running after "
+                                          f"{timeout_s:.0f} s")
 
     def _release(self) -> None:
         cfg, self._cfg = self._cfg, None
@@ -412,22 +430,32 @@ class AgentNode(LifecycleNode):
             self._queue.finished(job)
 
     def _goal_job(self, goal_handle: Any, goal: RunTask.Goal, task_id: str, cancel: CancelFlag) -> RunTask.Result:
-        """Worker thread: one goal, start to end."""
-        with self._goal_lock:
-            cfg = self._cfg
-            if cancel.is_set() or cfg is None or not self._active:
-                return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
-                                 if goal_handle.is_cancel_requested else "agent is not active")
-            try:
-                plan = self._plan(cfg, goal)
-            except GoalError as exc:
-                self.get_logger().warning(f"goal {task_id!r} aborted: {exc}")
-                return self._end(goal_handle, RunTask.Result(), str(exc))
-            try:
-                return self._run(goal_handle, goal, cfg, task_id, plan, cancel)
-            except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
-                self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
-                return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
+        """Worker thread: one goal, start to end (counted in _goals_running)."""
+        with self._goals_cv:
+            self._goals_running += 1
+        try:
+            return self._goal_job_run(goal_handle, goal, task_id, cancel)
+        finally:
+            with self._goals_cv:
+                self._goals_running -= 1
+                self._goals_cv.notify_all()
+
+    def _goal_job_run(self, goal_handle: Any, goal: RunTask.Goal, task_id: str,
+                      cancel: CancelFlag) -> RunTask.Result:
+        cfg = self._cfg
+        if cancel.is_set() or cfg is None or not self._active:
+            return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
+                             if goal_handle.is_cancel_requested else "agent is not active")
+        try:
+            plan = self._plan(cfg, goal)
+        except GoalError as exc:
+            self.get_logger().warning(f"goal {task_id!r} aborted: {exc}")
+            return self._end(goal_handle, RunTask.Result(), str(exc))
+        try:
+            return self._run(goal_handle, goal, cfg, task_id, plan, cancel)
+        except Exception as exc:  # noqa: BLE001 - a goal must never take the node down
+            self.get_logger().error(f"goal {task_id!r} failed: {type(exc).__name__}: {exc}")
+            return self._end(goal_handle, RunTask.Result(), f"agent node error: {type(exc).__name__}: {exc}")
 
     @staticmethod
     def _plan(cfg: _Config, goal: RunTask.Goal) -> GoalPlan:
@@ -518,9 +546,10 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     code = 0
     try:
         node = AgentNode()
-        # goals hold at most one of these threads (the running goal's execute callback; waiting
-        # goals hold none), so tool-service responses always find a free one
-        executor = MultiThreadedExecutor(num_threads=max(8, os.cpu_count() or 2))
+        # running goals hold one of these threads each (their execute callback; waiting goals hold
+        # none), so tool-service responses always find a free one: room for the most parallel goals
+        parallel_max = max(d.le for d in AgentSettings.declarations() if d.name == "max_parallel_goals")
+        executor = MultiThreadedExecutor(num_threads=max(8, os.cpu_count() or 2) + int(parallel_max))
         executor.add_node(node)
         if node.autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

@@ -26,6 +26,14 @@ Per case
     ``<output_dir>/results.jsonl`` (flush + fsync); logs a progress line
     (done/total, accuracy so far, ETA).
 
+    ``concurrency`` > 1 keeps that many cases in flight at once (one thread
+    each, pulling the next case from the todo list; for an agent on a server
+    backend with ``max_parallel_goals`` as large): results.jsonl gets each
+    case once, in completion order; per-call metrics stay per call, but a
+    case's ``energy_j`` is NaN (overlapping cases share the power samples).
+    Refused (exit 2) for cases whose tools this node hosts
+    (:meth:`~slm_agent.bench.suite.Suite.hosts_tools`: BFCL multi-turn, tau2).
+
 Run
     Parameters are checked before anything is written (as declared in
     :class:`slm_agent.settings.BenchmarkSettings`: strategy and serialization
@@ -126,13 +134,14 @@ class BenchmarkNode(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.action = RaceFreeActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
         self._tool_host = None
-        self._current_goal = None
+        self._in_flight: set = set()            # goal handles awaiting their result (close() cancels them)
+        self._in_flight_lock = threading.Lock()
         self.get_logger().info(
             f"benchmark: suite={self.cfg.suite} categories={','.join(self.cfg.categories)} "
             f"ids={len(self.cfg.ids)} limit={self.cfg.limit} strategy={self.cfg.strategy} "
             f"serialization={self.cfg.serialization} chat_format={self.cfg.chat_format or '(agent)'} "
             f"constrained={self.cfg.constrained or '(agent)'} model={self.cfg.model or '?'} "
-            f"agent={self.cfg.agent_action} output_dir={self.cfg.output_dir}")
+            f"agent={self.cfg.agent_action} output_dir={self.cfg.output_dir} concurrency={self.cfg.concurrency}")
 
     # ------------------------------------------------------------------ power
     def _on_power(self, msg: PowerState) -> None:
@@ -196,6 +205,9 @@ class BenchmarkNode(Node):
             scenarios = self.suite.select([] if self.cfg.ids else self.cfg.categories, self.cfg.ids, self.cfg.limit)
             if not scenarios:
                 raise BenchmarkConfigError("no case selected")
+            refused = runner.concurrency_problem(self.cfg, self.suite, scenarios)
+            if refused:
+                raise BenchmarkConfigError(f"bad parameter concurrency: {refused}")
             self.session = RunSession(self.cfg, self.suite, scenarios, allow_different_run=self.allow_different_run,
                                       warn=self.get_logger().warning)
             self.session.lock_dir("benchmark_node")
@@ -221,14 +233,18 @@ class BenchmarkNode(Node):
                                         f"after {self.cfg.agent_wait_s:.0f} s")
                 return EXIT_AGENT
         self._wait_for_subscribers()
+        if self.cfg.concurrency > 1:
+            self.get_logger().info(f"concurrency {self.cfg.concurrency}: up to {self.cfg.concurrency} cases in "
+                                   "flight at once; case energy_j is NaN (overlapping cases cannot be told "
+                                   "apart in the power samples), per-call metrics stay per call")
         try:
-            for sc in todo:
-                if self._interrupted():
-                    return EXIT_INTERRUPTED
-                record, result_msg = self.run_case(sc)
-                line = self.session.append(record)
-                self.pub_results.publish(result_msg)
-                self.get_logger().info(line)
+            if self.cfg.concurrency > 1:
+                self._run_concurrent(todo)
+            else:
+                for sc in todo:
+                    if self._interrupted():
+                        return EXIT_INTERRUPTED
+                    self._finish_case(*self.run_case(sc))
         except Interrupted:
             self.get_logger().warning("interrupted; finished cases are in results.jsonl, rerun to resume")
             return EXIT_INTERRUPTED
@@ -239,6 +255,47 @@ class BenchmarkNode(Node):
         self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
                                + "\n".join(self.session.summary_lines()))
         return EXIT_OK
+
+    def _finish_case(self, record: dict[str, Any], result_msg: ScenarioResult) -> None:
+        assert self.session is not None
+        line = self.session.append(record)   # thread-safe: concurrent cases finish on their own threads
+        self.pub_results.publish(result_msg)
+        self.get_logger().info(line)
+
+    def _run_concurrent(self, todo: list[Scenario]) -> None:
+        """Up to ``concurrency`` cases in flight (one thread each, taking the next case in order);
+        each finished case is written at once.  After a case raised Interrupted or
+        AgentUnavailable no new case starts; the cases in flight end, then it is re-raised."""
+        pending = iter(todo)
+        lock = threading.Lock()
+        failures: list[BaseException] = []
+        self._tools()   # made once here, not raced by the workers
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    sc = None if failures or self._interrupted() else next(pending, None)
+                if sc is None:
+                    return
+                try:
+                    record, result_msg = self.run_case(sc)
+                    self._finish_case(record, result_msg)
+                except BaseException as exc:  # noqa: BLE001 - re-raised on the node's thread
+                    with lock:
+                        failures.append(exc)
+                    return
+
+        threads = [threading.Thread(target=worker, name=f"bench-case-{i}", daemon=True)
+                   for i in range(min(self.cfg.concurrency, len(todo)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+        if failures:
+            raise next((f for f in failures if isinstance(f, Interrupted)), failures[0])
+        if self._interrupted():
+            raise Interrupted()
 
     def _wait_for_power(self) -> None:
         """Wait (up to power_wait_s after node start, discovery takes seconds) for the first
@@ -301,7 +358,8 @@ class BenchmarkNode(Node):
             raise AgentUnavailable(f"goal {goal.task_id} was not acknowledged") from None
         if not handle.accepted:
             return None, f"goal {goal.task_id} rejected by the agent"
-        self._current_goal = handle
+        with self._in_flight_lock:
+            self._in_flight.add(handle)
         try:
             wrapped = self._wait(handle.get_result_async(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -311,7 +369,8 @@ class BenchmarkNode(Node):
                 pass
             return None, "timeout"
         finally:
-            self._current_goal = None
+            with self._in_flight_lock:
+                self._in_flight.discard(handle)
         result = wrapped.result
         if wrapped.status != GoalStatus.STATUS_SUCCEEDED and not result.error:
             result.error = f"goal ended with status {_STATUS.get(wrapped.status, wrapped.status)}"
@@ -370,7 +429,8 @@ class BenchmarkNode(Node):
         result = play.result
         wall = time.monotonic() - t0_wall
         t1 = self._now_s()
-        energy_j, covered = self._energy(t0, t1)
+        # cases in flight together share the power samples: a case's own energy is not attributable
+        energy_j, covered = self._energy(t0, t1) if self.cfg.concurrency == 1 else (math.nan, 0.0)
         metrics_msgs = [m for o in play.outcomes if o.source is not None for m in o.source.metrics]
         call_msgs = [r.call for r in play.counted_sources("tool_calls")]
         self._fill_call_energy(metrics_msgs)
@@ -389,8 +449,9 @@ class BenchmarkNode(Node):
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         self._stop.set()
-        handle = self._current_goal
-        if handle is not None and self.context.ok():
+        with self._in_flight_lock:
+            handles = list(self._in_flight)
+        for handle in handles if self.context.ok() else ():
             try:
                 handle.cancel_goal_async()
             except Exception:  # noqa: BLE001 - best effort on shutdown

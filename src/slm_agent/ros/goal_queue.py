@@ -5,9 +5,11 @@ callback on an executor thread at once, so queued goals would each hold a
 thread while they wait for the one engine, and tool-service responses,
 cancel requests and lifecycle calls could starve.  Here accepted goals wait
 in a plain FIFO and hold no thread; a dispatcher thread starts the next goal
-(``goal_handle.execute()``) when the running one ends, and ends at once a
+(``goal_handle.execute()``) when a running one ends, and ends at once a
 waiting goal that is cancelled (or every waiting goal while the node is not
-active).  At most ``limit`` goals are admitted at once (running + waiting).
+active).  At most ``limit`` goals are admitted at once (running + waiting);
+at most :attr:`GoalQueue.parallel` run at once (default 1: one after the
+other; more only for an engine that serves concurrent calls).
 
 Goal handles are duck-typed (``execute()``, ``is_cancel_requested``,
 ``goal_id.uuid``, ``request.task_id``): no rclpy import.
@@ -61,7 +63,8 @@ class GoalQueue:
         self._queued = 0                        # admitted and not ended (running + waiting)
         self._waiting: "deque[Job]" = deque()   # accepted, not yet dispatched (FIFO)
         self._jobs: dict[bytes, Job] = {}       # dispatched, execute callback not yet returned
-        self._running: Optional[Job] = None
+        self._running: set[Job] = set()         # dispatched to run, execute callback not yet returned
+        self.parallel = 1                       # goals run at once (set at configure, while none runs)
         self._closing = False
         self._task_seq = 0
         self._thread = threading.Thread(target=self._loop, name="agent-dispatch", daemon=True)
@@ -100,8 +103,7 @@ class GoalQueue:
         with self._cv:
             if self._jobs.pop(_key(job.goal_handle), None) is not None:
                 self._queued -= 1
-            if self._running is job:
-                self._running = None
+            self._running.discard(job)
             self._cv.notify_all()
 
     def end_waiting(self) -> None:
@@ -137,11 +139,17 @@ class GoalQueue:
             self._log_error(f"goal {job.task_id!r} could not be dispatched: {type(exc).__name__}: {exc}")
             self.finished(job)
 
+    @property
+    def running(self) -> int:
+        """Goals dispatched to run whose execute callback has not returned."""
+        with self._cv:
+            return len(self._running)
+
     def _loop(self) -> None:
-        """Dispatcher thread: FIFO order, one goal running at a time; waiting goals that are
-        cancelled (or all of them while inactive) end at once, without running."""
+        """Dispatcher thread: FIFO order, up to ``parallel`` goals running at a time; waiting
+        goals that are cancelled (or all of them while inactive) end at once, without running."""
         while True:
-            start: Optional[Job] = None
+            start: list[Job] = []
             with self._cv:
                 if self._closing:
                     return
@@ -149,14 +157,16 @@ class GoalQueue:
                 ended = [j for j in self._waiting if inactive or j.goal_handle.is_cancel_requested]
                 for j in ended:
                     self._waiting.remove(j)
-                if not ended and self._running is None and self._waiting:
-                    start = self._running = self._waiting.popleft()
-                if not ended and start is None:
+                while not ended and self._waiting and len(self._running) < max(1, self.parallel):
+                    job = self._waiting.popleft()
+                    self._running.add(job)
+                    start.append(job)
+                if not ended and not start:
                     self._cv.wait(DISPATCH_POLL_S if self._waiting else None)
             for j in ended:
                 self._dispatch(j, run=False)
-            if start is not None:
-                self._dispatch(start, run=True)
+            for j in start:
+                self._dispatch(j, run=True)
 
 
 __all__ = ["CancelFlag", "GoalQueue", "Job"]

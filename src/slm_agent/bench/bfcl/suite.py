@@ -242,3 +242,6 @@ class BfclSuite(Suite):
 
     def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
         return MultiTurnEpisode(scenario, ctx) if is_multi_turn(scenario) else SingleTurnEpisode(scenario, ctx)
+
+    def hosts_tools(self, scenario: Scenario) -> bool:
+        return is_multi_turn(scenario)   # MultiTurnEpisode serves the case's classes as InvokeTool services

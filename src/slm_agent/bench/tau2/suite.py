@@ -605,6 +605,9 @@ class Tau2Suite(Suite):
     def episode(self, scenario: Scenario, ctx: CaseContext) -> Episode:
         return Tau2Episode(scenario, ctx, self.options)
 
+    def hosts_tools(self, scenario: Scenario) -> bool:
+        return True   # every task serves its domain's tools (Tau2Episode.start)
+
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         from slm_agent.bench.runner import summary_lines
 
