@@ -134,7 +134,7 @@ class BenchmarkNode(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.action = RaceFreeActionClient(self, RunTask, self.cfg.agent_action, callback_group=self._cb_group)
         self._tool_host = None
-        self._in_flight: set = set()            # goal handles awaiting their result (close() cancels them)
+        self._in_flight: dict[int, Any] = {}    # goal handles awaiting their result, by id() (close() cancels them)
         self._in_flight_lock = threading.Lock()
         self.get_logger().info(
             f"benchmark: suite={self.cfg.suite} categories={','.join(self.cfg.categories)} "
@@ -359,7 +359,7 @@ class BenchmarkNode(Node):
         if not handle.accepted:
             return None, f"goal {goal.task_id} rejected by the agent"
         with self._in_flight_lock:
-            self._in_flight.add(handle)
+            self._in_flight[id(handle)] = handle   # ClientGoalHandle is not hashable
         try:
             wrapped = self._wait(handle.get_result_async(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -370,7 +370,7 @@ class BenchmarkNode(Node):
             return None, "timeout"
         finally:
             with self._in_flight_lock:
-                self._in_flight.discard(handle)
+                self._in_flight.pop(id(handle), None)
         result = wrapped.result
         if wrapped.status != GoalStatus.STATUS_SUCCEEDED and not result.error:
             result.error = f"goal ended with status {_STATUS.get(wrapped.status, wrapped.status)}"
@@ -450,7 +450,7 @@ class BenchmarkNode(Node):
     def close(self) -> None:
         self._stop.set()
         with self._in_flight_lock:
-            handles = list(self._in_flight)
+            handles = list(self._in_flight.values())
         for handle in handles if self.context.ok() else ():
             try:
                 handle.cancel_goal_async()

@@ -1,0 +1,211 @@
+"""``slm-agent bench --concurrency``: cases in flight at once against a real model server.
+
+The server is llama-cpp-python's own (``python -m llama_cpp.server``) on
+loopback with the embedded Gemma 3 270M model; the agent reaches it through a
+temporary ``openai_http`` profile.  The same three BFCL simple_python cases
+run at ``--concurrency 1`` and then ``--concurrency 2`` (the agent then runs
+two goals at once, ``max_parallel_goals`` 2), and each case's parsed calls,
+raw output and verdict must equal its concurrency-1 result.
+
+Determinism: the server is started with ``--interrupt_requests False`` (its
+default, True, aborts the streaming request in progress when the next one
+arrives) and evaluates one request at a time on one model; it reuses the KV
+prefix of the request before, so at concurrency 2 the prompts reach it in
+another order than at concurrency 1.  Greedy outputs were compared across
+these orders by hand first (same calls, same text, 3 of 3 cases) and are
+compared here on every run: a difference would fail this test, not be
+averaged away.  The two goals of the concurrency-2 run really overlapped:
+checked on the per-call metrics' start/end stamps in results.jsonl.
+
+Also here, without a server: the refusals in one line (exit 2, nothing
+started) and the resume rule.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) not installed")
+pytest.importorskip("slm_agent.action", reason="slm_agent interfaces not generated/installed")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_helpers import REPO, jsonl_records  # noqa: E402
+
+from slm_agent.bench import rundir  # noqa: E402
+
+CLI = [sys.executable, "-m", "slm_agent.cli"]
+CASES = ["simple_python_0", "simple_python_1", "simple_python_2"]
+RUN_TIMEOUT_S = 280
+
+
+def _stamp(s: dict) -> float:
+    return s["sec"] + s["nanosec"] / 1e9
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    httpx = pytest.importorskip("httpx", reason="the agent's openai_http engine needs httpx")
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra (fastapi, uvicorn, "
+                                                       "sse-starlette) is not installed")
+    sys.path.insert(0, str(REPO / "test" / "engines"))
+    from engines_fixtures import free_port
+
+    from slm_agent.profiles import load_profile
+
+    model = load_profile("gemma3-270m-q4km").model_path
+    assert model is not None
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+           "--n_ctx", "4096", "--n_threads", "2", "--chat_format", "gemma", "--verbose", "False",
+           "--interrupt_requests", "False"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not become ready within 120 s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _profile(path: Path, url: str) -> Path:
+    """openai_http profile for llama-cpp-python's server: no usage in streams, the schema
+    in response_format json_object; greedy, few tokens (the calls here take <= 43)."""
+    path.write_text(f"""\
+name: concurrency-test-http
+description: llama-cpp-python server on loopback (test)
+model:
+  name: gemma
+backend:
+  type: openai_http
+  openai_http:
+    base_url: {url}
+    connect_timeout_s: 5.0
+    read_timeout_s: 120.0
+    include_usage: false
+    structured_output: json_object_schema
+    grammar_field: grammar
+chat:
+  mode: template
+  stop: ["<end_of_turn>"]
+sampling:
+  temperature: 0.0
+  top_p: 1.0
+  max_tokens: 64
+  seed: 0
+""", encoding="utf-8")
+    return path
+
+
+def _bench(out: Path, *extra: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "bench", "--suite", "bfcl", "--ids", ",".join(CASES), "--output-dir", str(out),
+                           "--no-record", "--no-telemetry", "--no-report", "--quiet", *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _by_case(out: Path) -> dict[str, dict]:
+    records = jsonl_records(out / "results.jsonl")
+    ids = [r["case_id"] for r in records]
+    assert sorted(ids) == sorted(CASES), f"each case exactly once: {ids}"
+    return {r["case_id"]: r for r in records}
+
+
+def test_concurrency_2_gives_each_case_its_concurrency_1_result(server_url, tmp_path):
+    profile = _profile(tmp_path / "http.yaml", server_url)
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"c{n}"
+        res = _bench(out, "--model", str(profile), "--concurrency", str(n))
+        logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted((out / "logs").glob("*.log")))
+        assert res.returncode == 0, f"concurrency {n}: exit {res.returncode}\n{res.stderr[-2000:]}\n{logs}"
+        runs[n] = _by_case(out)
+        run_json = json.loads((out / "run.json").read_text())
+        assert run_json["config"]["concurrency"] == n
+        if n == 2:
+            assert "max_parallel_goals=2" in (out / "logs" / "agent.log").read_text(), "the agent ran 2 at once"
+
+    one, two = runs[1], runs[2]
+    assert any(r["calls"] for r in one.values()), "the model emitted no call at all: the comparison is empty"
+    for case in CASES:
+        a, b = one[case], two[case]
+        assert [(c["name"], json.loads(c["arguments"])) for c in b["calls"]] == \
+               [(c["name"], json.loads(c["arguments"])) for c in a["calls"]], case
+        assert (b["passed"], b["valid"], b["error_type"]) == (a["passed"], a["valid"], a["error_type"]), case
+        assert b["raw_output"] == a["raw_output"], case
+        assert len(b["metrics"]) == len(a["metrics"]) >= 1, case
+        assert b["energy_j"] is None, "a case's energy is not attributable at concurrency 2 (NaN)"
+
+    # the goals of the concurrency-2 run were in flight together: some two LLM calls overlap
+    windows = sorted((_stamp(m["header"]["stamp"]), _stamp(m["end_stamp"]), case)
+                     for case, r in two.items() for m in r["metrics"])
+    overlaps = [(x[2], y[2]) for i, x in enumerate(windows) for y in windows[i + 1:] if y[0] < x[1]]
+    assert overlaps, f"no two calls overlapped at concurrency 2: {windows}"
+    # at concurrency 1 none did (the check above can fail)
+    windows1 = sorted((_stamp(m["header"]["stamp"]), _stamp(m["end_stamp"])) for r in one.values()
+                      for m in r["metrics"])
+    assert all(b0 >= a1 for (_a0, a1), (b0, _b1) in zip(windows1, windows1[1:])), windows1
+
+    from slm_agent.bench.report import make_report
+
+    text = make_report(tmp_path / "c2", plots=False).markdown
+    assert "Concurrency 2:" in text and "energy_j NaN per case" in text
+    assert "Concurrency 1: one case at a time" in make_report(tmp_path / "c1", plots=False).markdown
+
+    # a resume into the concurrency-1 directory at concurrency 2 is refused in one line
+    res = _bench(tmp_path / "c1", "--model", str(profile), "--concurrency", "2", timeout=60)
+    assert res.returncode == 2 and "concurrency (1 there, 2 now)" in res.stderr, res.stderr
+
+
+def test_concurrency_is_refused_for_an_in_process_model_and_for_hosted_tools(tmp_path):
+    res = _bench(tmp_path / "a", "--model", "gemma3-270m-q4km", "--concurrency", "2", timeout=60)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--concurrency: 2 cases at once needs a server backend" in lines[0], lines
+    assert not (tmp_path / "a").exists(), "nothing written before the refusal"
+
+    res = subprocess.run([*CLI, "bench", "--agent", "gold", "--ids", "multi_turn_base_0", "--concurrency", "3",
+                          "--output-dir", str(tmp_path / "b"), "--no-record", "--no-telemetry"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert res.returncode == 2, res.stderr
+    assert "--concurrency: 3 cases at once cannot run multi_turn_base" in res.stderr, res.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_agent_refuses_parallel_goals_with_an_in_process_engine():
+    res = subprocess.run([sys.executable, "-m", "slm_agent.nodes.agent_node", "--ros-args", "-p", "autostart:=true",
+                          "-p", "model:=gemma3-270m-q4km", "-p", "max_parallel_goals:=2"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out[-2000:]
+    assert "max_parallel_goals=2 needs a server backend (openai_http)" in out, out[-2000:]
+    assert "loaded in" not in out, "refused before the model was loaded"
+
+
+def test_resume_with_another_concurrency_needs_allow_different_run():
+    old = {"suite": "bfcl", "model": "m", "categories": ["simple_python"], "ids": [], "limit": 3}
+    diffs, identity_ok = rundir.run_differences(old, {**old, "concurrency": 2})
+    assert diffs == ["concurrency (1 there, 2 now)"] and identity_ok   # allowed with the flag only
+    assert rundir.run_differences({**old, "concurrency": 2}, {**old, "concurrency": 2}) == ([], True)
