@@ -1,8 +1,13 @@
 """``slm-agent bench --concurrency``: cases in flight at once against a real model server.
 
 The server is llama-cpp-python's own (``python -m llama_cpp.server``) on
-loopback with the embedded Gemma 3 270M model; the agent reaches it through a
-temporary ``openai_http`` profile.  The same three BFCL simple_python cases
+loopback with the embedded SmolLM2 135M model (chatml; it answers all three
+cases with real calls, and its 49k vocabulary keeps the server's
+schema-constrained sampling cheap: Gemma 3's 262k made one run take minutes);
+the agent reaches it through a temporary ``openai_http`` profile.  The server
+runs ONE llama.cpp thread: on two cores shared with other work, two threads
+spin-waiting on each other made single calls 10x slower (94 s instead of 8 s
+measured for one case), with one thread a run of three cases takes ~20-25 s.  The same three BFCL simple_python cases
 run at ``--concurrency 1`` and then ``--concurrency 2`` (the agent then runs
 two goals at once, ``max_parallel_goals`` 2), and each case's parsed calls,
 raw output and verdict must equal its concurrency-1 result.
@@ -12,7 +17,8 @@ default, True, aborts the streaming request in progress when the next one
 arrives) and evaluates one request at a time on one model; it reuses the KV
 prefix of the request before, so at concurrency 2 the prompts reach it in
 another order than at concurrency 1.  Greedy outputs were compared across
-these orders by hand first (same calls, same text, 3 of 3 cases) and are
+these orders by hand first (same calls, same raw text, 3 of 3 cases, with
+Gemma 3 270M and SmolLM2 135M) and are
 compared here on every run: a difference would fail this test, not be
 averaged away.  The two goals of the concurrency-2 run really overlapped:
 checked on the per-call metrics' start/end stamps in results.jsonl.
@@ -59,11 +65,12 @@ def server_url() -> Iterator[str]:
 
     from slm_agent.profiles import load_profile
 
-    model = load_profile("gemma3-270m-q4km").model_path
+    model = load_profile("smollm2-135m-q4_1").model_path
     assert model is not None
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "4096", "--n_threads", "2", "--chat_format", "gemma", "--verbose", "False",
+           "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--chat_format", "chatml",
+           "--verbose", "False",
            "--interrupt_requests", "False"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"
@@ -93,12 +100,12 @@ def server_url() -> Iterator[str]:
 
 def _profile(path: Path, url: str) -> Path:
     """openai_http profile for llama-cpp-python's server: no usage in streams, the schema
-    in response_format json_object; greedy, few tokens (the calls here take <= 43)."""
+    in response_format json_object; greedy, few tokens (the calls here take <= 23)."""
     path.write_text(f"""\
 name: concurrency-test-http
 description: llama-cpp-python server on loopback (test)
 model:
-  name: gemma
+  name: smollm2
 backend:
   type: openai_http
   openai_http:
@@ -110,7 +117,7 @@ backend:
     grammar_field: grammar
 chat:
   mode: template
-  stop: ["<end_of_turn>"]
+  stop: ["<|im_end|>"]
 sampling:
   temperature: 0.0
   top_p: 1.0
