@@ -23,12 +23,15 @@ compared here on every run: a difference would fail this test, not be
 averaged away.  The two goals of the concurrency-2 run really overlapped:
 checked on the per-call metrics' start/end stamps in results.jsonl.
 
-Also here, without a server: the refusals in one line (exit 2, nothing
-started) and the resume rule.
+Also here, without a server: the gold agent (answers every goal at once,
+``--gold-delay`` inside each reported call) at concurrency 3 stopped by
+Ctrl-C and resumed (each case once, calls overlapped); the refusals in one
+line (exit 2, nothing started) and the resume rule.
 """
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -42,7 +45,7 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) not installed")
 pytest.importorskip("slm_agent.action", reason="slm_agent interfaces not generated/installed")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_helpers import REPO, jsonl_records  # noqa: E402
+from bench_helpers import REPO, Proc, jsonl_lines, jsonl_records, wait_until  # noqa: E402
 
 from slm_agent.bench import rundir  # noqa: E402
 
@@ -184,6 +187,35 @@ def test_concurrency_2_gives_each_case_its_concurrency_1_result(server_url, tmp_
     # a resume into the concurrency-1 directory at concurrency 2 is refused in one line
     res = _bench(tmp_path / "c1", "--model", str(profile), "--concurrency", "2", timeout=60)
     assert res.returncode == 2 and "concurrency (1 there, 2 now)" in res.stderr, res.stderr
+
+
+def test_gold_concurrency_3_ctrl_c_then_resume_writes_each_case_once(tmp_path):
+    out = tmp_path / "gold"
+    argv = [*CLI, "bench", "--agent", "gold", "--gold-delay", "0.6", "--categories", "simple_python", "--limit", "9",
+            "--concurrency", "3", "--output-dir", str(out), "--no-record", "--no-telemetry", "--no-report"]
+    first = Proc(argv, "cli")
+    try:
+        assert wait_until(lambda: len(jsonl_lines(out / "results.jsonl")) >= 2, 120.0), first.log()
+        code = first.terminate(signal.SIGINT, timeout_s=60)
+        log = first.log(10**6)
+    finally:
+        first.close()
+    assert code == 130, log
+    done = [r["case_id"] for r in jsonl_records(out / "results.jsonl")]
+    assert 2 <= len(done) < 9 and len(set(done)) == len(done), done
+
+    second = Proc(argv, "cli")
+    try:
+        assert second.wait(180) == 0, second.log()
+    finally:
+        second.close()
+    records = jsonl_records(out / "results.jsonl")
+    ids = [r["case_id"] for r in records]
+    assert sorted(ids) == sorted(f"simple_python_{i}" for i in range(9)) and len(ids) == 9, ids
+    assert all(r["passed"] for r in records), "gold answers pass"
+    windows = sorted((_stamp(m["header"]["stamp"]), _stamp(m["end_stamp"])) for r in records for m in r["metrics"])
+    assert any(b0 < a1 for i, (_a0, a1) in enumerate(windows) for b0, _b1 in windows[i + 1:]), windows
+    assert all(r["energy_j"] is None for r in records)
 
 
 def test_concurrency_is_refused_for_an_in_process_model_and_for_hosted_tools(tmp_path):
