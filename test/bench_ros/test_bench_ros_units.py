@@ -99,6 +99,11 @@ def test_progress_eta():
     assert p.done == 6 and p.passed == 3
     assert p.eta_s == pytest.approx(4 * 3.0)
     assert "[6/10]" in p.line("x", False) and "50.0%" in p.line("x", False) and "ETA 12s" in p.line("x", False)
+    # 4 cases in flight at once: the 4 left take about one mean case time, not four
+    p4 = runner.Progress(total=10, already_done=4, already_passed=2, concurrency=4)
+    p4.add(True, 2.0)
+    p4.add(False, 4.0)
+    assert p4.eta_s == pytest.approx(4 * 3.0 / 4) and "ETA 3s" in p4.line("x", False)
 
 
 def _m(ttft, dec, e=math.nan):
