@@ -255,6 +255,17 @@ class ContextSpec(_Group):
     n_ubatch: int = 512
     #: keep the KV cache between calls and only prefill the new suffix.
     prefix_reuse: bool = True
+    #: llama.cpp: evaluate prompts in batches that start at multiples of this
+    #: many positions (<= n_batch).  llama.cpp's CPU kernels are not batch
+    #: invariant (a matrix product over 300 prompt rows rounds differently
+    #: from one over 130), so a suffix prefilled after a reused prefix is not
+    #: bit-identical to a cold prefill of the whole prompt -- unless both cut
+    #: the prompt at the same positions.  With this set, a reused prefix is
+    #: rounded down to a chunk boundary and the rest re-evaluated, so warm and
+    #: cold calls give the same logits to the last bit; it costs up to one
+    #: chunk of re-evaluated tokens per call.  0 = one batch per n_batch
+    #: (faster reuse, but a cached prefix may change greedy outputs).
+    prefill_chunk: int = 64
     #: full-size sliding-window KV cache.  Models with SWA layers (Gemma 3,
     #: gpt-oss) otherwise drop window-expired cells, and a reused prefix then
     #: attends to fewer tokens than a cold prefill would.
@@ -314,11 +325,12 @@ class ChatSpec(_Group):
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     #: extra stop strings appended to every request's ``stop``.
     stop: list[str] = field(default_factory=list)
-    #: order of the agent's system prompt.  ``tools_first``: tools, format
-    #: rules, example (the seed's layout); ``shared_prefix``: the parts every
-    #: case shares (instructions, format rules, example) first and the tools
-    #: last, so the engine's prompt cache reuses the shared prefix.
-    prompt_layout: Literal["tools_first", "shared_prefix"] = "tools_first"
+    #: order of the agent's system prompt.  ``shared_prefix`` (default): the
+    #: parts every case shares (instructions, format rules, example) first and
+    #: the tools last, so the engine's prompt cache prefills the shared part
+    #: once per run; ``tools_first``: tools, format rules, example (the seed's
+    #: layout, kept for comparison).
+    prompt_layout: Literal["tools_first", "shared_prefix"] = "shared_prefix"
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -507,6 +519,8 @@ def _check_semantics(p: Profile, problems: list[str]) -> None:
         problems.append(f"context.n_batch: must be > 0, got {c.n_batch}")
     if c.n_ubatch <= 0 or c.n_ubatch > c.n_batch:
         problems.append(f"context.n_ubatch: must be in 1..n_batch ({c.n_batch}), got {c.n_ubatch}")
+    if c.prefill_chunk < 0 or c.prefill_chunk > c.n_batch:
+        problems.append(f"context.prefill_chunk: must be in 0..n_batch ({c.n_batch}), got {c.prefill_chunk}")
     lc = b.llama_cpp
     for key, val, lo in (("grammar_top_k", lc.grammar_top_k, 0), ("prompt_lookup_tokens", lc.prompt_lookup_tokens, 0),
                          ("prompt_lookup_ngram", lc.prompt_lookup_ngram, 1)):

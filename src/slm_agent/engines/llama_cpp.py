@@ -1,19 +1,27 @@
 """llama.cpp backend (llama-cpp-python), the default engine.
 
-Why the engine drives ``Llama.generate()`` itself instead of calling
-``create_completion(stream=True)``:
+Why the engine runs its own token loop on ``Llama.eval()`` instead of
+calling ``create_completion(stream=True)`` or ``Llama.generate()``:
 
 * exact token accounting -- every sampled token passes through
   :class:`StreamTimer` the moment it exists, so TTFT is the first *token*,
   not the first chunk that survived stop-string hold-back, and
   ``decode_tokens`` is a count, not a guess from chunks;
-* prefix KV reuse stays visible -- ``generate(reset=True)`` keeps the longest
-  common token prefix of the previous call's ``_input_ids`` in the KV cache
-  and only prefills the rest.  The engine never calls ``reset()`` (unless the
-  profile turns reuse off), predicts the reused length from the token lists
-  before the call, and checks it against llama.cpp's own prompt-eval counter
-  afterwards (hybrid/recurrent models cannot truncate their state, so
-  llama.cpp silently re-prefills; that is then reported, not hidden);
+* exact prefix KV reuse -- the engine keeps the longest common token prefix
+  of the previous call in the KV cache (never ``reset()`` unless the profile
+  turns reuse off) and only prefills the rest, and it says how much it kept
+  (checked against llama.cpp's own prompt-eval counter afterwards: hybrid /
+  recurrent models cannot truncate their state, so llama.cpp silently
+  re-prefills; that is then reported, not hidden).  llama.cpp's CPU kernels
+  are not batch invariant -- a prompt row is rounded differently in a batch
+  of 300 than in one of 130 -- so a suffix prefilled after a reused prefix
+  would not be bit-identical to a cold prefill and could change greedy
+  outputs.  The engine therefore prefills in batches that start at multiples
+  of ``context.prefill_chunk`` positions and rounds the kept prefix down to
+  such a boundary: warm and cold calls run the same batches and give the
+  same logits to the last bit (``Llama.generate`` always re-evaluates the
+  last prompt token alone and splits at n_batch from wherever the cache
+  ended);
 * chat templating happens here (GGUF template, a profile template, or a
   named llama-cpp-python format -- never llama-cpp-python's silent
   ``llama-2`` fallback, which is wrong for most models) and the rendered
@@ -23,23 +31,25 @@ llama.cpp's perf counters (``llama_perf_context``) are reset before every
 call and reported in ``engine_counters`` next to our own timings.
 
 Constrained decoding (``json_schema`` / ``grammar``) does not hand the
-grammar to ``generate()``: llama-cpp-python then runs the grammar over the
+grammar to the sampler chain: llama-cpp-python then runs the grammar over the
 whole vocabulary (262k tokens for Gemma 3) at every step, which here cut
 decode speed to about a third and would bias every constrained benchmark.
 Instead the engine samples as usual and only checks the chosen token
 against the grammar, falling back to grammar-then-sample over the full
 vocabulary when it is rejected -- llama.cpp's own common sampler strategy,
-exact for greedy decoding.  For greedy requests (temperature 0, no repeat
-penalty) the engine runs its own loop (``_generate_greedy``): a rejected
-argmax is followed by a grammar check of the ``grammar_top_k`` likeliest
-tokens in logit order before the full-vocabulary pass (same token, a
-fraction of the cost), and ``prompt_lookup_tokens`` > 0 adds draft-free
-speculative decoding (drafts copied from an earlier match of the last
-n-gram, verified in one batch).  Both give the plain loop's tokens; the
-drafts' batch does so only with ``cpu.use_extra_bufts: false``, because
-llama.cpp's repacked kernels are not batch invariant (measured with Gemma 3
-270M on BFCL simple_python: with repacking, speculation changed 2 of 4
-outputs and a reused prefix 1 of 5 against a cold prefill; without, none).  JSON schemas are converted to GBNF by
+exact for greedy decoding.  Greedy requests (temperature 0, no repeat
+penalty) run :meth:`LlamaCppEngine._generate_greedy`: a rejected argmax is
+followed by a grammar check of the ``grammar_top_k`` likeliest tokens in
+logit order before the full-vocabulary pass (same token, a fraction of the
+cost), and ``prompt_lookup_tokens`` > 0 adds draft-free speculative decoding
+(drafts copied from an earlier match of the last n-gram, verified in one
+batch).  The top-k check gives the plain loop's tokens exactly.  The
+drafts' batch does not guarantee it: a batch of 2-7 rows is rounded
+differently from the one-row decode step (measured on this build with and
+without ``cpu.use_extra_bufts``: last-row logits differ by up to 0.6 for
+Gemma 3 270M), so an argmax between two close logits can flip; prompt
+lookup stays off by default and ``benchmarks/bench_throughput.py`` counts
+the outputs it changes.  JSON schemas are converted to GBNF by
 llama-cpp-python's converter, which enforces structure, types, enums,
 ``required`` and string lengths but not numeric ``minimum``/``maximum``.
 """
@@ -187,6 +197,8 @@ class LlamaCppEngine(Engine):
             data=self._single_data, size=1, selected=-1, sorted=False
         )
         self._grammar_fallbacks = 0
+        #: leading KV positions computed by whole prefill chunks (reusable bit-exactly)
+        self._exact_upto = 0
 
     # ------------------------------------------------------------------ load
 
@@ -273,6 +285,7 @@ class LlamaCppEngine(Engine):
         try:
             if self._llm is not None:
                 self._llm.reset()
+                self._exact_upto = 0
         finally:
             self._lock.release()
 
@@ -346,7 +359,6 @@ class LlamaCppEngine(Engine):
             predicted = 0
         if request.seed is not None:
             llm.set_seed(request.seed)
-        s = self.profile.sampling
         fallbacks_before = self._grammar_fallbacks
         llama_cpp.llama_perf_context_reset(ctx)
 
@@ -358,18 +370,8 @@ class LlamaCppEngine(Engine):
         spec = _SpecStats()
         if self._greedy(request):
             gen: Iterator[int] = self._generate_greedy(tokens, predicted, grammar, spec)
-        elif grammar is None:
-            gen = llm.generate(
-                tokens,
-                top_k=request.top_k,
-                top_p=request.top_p,
-                min_p=s.min_p,
-                temp=request.temperature,
-                repeat_penalty=s.repeat_penalty,
-                reset=True,  # True = "prefix-match against the cache", not "clear"
-            )
         else:
-            gen = self._generate_constrained(tokens, predicted, request, grammar)
+            gen = self._generate_sampled(tokens, predicted, request, grammar)
         try:
             for tok in gen:
                 timer.token()
@@ -432,12 +434,15 @@ class LlamaCppEngine(Engine):
     # ------------------------------------------------------------- helpers
 
     def _predict_reuse(self, tokens: list[int]) -> int:
-        """Tokens ``Llama.generate`` will keep from the KV cache for ``tokens``.
+        """How many tokens of the KV cache the call keeps for ``tokens``.
 
-        Mirrors llama-cpp-python 0.3.x: longest common prefix with the cached
-        ``_input_ids``; a fully matched prompt keeps all tokens only if the
-        cache holds exactly the prompt with live logits, else the last token
-        is replayed to refresh the logits.
+        The longest common prefix with the cached tokens, but at least the
+        last prompt token is evaluated (its logits are needed) unless the
+        cache holds exactly the prompt with live logits; then rounded down to
+        a multiple of ``context.prefill_chunk``, so the rest is prefilled in
+        the same batches as a cold call (:meth:`_prefill`) and the result is
+        bit-identical to it (measured on this build: batches of 1, of 2-7 and
+        of 8 or more prompt rows give three different roundings).
         """
         llm = self.llama
         cached = llm.n_tokens
@@ -449,18 +454,37 @@ class LlamaCppEngine(Engine):
             if a != b:
                 break
             lcp += 1
-        if lcp == len(tokens):
-            if cached == len(tokens) and not getattr(llm, "_requires_eval", True):
-                return lcp
-            return lcp - 1
-        return lcp
+        if lcp == len(tokens) == cached and not getattr(llm, "_requires_eval", True):
+            return lcp
+        keep = min(lcp, len(tokens) - 1)
+        chunk = self.profile.context.prefill_chunk
+        if chunk <= 0:
+            return keep
+        # only whole chunks a prefill computed: generated tokens were
+        # evaluated one at a time, and a short last chunk in another batch size
+        return min(keep - keep % chunk, self._exact_upto)
+
+    def _prefill(self, todo: list[int]) -> None:
+        """Evaluate prompt tokens after the cache in batches that start at
+        multiples of ``context.prefill_chunk`` (one batch per n_batch if 0)."""
+        llm = self.llama
+        chunk = self.profile.context.prefill_chunk
+        if chunk <= 0:
+            if todo:
+                llm.eval(todo)
+            return
+        i, pos = 0, llm.n_tokens
+        while i < len(todo):
+            n = chunk - pos % chunk
+            llm.eval(todo[i:i + n])
+            i += n
+            pos += n
+        self._exact_upto = pos - pos % chunk
 
     def _greedy(self, request: ChatRequest) -> bool:
         """Whether the request is plain greedy decoding (temperature 0, no
-        repeat penalty), the case the exact fast path handles."""
-        opts = self.profile.backend.llama_cpp
-        if opts.grammar_top_k <= 0 and opts.prompt_lookup_tokens <= 0:
-            return False
+        repeat penalty): then :meth:`_generate_greedy` runs, else the
+        sampler chain (:meth:`_generate_sampled`)."""
         return request.temperature == 0.0 and self.profile.sampling.repeat_penalty == 1.0
 
     def _generate_greedy(
@@ -489,8 +513,7 @@ class LlamaCppEngine(Engine):
         n_vocab = llm.n_vocab()
         history = list(tokens)
         try:
-            if todo:
-                llm.eval(todo)
+            self._prefill(todo)
             row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
             tok = self._pick_greedy(row, gram, spec)
             while True:
@@ -531,8 +554,10 @@ class LlamaCppEngine(Engine):
         if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
             llm.n_tokens = reuse
             llm._requires_eval = True
+            self._exact_upto = min(self._exact_upto, reuse)
             return tokens[reuse:]
         llm.reset()
+        self._exact_upto = 0
         return list(tokens)
 
     def _eval_rows(self, seq: list[int], n_vocab: int) -> list[np.ndarray]:
@@ -600,25 +625,18 @@ class LlamaCppEngine(Engine):
         llama_cpp.llama_sampler_apply(gram, ctypes.byref(view))
         return [not math.isinf(arr[i].logit) for i in range(n)]
 
-    def _generate_constrained(
-        self, tokens: list[int], reuse: int, request: ChatRequest, grammar: "LlamaGrammar"
+    def _generate_sampled(
+        self, tokens: list[int], reuse: int, request: ChatRequest, grammar: Optional["LlamaGrammar"]
     ) -> Iterator[int]:
-        """``Llama.generate`` with a lazily applied grammar (see module doc).
+        """Sampling with llama.cpp's sampler chain, the grammar (if any)
+        applied lazily (see module doc).
 
-        Cache handling mirrors ``generate``: keep ``reuse`` tokens of the KV
-        cache (``_predict_reuse``), evaluate the rest, sample, evaluate each
-        sampled token before sampling the next.
+        Keeps ``reuse`` tokens of the KV cache (:meth:`_predict_reuse`),
+        prefills the rest in chunks (:meth:`_prefill`), samples, evaluates
+        each sampled token before sampling the next.
         """
         llm = self.llama
-        if reuse == len(tokens) and reuse > 0:
-            todo: list[int] = []  # exact cache hit with live logits
-        elif reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-            llm.n_tokens = reuse
-            llm._requires_eval = True
-            todo = tokens[reuse:]
-        else:
-            llm.reset()
-            todo = list(tokens)
+        todo = self._keep_prefix(tokens, reuse)
         s = self.profile.sampling
         chain = llm._init_sampler(
             top_k=request.top_k,
@@ -627,15 +645,16 @@ class LlamaCppEngine(Engine):
             temp=request.temperature,
             repeat_penalty=s.repeat_penalty,
         )
-        gram = llama_cpp.llama_sampler_init_grammar(
-            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not gram:
-            chain.close()
-            raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
+        gram = None
+        if grammar is not None:
+            gram = llama_cpp.llama_sampler_init_grammar(
+                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+            )
+            if not gram:
+                chain.close()
+                raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
         try:
-            if todo:
-                llm.eval(todo)
+            self._prefill(todo)
             while True:
                 tok = self._sample_lazy(chain.sampler, gram)
                 if tok < 0:
@@ -644,11 +663,12 @@ class LlamaCppEngine(Engine):
                 llm.eval([tok])
         finally:
             chain.close()
-            llama_cpp.llama_sampler_free(gram)
+            if gram is not None:
+                llama_cpp.llama_sampler_free(gram)
 
     def _sample_lazy(self, chain: Any, gram: Any) -> int:
-        """Sample with ``chain``; apply ``gram`` to the full vocabulary only
-        if the chosen token violates it."""
+        """Sample with ``chain``; apply ``gram`` (if any) to the full
+        vocabulary only if the chosen token violates it."""
         llm = self.llama
         cand = self._candidates
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
@@ -656,6 +676,9 @@ class LlamaCppEngine(Engine):
         cand.candidates.selected = -1
         llama_cpp.llama_sampler_apply(chain, ctypes.byref(cand.candidates))
         tok = int(cand.candidates_data.id[cand.candidates.selected])
+        if gram is None:
+            llama_cpp.llama_sampler_accept(chain, tok)
+            return tok
         self._single_data[0].id = tok
         self._single_data[0].logit = 1.0
         self._single_data[0].p = 0.0
