@@ -4,15 +4,18 @@
 Runs the same N BFCL cases (half ``simple_python``, half ``multiple``)
 through the real benchmark path -- ``slm-agent bench``: agent node and
 benchmark node as separate processes talking RunTask over DDS -- with two
-model profiles written next to the output:
+model profiles written next to the output, both from the model's profile
+(same prompt layout -- ``shared_prefix`` by default, the fixed part first --
+same ``context.prefill_chunk``, same CPU kernels):
 
-* ``off``: the model's profile with every optimisation off
-  (``backend.llama_cpp.grammar_top_k: 0`` = the full-vocabulary grammar
-  pass on every rejected token, ``chat.prompt_layout: tools_first``);
-* ``on``: ``grammar_top_k: 64``, ``chat.prompt_layout: shared_prefix``,
-  ``cpu.use_extra_bufts: false`` (llama.cpp's repacked kernels are not batch
-  invariant, so without this a reused prefix is not bit-identical to a cold
-  prefill) and ``prompt_lookup_tokens: --prompt-lookup``.
+* ``off``: ``context.prefix_reuse: false`` (every call prefills its whole
+  prompt), ``backend.llama_cpp.grammar_top_k: 0`` (the full-vocabulary
+  grammar pass on every rejected token), no prompt lookup;
+* ``on``: prefix reuse (the shared part prefilled once per run, reused in
+  whole chunks so the result is bit-identical to a cold prefill),
+  ``grammar_top_k: 64``, and ``prompt_lookup_tokens: --prompt-lookup``
+  (default 0: its verification batch is not guaranteed to round like
+  one-token decoding, see the engine's module doc).
 
 The cases run in blocks of ``--block``, off and on alternating (order
 flipped every block), each block one ``slm-agent bench`` call resuming its
@@ -22,9 +25,10 @@ fresh DDS domain (other sessions' agents on this machine cannot answer).
 Printed: per configuration cases per minute (from the benchmark's own
 per-case wall time; and end to end including node start-up per block),
 harness time per case (case wall time minus the LLM calls' total time),
-prompt and cached prompt tokens per case, tokens accepted per speculative
-step, then how many verdicts and parsed calls differ between off and on,
-and the cases-per-minute ratio LAST.
+prompt and cached prompt tokens per case, llama.cpp's prefill and decode
+time per case (where the rest of the time goes), tokens accepted per
+speculative step, then how many verdicts and parsed calls differ between off
+and on, and the cases-per-minute ratio LAST.
 
 Usage:  .venv/bin/python benchmarks/bench_throughput.py [--n 40] [--block 10] [--out /tmp/bench_throughput]
 """
@@ -66,9 +70,7 @@ def write_profiles(model: str, out: Path, prompt_lookup: int) -> dict[str, Path]
         on = name == "on"
         lc["grammar_top_k"] = 64 if on else 0
         lc["prompt_lookup_tokens"] = prompt_lookup if on else 0
-        prof["chat"]["prompt_layout"] = "shared_prefix" if on else "tools_first"
-        if on:
-            prof.setdefault("cpu", {})["use_extra_bufts"] = False
+        prof.setdefault("context", {})["prefix_reuse"] = on
         prof["name"] = f"{base.get('name', model)}-throughput-{name}"
         path = out / "profiles" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,8 +116,17 @@ def summary(recs: list[dict[str, Any]], e2e_s: float) -> dict[str, float]:
     steps = sum(x.get("spec_steps", 0.0) for x in c)
     acc = sum(x.get("spec_accepted_tokens", 0.0) for x in c)
     n = len(recs)
+    prefill_ms = sum(x.get("llama_prompt_eval_ms", 0.0) for x in c) / n
+    prefill_tok = sum(x.get("llama_prompt_eval_tokens", 0.0) for x in c) / n
+    decode_ms = sum(x.get("llama_eval_ms", 0.0) for x in c) / n
+    decode_tok = sum(x.get("llama_eval_tokens", 0.0) for x in c) / n
     return {
         "cases": n,
+        "prefill_ms_per_case": prefill_ms,
+        "prefill_tokens_evaluated_per_case": prefill_tok,
+        "prefill_ms_per_token": prefill_ms / prefill_tok if prefill_tok else float("nan"),
+        "decode_ms_per_case": decode_ms,
+        "decode_ms_per_token": decode_ms / decode_tok if decode_tok else float("nan"),
         "cases_per_min": 60.0 * n / sum(wall),
         "cases_per_min_e2e": 60.0 * n / e2e_s,
         "llm_s_per_case": statistics.mean(llm),
@@ -175,7 +186,9 @@ def main() -> int:
     calls = sum(1 for i in ids if parsed_calls(recs["off"][i]) != parsed_calls(recs["on"][i]))
     rows = [("cases", "{:.0f}"), ("passed", "{:.0f}"), ("cases_per_min_e2e", "{:.2f}"), ("llm_s_per_case", "{:.2f}"),
             ("harness_ms_mean", "{:.1f}"), ("harness_ms_median", "{:.1f}"), ("prompt_tokens_per_case", "{:.1f}"),
-            ("cached_prompt_tokens_per_case", "{:.1f}"), ("decode_tokens_per_case", "{:.1f}"),
+            ("cached_prompt_tokens_per_case", "{:.1f}"), ("prefill_tokens_evaluated_per_case", "{:.1f}"),
+            ("prefill_ms_per_case", "{:.0f}"), ("prefill_ms_per_token", "{:.2f}"), ("decode_tokens_per_case", "{:.1f}"),
+            ("decode_ms_per_case", "{:.0f}"), ("decode_ms_per_token", "{:.2f}"),
             ("grammar_full_vocab_passes_per_case", "{:.2f}"), ("spec_steps", "{:.0f}"),
             ("accepted_per_spec_step", "{:.2f}"), ("cases_per_min", "{:.2f}")]
     print(f"\nmodel {args.model}, {args.n} BFCL cases ({half} simple_python, {args.n - half} multiple), "

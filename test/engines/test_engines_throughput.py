@@ -4,13 +4,14 @@ Each optimisation must leave greedy output unchanged, so every test compares
 the optimised path's tokens with the plain path's on a real bundled model
 (prompts are the agent's real BFCL-style prompts).
 
-* Prefix reuse: llama.cpp's CPU kernels round a prompt row differently in a
-  batch of 1, of 2-7 or of 8+ rows, so the engine prefills in chunks at
-  multiples of ``context.prefill_chunk`` and reuses only whole chunks; the
-  test checks warm == cold logits to the last bit on the default Gemma 3
-  profile as shipped (repacked weights on), for suffixes of 1-9 tokens --
-  the lengths where an unaligned reuse gives other logits (5 of 10 here with
-  ``prefill_chunk: 0``, benchmarks/prefix_exactness.py).
+* Prefix reuse: llama.cpp's CPU kernels can round a prompt row differently
+  in a small batch (some sizes under 8 rows) than in a large one, so the
+  engine prefills in chunks at multiples of ``context.prefill_chunk`` and
+  reuses only whole chunks; the test checks warm == cold logits to the last
+  bit on the default Gemma 3 profile as shipped (repacked weights on), for
+  suffixes of 1-9 tokens -- the lengths where an unaligned reuse gives other
+  logits (2-4 of 9 prompts here with ``prefill_chunk: 0``,
+  benchmarks/prefix_exactness.py).
 * Top-k grammar check and prompt lookup: SmolLM2 (the smaller model),
   loaded with ``cpu.use_extra_bufts: false`` as in earlier measurements.
   Prompt lookup's verification batch is not guaranteed to round like the

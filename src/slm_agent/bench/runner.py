@@ -378,7 +378,7 @@ def model_info(profile_name: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a label that is not a profile is fine
         return {"profile": profile_name, "note": f"profile not loaded: {exc}"}
     out: dict[str, Any] = {"profile": profile_name}
-    for key in ("name", "model", "backend", "chat", "context"):  # backend/chat/context: the throughput switches
+    for key in ("name", "model", "backend", "chat", "context", "cpu"):  # backend/chat/context/cpu: throughput switches
         val = getattr(prof, key, None)
         if val is None:
             continue

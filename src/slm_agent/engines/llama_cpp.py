@@ -44,10 +44,11 @@ logit order before the full-vocabulary pass (same token, a fraction of the
 cost), and ``prompt_lookup_tokens`` > 0 adds draft-free speculative decoding
 (drafts copied from an earlier match of the last n-gram, verified in one
 batch).  The top-k check gives the plain loop's tokens exactly.  The
-drafts' batch does not guarantee it: a batch of 2-7 rows is rounded
+drafts' batch does not guarantee it: a batch of a few rows can be rounded
 differently from the one-row decode step (measured on this build with and
-without ``cpu.use_extra_bufts``: last-row logits differ by up to 0.6 for
-Gemma 3 270M), so an argmax between two close logits can flip; prompt
+without ``cpu.use_extra_bufts``: last-row logits of Gemma 3 270M differ by
+up to 0.7 for some batch sizes under 8, benchmarks/prefix_exactness.py),
+so an argmax between two close logits can flip; prompt
 lookup stays off by default and ``benchmarks/bench_throughput.py`` counts
 the outputs it changes.  JSON schemas are converted to GBNF by
 llama-cpp-python's converter, which enforces structure, types, enums,
@@ -441,8 +442,8 @@ class LlamaCppEngine(Engine):
         cache holds exactly the prompt with live logits; then rounded down to
         a multiple of ``context.prefill_chunk``, so the rest is prefilled in
         the same batches as a cold call (:meth:`_prefill`) and the result is
-        bit-identical to it (measured on this build: batches of 1, of 2-7 and
-        of 8 or more prompt rows give three different roundings).
+        bit-identical to it (measured on this build: some batch sizes under 8
+        rows round differently from large batches, benchmarks/prefix_exactness.py).
         """
         llm = self.llama
         cached = llm.n_tokens
