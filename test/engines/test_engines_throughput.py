@@ -127,8 +127,8 @@ def _run(eng: LlamaCppEngine, req: ChatRequest) -> tuple[str, CallMetrics]:
     return "".join(c.text for c in chunks), m
 
 
-def _requests(layout: str) -> list[ChatRequest]:
-    s = make_strategy("direct", "json", "chat", None, 48, layout)
+def _requests(layout: str, chat_format: str = "chat") -> list[ChatRequest]:
+    s = make_strategy("direct", "json", chat_format, None, 48, layout)
     return [s.build_request([{"role": "user", "content": q}], tools, constrained=True) for tools, q in CASES]
 
 
@@ -227,5 +227,24 @@ def test_prefix_reuse_is_bit_identical_to_a_cold_prefill() -> None:
         # a prompt that is a whole-chunk extension of the cached one keeps all its whole chunks
         _, m = last_row(text + " y" * chunk)
         assert m.cached_prompt_tokens >= m_warm.prompt_tokens - m_warm.prompt_tokens % chunk - chunk
+
+        # the agent's requests carry the shared part as cache_anchor: a chunk starts where it ends,
+        # so two cases share all of it (not just whole chunks), still bit for bit
+        reqs = [dataclasses.replace(r, max_tokens=1) for r in _requests("shared_prefix", "raw")]
+        assert all(r.cache_anchor and r.prompt.startswith(r.cache_anchor) for r in reqs)
+
+        def call(req: ChatRequest) -> tuple[np.ndarray, CallMetrics]:
+            _, m = _run(eng, req)
+            return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
+                                         shape=(llm.n_vocab(),)).copy(), m
+
+        eng.reset_cache()
+        cold, m_cold = call(reqs[1])
+        anchor = int(m_cold.engine_counters["cache_anchor_tokens"])
+        assert anchor > chunk and anchor % chunk != 0
+        call(reqs[0])
+        warm, m_warm = call(reqs[1])
+        assert m_warm.cached_prompt_tokens == anchor
+        assert np.array_equal(warm, cold), "warm logits after the anchor differ from cold"
     finally:
         eng.close()

@@ -223,17 +223,30 @@ class Strategy(ABC):
         for every case of a run, so llama.cpp keeps its KV cache between cases
         and prefills only the tools and the request.
         """
-        parts = ["You control a robot through tools. Use them to do what the user asks."]
-        if self.instructions:
-            parts.append(self.instructions)
+        head, fixed = self._system_parts(tools, constrained)
         tools_part = "Tools:\n" + self.serializer.tools(tools)
-        example = self.example_text(tools, constrained)
-        example_part = "Example:\n" + example if example else ""
         if self.shared_prefix:
-            parts += [self.format_rules(tools, constrained), example_part, extra, tools_part]
+            parts = head + fixed + [extra, tools_part]
         else:
-            parts += [extra, tools_part, self.format_rules(tools, constrained), example_part]
+            parts = head + [extra, tools_part] + fixed
         return "\n\n".join(p.strip() for p in parts if p.strip())
+
+    def _system_parts(self, tools: Sequence[ToolSpec], constrained: bool) -> tuple[list[str], list[str]]:
+        """(header and instructions, format rules and example) of the system prompt."""
+        head = ["You control a robot through tools. Use them to do what the user asks."]
+        if self.instructions:
+            head.append(self.instructions)
+        example = self.example_text(tools, constrained)
+        return head, [self.format_rules(tools, constrained), "Example:\n" + example if example else ""]
+
+    def cache_anchor(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
+        """The start of the system prompt every case shares (``shared_prefix`` layout: header,
+        instructions, format rules, example); "" for ``tools_first``, whose shared part ends
+        before the tools.  Sent as ``ChatRequest.cache_anchor``."""
+        if not self.shared_prefix:
+            return ""
+        head, fixed = self._system_parts(tools, constrained)
+        return "\n\n".join(p.strip() for p in head + fixed if p.strip())
 
     def example_text(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
         if not tools:
@@ -285,6 +298,7 @@ class Strategy(ABC):
                 max_tokens=self.max_tokens,
                 stop=self.stop(constrained),
                 json_schema=schema,
+                cache_anchor=self.cache_anchor(tools, constrained),
             )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.system_text(tools, constrained, system_extra)}
@@ -305,6 +319,7 @@ class Strategy(ABC):
             max_tokens=self.max_tokens,
             stop=self.stop(constrained),
             json_schema=schema,
+            cache_anchor=self.cache_anchor(tools, constrained),
         )
 
     def split_final(self, calls: list[ToolCall]) -> tuple[list[ToolCall], Optional[str]]:

@@ -45,6 +45,11 @@ class ChatRequest:
     json_schema: Optional[dict[str, Any]] = None
     grammar: Optional[str] = None
     request_id: str = ""
+    #: text near the start of the prompt that many requests share (the
+    #: agent's instructions, format rules and example).  Engines that prefill
+    #: in fixed chunks (llama.cpp, ``context.prefill_chunk``) also start a
+    #: chunk where it ends, so the whole shared part is reused exactly; "" = none.
+    cache_anchor: str = ""
 
 
 @dataclass

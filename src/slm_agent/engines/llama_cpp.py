@@ -17,11 +17,12 @@ calling ``create_completion(stream=True)`` or ``Llama.generate()``:
   of 300 than in one of 130 -- so a suffix prefilled after a reused prefix
   would not be bit-identical to a cold prefill and could change greedy
   outputs.  The engine therefore prefills in batches that start at multiples
-  of ``context.prefill_chunk`` positions and rounds the kept prefix down to
-  such a boundary: warm and cold calls run the same batches and give the
-  same logits to the last bit (``Llama.generate`` always re-evaluates the
-  last prompt token alone and splits at n_batch from wherever the cache
-  ended);
+  of ``context.prefill_chunk`` positions -- and at the end of the request's
+  ``cache_anchor`` (the agent's shared instructions, rules and example), the
+  grid going on from there -- and cuts the kept prefix back to such a start:
+  warm and cold calls run the same batches and give the same logits to the
+  last bit (``Llama.generate`` always re-evaluates the last prompt token
+  alone and splits at n_batch from wherever the cache ended);
 * chat templating happens here (GGUF template, a profile template, or a
   named llama-cpp-python format -- never llama-cpp-python's silent
   ``llama-2`` fallback, which is wrong for most models) and the rendered
@@ -198,8 +199,8 @@ class LlamaCppEngine(Engine):
             data=self._single_data, size=1, selected=-1, sorted=False
         )
         self._grammar_fallbacks = 0
-        #: leading KV positions computed by whole prefill chunks (reusable bit-exactly)
-        self._exact_upto = 0
+        #: where the cached prompt's prefill batches started (reusable bit-exactly up to each)
+        self._starts: list[int] = []
 
     # ------------------------------------------------------------------ load
 
@@ -286,42 +287,66 @@ class LlamaCppEngine(Engine):
         try:
             if self._llm is not None:
                 self._llm.reset()
-                self._exact_upto = 0
+                self._starts = []
         finally:
             self._lock.release()
 
     def tokenize_request(self, request: ChatRequest) -> tuple[list[int], list[str]]:
         """Prompt tokens exactly as :meth:`stream` would feed them, plus the
         stop strings the chat format adds."""
-        llm = self.llama
+        text, add_bos, extra_stops = self._render(request)
+        return self._tokenize(text, add_bos), extra_stops
+
+    def _render(self, request: ChatRequest) -> tuple[str, bool, list[str]]:
+        """(prompt text, whether tokenizing adds BOS, the chat format's stop strings)."""
         if request.prompt is not None:
-            tokens = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
-            extra_stops: list[str] = []
-        else:
-            if self.profile.chat.mode == "raw":
-                raise EngineError(
-                    f"llama_cpp: profile {self.profile.name} has chat.mode raw; "
-                    "send ChatRequest.prompt instead of messages"
-                )
-            if not request.messages:
-                raise EngineError("llama_cpp: ChatRequest has neither prompt nor messages")
-            formatter = self._chat_formatter()
-            try:
-                result = formatter(
-                    messages=request.messages,
-                    tools=request.tools,
-                    **self.profile.chat.template_kwargs,
-                )
-            except Exception as exc:  # noqa: BLE001 - jinja errors, raise_exception()
-                raise EngineError(f"llama_cpp: chat template ({self._formatter_kind}) failed: {exc}") from exc
-            tokens = llm.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            return request.prompt, True, []
+        if self.profile.chat.mode == "raw":
+            raise EngineError(
+                f"llama_cpp: profile {self.profile.name} has chat.mode raw; "
+                "send ChatRequest.prompt instead of messages"
             )
-            stop = result.stop or []
-            extra_stops = [stop] if isinstance(stop, str) else list(stop)
+        if not request.messages:
+            raise EngineError("llama_cpp: ChatRequest has neither prompt nor messages")
+        formatter = self._chat_formatter()
+        try:
+            result = formatter(
+                messages=request.messages,
+                tools=request.tools,
+                **self.profile.chat.template_kwargs,
+            )
+        except Exception as exc:  # noqa: BLE001 - jinja errors, raise_exception()
+            raise EngineError(f"llama_cpp: chat template ({self._formatter_kind}) failed: {exc}") from exc
+        stop = result.stop or []
+        return result.prompt, not result.added_special, [stop] if isinstance(stop, str) else list(stop)
+
+    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         if len(tokens) >= 2 and tokens[0] == self._bos and tokens[1] == self._bos:
             tokens = tokens[1:]  # template text already had <bos>
-        return tokens, extra_stops
+        return tokens
+
+    def _chunk_starts(self, text: str, add_bos: bool, tokens: list[int], anchor: str) -> tuple[list[int], int]:
+        """Where the prefill batches of ``tokens`` start: multiples of
+        ``context.prefill_chunk``, and -- when the prompt contains the
+        request's ``cache_anchor`` -- its end, with the grid going on from
+        there, so a prefix shared up to the anchor is reused whole.  Also
+        the anchor's token position (0 = none)."""
+        chunk = self.profile.context.prefill_chunk
+        n = len(tokens)
+        if chunk <= 0:
+            return [0], 0
+        at = text.find(anchor) if anchor else -1
+        cut = 0
+        if at >= 0:
+            head = self._tokenize(text[: at + len(anchor)], add_bos)
+            for a, b in zip(head, tokens):  # tokens shared with the prompt (a merge at the seam drops one)
+                if a != b:
+                    break
+                cut += 1
+        if 0 < cut < n:
+            return list(range(0, cut, chunk)) + list(range(cut, n, chunk)), cut
+        return list(range(0, n, chunk)), 0
 
     # -------------------------------------------------------------- stream
 
@@ -340,7 +365,9 @@ class LlamaCppEngine(Engine):
         timer.start()  # templating + tokenization count towards TTFT
         llm = self.llama
         ctx = llm.ctx
-        tokens, format_stops = self.tokenize_request(request)
+        prompt_text, add_bos, format_stops = self._render(request)
+        tokens = self._tokenize(prompt_text, add_bos)
+        starts, anchor_at = self._chunk_starts(prompt_text, add_bos, tokens, request.cache_anchor)
         prep_ms = (time.perf_counter() - timer.start_mono) * 1e3
         n_prompt = len(tokens)
         n_ctx = llm.n_ctx()
@@ -354,9 +381,10 @@ class LlamaCppEngine(Engine):
         )
         grammar = self._grammar_for(request)
         if self.profile.context.prefix_reuse:
-            predicted = self._predict_reuse(tokens)
+            predicted = self._predict_reuse(tokens, starts)
         else:
             llm.reset()
+            self._starts = []
             predicted = 0
         if request.seed is not None:
             llm.set_seed(request.seed)
@@ -370,9 +398,9 @@ class LlamaCppEngine(Engine):
         first_perf = None
         spec = _SpecStats()
         if self._greedy(request):
-            gen: Iterator[int] = self._generate_greedy(tokens, predicted, grammar, spec)
+            gen: Iterator[int] = self._generate_greedy(tokens, predicted, starts, grammar, spec)
         else:
-            gen = self._generate_sampled(tokens, predicted, request, grammar)
+            gen = self._generate_sampled(tokens, predicted, starts, request, grammar)
         try:
             for tok in gen:
                 timer.token()
@@ -411,6 +439,7 @@ class LlamaCppEngine(Engine):
             # that cannot be truncated): report what really happened.
             cached = max(n_prompt - evaluated, 0)
         counters["prefix_reuse_predicted_tokens"] = float(predicted)
+        counters["cache_anchor_tokens"] = float(anchor_at)
         counters["prompt_prep_ms"] = prep_ms
         counters["constrained"] = 1.0 if grammar is not None else 0.0
         if grammar is not None:
@@ -434,16 +463,20 @@ class LlamaCppEngine(Engine):
 
     # ------------------------------------------------------------- helpers
 
-    def _predict_reuse(self, tokens: list[int]) -> int:
+    def _predict_reuse(self, tokens: list[int], starts: list[int]) -> int:
         """How many tokens of the KV cache the call keeps for ``tokens``.
 
         The longest common prefix with the cached tokens, but at least the
         last prompt token is evaluated (its logits are needed) unless the
-        cache holds exactly the prompt with live logits; then rounded down to
-        a multiple of ``context.prefill_chunk``, so the rest is prefilled in
-        the same batches as a cold call (:meth:`_prefill`) and the result is
+        cache holds exactly the prompt with live logits.  With
+        ``context.prefill_chunk`` it is then cut back to the last prefill
+        chunk start (``starts``, :meth:`_chunk_starts`) that the cached
+        prefill shared with this prompt's, so the rest is prefilled in the
+        same batches as a cold call (:meth:`_prefill`) and the result is
         bit-identical to it (measured on this build: some batch sizes under 8
         rows round differently from large batches, benchmarks/prefix_exactness.py).
+        Generated tokens are never reused this way: they were evaluated one
+        at a time.
         """
         llm = self.llama
         cached = llm.n_tokens
@@ -455,32 +488,36 @@ class LlamaCppEngine(Engine):
             if a != b:
                 break
             lcp += 1
-        if lcp == len(tokens) == cached and not getattr(llm, "_requires_eval", True):
+        chunk = self.profile.context.prefill_chunk
+        if (lcp == len(tokens) == cached and not getattr(llm, "_requires_eval", True)
+                and (chunk <= 0 or self._starts == starts)):
             return lcp
-        keep = min(lcp, len(tokens) - 1)
-        chunk = self.profile.context.prefill_chunk
+        limit = min(lcp, len(tokens) - 1)
         if chunk <= 0:
-            return keep
-        # only whole chunks a prefill computed: generated tokens were
-        # evaluated one at a time, and a short last chunk in another batch size
-        return min(keep - keep % chunk, self._exact_upto)
+            return limit
+        keep = 0
+        for a, b in zip(self._starts, starts):
+            if a != b or b > limit:
+                break
+            keep = b
+        return keep
 
-    def _prefill(self, todo: list[int]) -> None:
+    def _prefill(self, todo: list[int], starts: list[int]) -> None:
         """Evaluate prompt tokens after the cache in batches that start at
-        multiples of ``context.prefill_chunk`` (one batch per n_batch if 0)."""
+        ``starts`` (one batch per n_batch if ``context.prefill_chunk`` is 0)."""
         llm = self.llama
-        chunk = self.profile.context.prefill_chunk
-        if chunk <= 0:
+        if self.profile.context.prefill_chunk <= 0:
             if todo:
                 llm.eval(todo)
             return
-        i, pos = 0, llm.n_tokens
-        while i < len(todo):
-            n = chunk - pos % chunk
-            llm.eval(todo[i:i + n])
-            i += n
-            pos += n
-        self._exact_upto = pos - pos % chunk
+        self._starts = []  # until the prefill completed
+        base = pos = llm.n_tokens
+        end = base + len(todo)
+        for cut in [b for b in starts if base < b < end] + [end]:
+            if cut > pos:
+                llm.eval(todo[pos - base: cut - base])
+                pos = cut
+        self._starts = list(starts)
 
     def _greedy(self, request: ChatRequest) -> bool:
         """Whether the request is plain greedy decoding (temperature 0, no
@@ -489,7 +526,8 @@ class LlamaCppEngine(Engine):
         return request.temperature == 0.0 and self.profile.sampling.repeat_penalty == 1.0
 
     def _generate_greedy(
-        self, tokens: list[int], reuse: int, grammar: Optional["LlamaGrammar"], spec: "_SpecStats"
+        self, tokens: list[int], reuse: int, starts: list[int], grammar: Optional["LlamaGrammar"],
+        spec: "_SpecStats",
     ) -> Iterator[int]:
         """Greedy decoding, optionally constrained, with prompt-lookup drafts.
 
@@ -514,7 +552,7 @@ class LlamaCppEngine(Engine):
         n_vocab = llm.n_vocab()
         history = list(tokens)
         try:
-            self._prefill(todo)
+            self._prefill(todo, starts)
             row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
             tok = self._pick_greedy(row, gram, spec)
             while True:
@@ -555,10 +593,9 @@ class LlamaCppEngine(Engine):
         if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
             llm.n_tokens = reuse
             llm._requires_eval = True
-            self._exact_upto = min(self._exact_upto, reuse)
             return tokens[reuse:]
         llm.reset()
-        self._exact_upto = 0
+        self._starts = []
         return list(tokens)
 
     def _eval_rows(self, seq: list[int], n_vocab: int) -> list[np.ndarray]:
@@ -627,7 +664,8 @@ class LlamaCppEngine(Engine):
         return [not math.isinf(arr[i].logit) for i in range(n)]
 
     def _generate_sampled(
-        self, tokens: list[int], reuse: int, request: ChatRequest, grammar: Optional["LlamaGrammar"]
+        self, tokens: list[int], reuse: int, starts: list[int], request: ChatRequest,
+        grammar: Optional["LlamaGrammar"],
     ) -> Iterator[int]:
         """Sampling with llama.cpp's sampler chain, the grammar (if any)
         applied lazily (see module doc).
@@ -655,7 +693,7 @@ class LlamaCppEngine(Engine):
                 chain.close()
                 raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
         try:
-            self._prefill(todo)
+            self._prefill(todo, starts)
             while True:
                 tok = self._sample_lazy(chain.sampler, gram)
                 if tok < 0:
