@@ -347,7 +347,7 @@ def _one_line(text: str) -> str:
 def check_resume(args: argparse.Namespace, out: Path) -> None:
     """Refuse (BenchError) a run directory that holds a different run, unless
     --allow-different-run and only the case set differs."""
-    from slm_agent.bench import rundir
+    from slm_agent.bench import rundir, runner
     from slm_agent.bench.results import RUN_FILE, read_json
 
     run_path = out / RUN_FILE
@@ -357,7 +357,8 @@ def check_resume(args: argparse.Namespace, out: Path) -> None:
             raise BenchError(f"{run_path} is damaged (not JSON); move it away to start this directory afresh, "
                              "or use another --output-dir")
         return
-    diffs, identity_ok = rundir.run_differences(previous.get("config", {}), bench_config(args, out).to_dict())
+    cfg = bench_config(args, out)
+    diffs, identity_ok = rundir.resume_differences(previous, cfg.to_dict(), runner.model_info(cfg.model))
     if diffs and not (identity_ok and args.allow_different_run):
         raise BenchError(rundir.refusal(out, diffs, identity_ok, "--allow-different-run"))
 

@@ -175,6 +175,28 @@ def test_run_differences():
     assert "--allow" not in rundir.refusal(Path("/x"), diffs, identity_ok, "--allow")
 
 
+def test_a_run_started_with_another_prompt_layout_is_another_run():
+    """run.json keeps the profile's chat group; a resume whose profile now shows the model
+    other prompts (here the seed's tools_first layout there, the default shared_prefix now)
+    is refused even with --allow-different-run."""
+    from slm_agent.bench.runner import model_info
+
+    now = model_info("gemma3-270m-q4km")
+    assert now["chat"]["prompt_layout"] == "shared_prefix"
+    config = {"suite": "bfcl", "model": "gemma3-270m-q4km", "strategy": "direct", "serialization": "json",
+              "max_steps": 0, "categories": ["simple_python"], "ids": [], "limit": 5}
+    same = {"config": config, "model_profile": now}
+    assert rundir.resume_differences(same, config, now) == ([], True)
+    before = {"config": config, "model_profile": dict(now, chat=dict(now["chat"], prompt_layout="tools_first"))}
+    diffs, identity_ok = rundir.resume_differences(before, dict(config, limit=6), now)
+    assert not identity_ok
+    assert diffs[0] == "model profile chat.prompt_layout ('tools_first' there, 'shared_prefix' now)"
+    assert len(diffs) == 2 and diffs[1].startswith("case set")
+    assert "--allow" not in rundir.refusal(Path("/x"), diffs, identity_ok, "--allow")
+    # a run.json without the group (a label that is not a profile) is not compared
+    assert rundir.resume_differences({"config": config, "model_profile": {"profile": "x"}}, config, now) == ([], True)
+
+
 # --------------------------------------------------------------------------- validation
 
 def test_bench_config_is_the_declared_settings_and_uses_the_agent_registries():

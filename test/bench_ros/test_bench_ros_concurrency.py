@@ -34,7 +34,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -60,45 +59,18 @@ def _stamp(s: dict) -> float:
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    httpx = pytest.importorskip("httpx", reason="the agent's openai_http engine needs httpx")
+    pytest.importorskip("httpx", reason="the agent's openai_http engine needs httpx")
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server extra (fastapi, uvicorn, "
                                                        "sse-starlette) is not installed")
-    sys.path.insert(0, str(REPO / "test" / "engines"))
-    from engines_fixtures import free_port
+    from llama_server import llama_server
 
     from slm_agent.profiles import load_profile
 
     model = load_profile("smollm2-135m-q4_1").model_path
     assert model is not None
-    port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1", "--chat_format", "chatml",
-           "--verbose", "False",
-           "--interrupt_requests", "False"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not become ready within 120 s")
-            time.sleep(0.25)
+    with llama_server(model, "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
+                      "--chat_format", "chatml", "--interrupt_requests", "False") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _profile(path: Path, url: str) -> Path:

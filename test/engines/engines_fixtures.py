@@ -7,7 +7,6 @@ because that is the prefix the agent really repeats on every call.
 """
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 #: a BFCL-style tool call: {"name": ..., "arguments": {...}}
@@ -68,7 +67,3 @@ def tool_specs(n: int = 7) -> list[dict[str, Any]]:
 SYSTEM = {"role": "system", "content": "You control a mobile manipulator robot. Answer with one tool call."}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -7,8 +7,6 @@ fields of llama-server/vLLM that llama-cpp-python's server does not send.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +15,8 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from engines_fixtures import TOOL_CALL_SCHEMA, free_port
+from engines_fixtures import TOOL_CALL_SCHEMA
+from llama_server import free_port, llama_server
 from slm_agent.engines import ChatRequest, EngineError, create_engine
 from slm_agent.engines.openai_http import OpenAIHttpEngine
 from slm_agent.profiles import Profile, load_profile, parse_profile
@@ -40,36 +39,8 @@ def _profile(base_url: str, **options: Any) -> Profile:
 def server_url() -> Iterator[str]:
     model = load_profile("gemma3-270m-q4km").model_path
     assert model is not None
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--chat_format", "gemma",
-        "--verbose", "False",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not become ready within 120 s")
-            time.sleep(0.25)
+    with llama_server(model, "--n_ctx", "1024", "--n_threads", "2", "--chat_format", "gemma") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@
   the holders' pids, which a refused second writer names.
 * :func:`run_differences`: what makes a resumed run a different run (model,
   strategy, serialization, suite, max_steps: never allowed; the case set:
-  categories, ids, limit: only when asked explicitly).
+  categories, ids, limit: only when asked explicitly); :func:`resume_differences`
+  adds the model profile's ``chat`` group recorded in run.json (another
+  template or prompt layout shows the model other prompts: never allowed).
 """
 from __future__ import annotations
 
@@ -297,6 +299,26 @@ def run_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> 
     if case_set(previous) != case_set(current):
         diffs.append(f"case set ({describe_case_set(previous)} there, {describe_case_set(current)} now)")
     return diffs, identity_ok
+
+
+def prompt_differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What changed in the model profile's ``chat`` group (template, stops, prompt layout: what
+    the model is shown) between the ``model_profile`` of run.json and now, as text; a run.json
+    without the group (older, or a profile that did not load) is not compared."""
+    before, now = previous.get("chat"), current.get("chat")
+    if not isinstance(before, Mapping) or not isinstance(now, Mapping):
+        return []
+    return [f"model profile chat.{k} ({before.get(k)!r} there, {now.get(k)!r} now)"
+            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+
+
+def resume_differences(previous: Mapping[str, Any], config: Mapping[str, Any],
+                       model_profile: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """:func:`run_differences` of run.json's config, plus :func:`prompt_differences` of its
+    model profile (those make it another run: never allowed)."""
+    diffs, identity_ok = run_differences(previous.get("config", {}), config)
+    prompt = prompt_differences(previous.get("model_profile") or {}, model_profile)
+    return prompt + diffs, identity_ok and not prompt
 
 
 def refusal(out: Path, diffs: Sequence[str], identity_ok: bool, flag: str) -> str:

@@ -77,9 +77,10 @@ class RunSession:
                                      "directory afresh, or use another output_dir")
         now = time.time()
         planned = {s.case_id: s.category for s in self.scenarios}
+        profile_info = runner.model_info(cfg.model)
         if previous:
             old = previous.get("config", {})
-            diffs, identity_ok = rundir.run_differences(old, cfg.to_dict())
+            diffs, identity_ok = rundir.resume_differences(previous, cfg.to_dict(), profile_info)
             if diffs and not (identity_ok and self.allow_different_run):
                 raise rundir.RunDirError(rundir.refusal(out, diffs, identity_ok, self.allow_flag))
             if diffs:
@@ -101,7 +102,7 @@ class RunSession:
                             "sessions": []}
         info["config"] = cfg.to_dict()
         info["run_id"] = cfg.run_id
-        info["model_profile"] = runner.model_info(cfg.model)
+        info["model_profile"] = profile_info
         info["power_mode"] = power_mode
         info["cases_planned"] = len(planned)
         info["categories"] = sorted(set(planned.values()))
