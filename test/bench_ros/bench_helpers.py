@@ -25,6 +25,16 @@ REPO = Path(__file__).resolve().parents[2]
 EXIT_S = 20.0
 
 
+def terminal_signals() -> None:
+    """``preexec_fn``: SIGINT and SIGQUIT as a process started from a terminal has them.
+
+    A test run started in the background by a non-interactive shell (``make test &``)
+    inherits SIGINT *ignored*; Python then installs no KeyboardInterrupt handler in the
+    children, and a test's Ctrl-C (SIGINT) would silently do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def uid(tag: str) -> str:
     return f"{tag}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
@@ -38,7 +48,7 @@ class Proc:
         full_env = dict(os.environ if env is None else env)
         full_env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=full_env,
-                                     cwd=str(REPO))
+                                     cwd=str(REPO), preexec_fn=terminal_signals)
 
     @classmethod
     def node(cls, module: str, params: dict, name: str = "", env=None, namespace: str = "") -> "Proc":

@@ -90,9 +90,7 @@ def test_cli_gold_run_end_to_end(tmp_path):
 
 def test_cli_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
     out = tmp_path / "run"
-    # 15 cases of 0.4 s: ~5 s left after the second case for the SIGINT to land on a loaded machine
-    # (at 0.2 s a stalled test process once saw the run finish first)
-    argv = [*CLI, "bench", "--agent", "gold", "--gold-delay", "0.4", "--categories", "simple_python",
+    argv = [*CLI, "bench", "--agent", "gold", "--gold-delay", "0.2", "--categories", "simple_python",
             "--limit", "15", "--output-dir", str(out)]
     first = Proc(argv, "cli")
     try:

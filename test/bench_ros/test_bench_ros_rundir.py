@@ -29,7 +29,8 @@ pytest.importorskip("slm_agent.action", reason="slm_agent interfaces not generat
 pytest.importorskip("rosbags", reason="rosbags not installed (pip install rosbags==0.11.9)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_helpers import REPO, Proc, bench_params, jsonl_lines, jsonl_records, uid, wait_until  # noqa: E402
+from bench_helpers import (REPO, Proc, bench_params, jsonl_lines, jsonl_records, terminal_signals,  # noqa: E402
+                           uid, wait_until)
 
 from slm_agent.bench import rundir  # noqa: E402
 from slm_agent.bench.bag import is_closed_bag  # noqa: E402
@@ -47,7 +48,8 @@ class Cli:
         self.out = tempfile.NamedTemporaryFile(prefix="cli_", suffix=".out", delete=False)
         self.err = tempfile.NamedTemporaryFile(prefix="cli_", suffix=".err", delete=False)
         self.proc = subprocess.Popen([*CLI, *args], stdout=self.out, stderr=self.err, cwd=str(REPO),
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
+                                     preexec_fn=terminal_signals)
 
     @property
     def pid(self) -> int:
