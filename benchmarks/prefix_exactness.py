@@ -98,7 +98,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gemma3-270m-q4km")
     args = ap.parse_args()
-    profile = load_profile(args.model)
+    try:
+        profile = load_profile(args.model)
+    except ValueError as exc:  # ProfileError: one message
+        ap.error(str(exc).replace("\n", " "))
     print(f"model {args.model}; max |logit difference| of the last row, batch of b vs one 320-row batch")
     rows = {flag: batch_classes(profile, flag) for flag in (True, False)}
     print(f"{'b':>4s}{'repacked':>12s}{'plain':>12s}")

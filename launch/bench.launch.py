@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from slm_agent.settings import (PACKAGE_TOPICS, AgentSettings, BenchmarkSettings, NodeSettings, SettingsError,
-                                TelemetrySettings, from_texts, launch_defaults)
+                                TelemetrySettings, agent_for_concurrency, from_texts, launch_defaults)
 
 #: launch argument -> (settings class, setting); an argument is named after its
 #: setting, or ``<node>_<setting>`` where the setting's name alone is unclear
@@ -118,9 +118,8 @@ def plan(texts: dict[str, str], config_dir: Path, given: Optional[set[str]] = No
     overrides["agent"]["autostart"] = True                  # configured and activated at start-up
     concurrency = int(overrides["benchmark"].get("concurrency")
                       or _file_value(config_dir, BenchmarkSettings, "concurrency"))
-    if concurrency > 1:   # as slm-agent bench: the agent runs as many goals at once as are in flight
-        queued = max(concurrency, int(_file_value(config_dir, AgentSettings, "max_queued_goals")))
-        overrides["agent"].update(max_parallel_goals=concurrency, max_queued_goals=queued)
+    overrides["agent"].update(agent_for_concurrency(  # as slm-agent bench: as many goals at once as cases
+        concurrency, int(_file_value(config_dir, AgentSettings, "max_queued_goals"))))
     # the benchmark labels its results with the agent's model
     overrides["benchmark"]["model"] = overrides["agent"].get("model") or _file_value(config_dir, AgentSettings,
                                                                                       "model")

@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from slm_agent.isolation import DomainLease, parent_death_preexec
 from slm_agent.settings import (NODE_SETTINGS, AgentSettings, BenchmarkSettings, GoldAgentSettings, NodeSettings,
-                                RecorderSettings, SettingsError, TelemetrySettings, add_cli_arguments, flag_of,
-                                params_yaml)
+                                RecorderSettings, SettingsError, TelemetrySettings, add_cli_arguments,
+                                agent_for_concurrency, flag_of, params_yaml)
 
 #: executable name -> module with ``main(args)``; scripts/ has one file per entry
 NODES: dict[str, str] = {
@@ -233,9 +233,8 @@ def bench_params(args: argparse.Namespace, out: Path, bag: Optional[Path] = None
         sections[TelemetrySettings] = {"reader": args.reader}
     if args.agent == "model":
         sections[AgentSettings] = {"model": args.model, "autostart": True}
-        if args.concurrency > 1:   # the agent runs as many goals at once as the benchmark keeps in flight
-            queued = max(args.concurrency, AgentSettings.model_fields["max_queued_goals"].default)
-            sections[AgentSettings].update(max_parallel_goals=args.concurrency, max_queued_goals=queued)
+        sections[AgentSettings].update(agent_for_concurrency(  # as many goals at once as cases in flight
+            args.concurrency, AgentSettings.model_fields["max_queued_goals"].default))
     else:
         sections[GoldAgentSettings] = {"corrupt": args.corrupt, "delay_s": args.delay_s}
     if bag is not None:
@@ -326,18 +325,14 @@ def _concurrency_backend_errors(args: argparse.Namespace) -> list[str]:
     profile on a server backend (or the gold agent, which answers every goal at once)."""
     if args.concurrency <= 1 or args.agent != "model":
         return []
-    from slm_agent.engines import CONCURRENT_BACKENDS
+    from slm_agent.engines import parallel_calls_problem
     from slm_agent.profiles import load_profile
 
     try:
-        backend = load_profile(args.model).backend.type
+        problem = parallel_calls_problem(load_profile(args.model), args.concurrency)
     except Exception:  # noqa: BLE001 - reported by _profile_errors
         return []
-    if backend in CONCURRENT_BACKENDS:
-        return []
-    return [f"{flag_of(BenchmarkSettings, 'concurrency')}: {args.concurrency} cases at once needs a server backend "
-            f"({', '.join(CONCURRENT_BACKENDS)}); model {args.model} runs in the agent's process ({backend}), which "
-            "serves one call at a time: use --concurrency 1"]
+    return [f"{flag_of(BenchmarkSettings, 'concurrency')}: {problem}"] if problem else []
 
 
 def _one_line(text: str) -> str:

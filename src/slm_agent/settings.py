@@ -291,6 +291,15 @@ class AgentSettings(NodeSettings):
         return self
 
 
+def agent_for_concurrency(concurrency: int, max_queued_goals: int) -> dict[str, int]:
+    """Agent settings for a benchmark keeping ``concurrency`` cases in flight: as many goals run
+    at once, and at least as many are admitted ({} for 1).  One rule for ``slm-agent bench``
+    and the launch file."""
+    if concurrency <= 1:
+        return {}
+    return {"max_parallel_goals": concurrency, "max_queued_goals": max(concurrency, max_queued_goals)}
+
+
 class TelemetrySettings(NodeSettings):
     """``telemetry_node``: the temperature thresholds may change live."""
 

@@ -194,7 +194,7 @@ def test_concurrency_is_refused_for_an_in_process_model_and_for_hosted_tools(tmp
     res = _bench(tmp_path / "a", "--model", "gemma3-270m-q4km", "--concurrency", "2", timeout=60)
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--concurrency: 2 cases at once needs a server backend" in lines[0], lines
+    assert len(lines) == 1 and "--concurrency: 2 calls at once need a server backend (openai_http)" in lines[0], lines
     assert not (tmp_path / "a").exists(), "nothing written before the refusal"
 
     res = subprocess.run([*CLI, "bench", "--agent", "gold", "--ids", "multi_turn_base_0", "--concurrency", "3",
@@ -211,7 +211,7 @@ def test_agent_refuses_parallel_goals_with_an_in_process_engine():
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     out = res.stdout + res.stderr
     assert res.returncode == 2, out[-2000:]
-    assert "max_parallel_goals=2 needs a server backend (openai_http)" in out, out[-2000:]
+    assert "max_parallel_goals=2: 2 calls at once need a server backend (openai_http)" in out, out[-2000:]
     assert "loaded in" not in out, "refused before the model was loaded"
 
 

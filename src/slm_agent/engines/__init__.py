@@ -48,12 +48,22 @@ __all__ = [
     "StreamTimer",
     "CONCURRENT_BACKENDS",
     "create_engine",
+    "parallel_calls_problem",
 ]
 
 #: backends whose engine may serve several ``stream()`` calls at once (a server with parallel
 #: slots decodes them together); the in-process engines (llama_cpp, tensorrt_llm) serialise
 #: their calls on one model, so running goals in parallel there only queues them
 CONCURRENT_BACKENDS = ("openai_http",)
+
+
+def parallel_calls_problem(profile: "Profile", n: int) -> str:
+    """Why ``n`` calls at once cannot run on ``profile``'s engine (one line), or "" when they can."""
+    backend = profile.backend.type
+    if n <= 1 or backend in CONCURRENT_BACKENDS:
+        return ""
+    return (f"{n} calls at once need a server backend ({', '.join(CONCURRENT_BACKENDS)}); model {profile.name} "
+            f"runs in the agent's process ({backend}), which serves one call at a time: use 1")
 
 
 def create_engine(profile: Union[Profile, str, "os.PathLike[str]"]) -> Engine:

@@ -542,13 +542,7 @@ class LlamaCppEngine(Engine):
         llm = self.llama
         opts = self.profile.backend.llama_cpp
         todo = self._keep_prefix(tokens, reuse)
-        gram = None
-        if grammar is not None:
-            gram = llama_cpp.llama_sampler_init_grammar(
-                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-            )
-            if not gram:
-                raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
+        gram = self._grammar_sampler(grammar)
         n_vocab = llm.n_vocab()
         history = list(tokens)
         try:
@@ -676,6 +670,7 @@ class LlamaCppEngine(Engine):
         """
         llm = self.llama
         todo = self._keep_prefix(tokens, reuse)
+        gram = self._grammar_sampler(grammar)
         s = self.profile.sampling
         chain = llm._init_sampler(
             top_k=request.top_k,
@@ -684,14 +679,6 @@ class LlamaCppEngine(Engine):
             temp=request.temperature,
             repeat_penalty=s.repeat_penalty,
         )
-        gram = None
-        if grammar is not None:
-            gram = llama_cpp.llama_sampler_init_grammar(
-                self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-            )
-            if not gram:
-                chain.close()
-                raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
         try:
             self._prefill(todo, starts)
             while True:
@@ -790,18 +777,23 @@ class LlamaCppEngine(Engine):
                 grammar = LlamaGrammar.from_string(request.grammar or "", verbose=False)
         except Exception as exc:  # noqa: BLE001 - schema converter raises many kinds
             raise EngineError(f"llama_cpp: cannot build grammar: {exc}") from exc
-        # llama.cpp returns NULL for a grammar it cannot parse; adding NULL to
-        # the sampler chain would crash, so check before generate() does.
-        probe = llama_cpp.llama_sampler_init_grammar(
-            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not probe:
-            raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
-        llama_cpp.llama_sampler_free(probe)
+        # llama.cpp returns NULL for a grammar it cannot parse: fail here, before any prefill
+        llama_cpp.llama_sampler_free(self._grammar_sampler(grammar))
         self._grammars[key] = grammar
         if len(self._grammars) > 32:
             self._grammars.popitem(last=False)
         return grammar
+
+    def _grammar_sampler(self, grammar: Optional["LlamaGrammar"]) -> Any:
+        """A llama.cpp grammar sampler for ``grammar`` (None for None; the caller frees it)."""
+        if grammar is None:
+            return None
+        gram = llama_cpp.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not gram:
+            raise EngineError("llama_cpp: llama.cpp rejected the grammar (GBNF parse error)")
+        return gram
 
     def _chat_formatter(self) -> Any:
         if self._formatter is not None:

@@ -112,7 +112,7 @@ from slm_agent.agent.goal_options import switch_text
 from slm_agent.agent.goal_plan import GoalError, GoalPlan, GoalPlanner, load_planner
 from slm_agent.agent.loop import AgentLoop
 from slm_agent.agent.metrics_queue import MetricsQueue
-from slm_agent.engines import CONCURRENT_BACKENDS, create_engine
+from slm_agent.engines import create_engine, parallel_calls_problem
 from slm_agent.engines.base import CallMetrics, ChatRequest, Engine
 from slm_agent.engines.metered import MeteredEngine
 from slm_agent.msg import InferenceMetrics, PowerState, ToolCallRecord
@@ -259,11 +259,9 @@ class AgentNode(LifecycleNode):
     def _build_config(self, s: AgentSettings) -> _Config:
         """Load the tool set, the profile and the engine; create the tool set's clients."""
         planner, label = load_planner(s)
-        backend = planner.profile.backend.type
-        if s.max_parallel_goals > 1 and backend not in CONCURRENT_BACKENDS:
-            raise ValueError(f"max_parallel_goals={s.max_parallel_goals} needs a server backend "
-                             f"({', '.join(CONCURRENT_BACKENDS)}); model {planner.profile.name} runs in this "
-                             f"process ({backend}), which serves one call at a time: use 1")
+        problem = parallel_calls_problem(planner.profile, s.max_parallel_goals)
+        if problem:
+            raise ValueError(f"max_parallel_goals={s.max_parallel_goals}: {problem}")
         t0 = time.monotonic()
         engine = create_engine(planner.profile)
         self.get_logger().info(f"model {planner.profile.name} loaded in {time.monotonic() - t0:.1f} s")
