@@ -528,6 +528,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     print(rep.markdown.split("## Details", 1)[0].rstrip())
     print("\nwritten: " + ", ".join(str(p) for p in rep.files.values()))
+    if rep.skipped_lines:   # never a silent drop: also on stderr, and --strict fails
+        print(f"slm-agent report: {len(rep.skipped_lines)} unreadable line(s) of results.jsonl skipped "
+              f"(listed in report.md): {rep.skipped_lines[0]}", file=sys.stderr)
+        if args.strict:
+            return 2
     return 0
 
 
@@ -566,6 +571,7 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--source", choices=["auto", "jsonl", "bag"], default="auto",
                    help="auto: results.jsonl when present, else the bag")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a line of results.jsonl had to be skipped")
     p.set_defaults(func=cmd_report)
 
 
@@ -579,6 +585,42 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- grid / compare
 
+def check_grid_cells(spec, out: Path) -> list[str]:
+    """Every cell's ``slm-agent bench`` argv checked by the bench's own validators
+    (argparse, :func:`check_bench_args`: strategies, serializations, models,
+    categories, ids, ``bench_args``) before anything is written; one line per
+    distinct problem, naming the first cell that has it."""
+    import contextlib
+    import io
+
+    from slm_agent.bench import runner
+
+    parser = build_parser()
+    problems: dict[str, list[str]] = {}
+    try:   # the case set is every cell's: checked once, even where a cell's flags fail first
+        if not runner.select_scenarios(spec.suite, [] if spec.ids else spec.categories, spec.ids, spec.limit):
+            problems[f"{'--ids' if spec.ids else '--categories'}: no case selected"] = []
+    except Exception as exc:  # noqa: BLE001 - UnknownCategoryError, KeyError, ValueError: one line
+        problems[f"{'--ids' if spec.ids else '--categories'}: {exc.args[0] if exc.args else exc}"] = []
+    for cell in spec.cells():
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                args = parser.parse_args(cell.bench_argv(spec, out / "cells" / cell.name))
+            check_bench_args(args)
+        except SystemExit:   # an argparse error: one line, "slm-agent bench: ..."
+            lines = [ln.split(": error: ", 1)[-1].removeprefix("slm-agent bench: ")
+                     for ln in err.getvalue().splitlines() if ln.strip()]
+            for line in lines[-1:] or ["bench arguments refused"]:
+                problems.setdefault(f"bench_args: {line}", []).append(cell.name)
+        except BenchError as exc:
+            for line in exc.args:
+                problems.setdefault(str(line), []).append(cell.name)
+    return [text if not cells else f"{text} (cell {cells[0]}" + (f" and {len(cells) - 1} more)" if len(cells) > 1
+                                                                   else ")")
+            for text, cells in problems.items()]
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from slm_agent.bench.grid import GridError, GridSpec, check_power_modes, parse_shard
 
@@ -586,6 +628,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         spec = GridSpec.load(args.grid)
         shard = parse_shard(args.shard)
         check_power_modes(spec)   # refused in one line before anything is written or started
+        problems = check_grid_cells(spec, Path(args.output_dir))   # every cell, before anything is written
+        if problems:
+            raise GridError(*problems)
         from slm_agent.bench.grid_nodes import main_grid
 
         return main_grid(spec, Path(args.output_dir), shard)
@@ -610,6 +655,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     write_comparison(cmp, out, plots=not args.no_plots)
     print(cmp.markdown.rstrip())
     print("\nwritten: " + ", ".join(str(p) for p in cmp.files.values()))
+    skipped = sum(len(v) for v in cmp.skipped_lines.values())
+    if skipped:   # never a silent drop: also on stderr, and --strict fails
+        print(f"slm-agent compare: {skipped} unreadable line(s) of results.jsonl skipped in "
+              f"{', '.join(cmp.skipped_lines)} (listed in compare.md)", file=sys.stderr)
+        if args.strict:
+            return 2
     return 0
 
 
@@ -637,6 +688,7 @@ def _add_grid_parsers(sub) -> None:
                    help="multiple-comparison adjustment of the McNemar p-values over all pairs (statsmodels "
                         "multipletests): holm (default), fdr_bh (Benjamini-Hochberg), none")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a line of results.jsonl had to be skipped")
     p.set_defaults(func=cmd_compare)
 
 

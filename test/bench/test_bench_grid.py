@@ -70,7 +70,8 @@ def _write_results(cell_dir: Path, walls: list[float]) -> None:
     cell_dir.mkdir(parents=True)
     with (cell_dir / "results.jsonl").open("w") as fh:
         for i, w in enumerate(walls):
-            fh.write(json.dumps({"case_id": f"c{i}", "passed": True, "wall_time_s": w}) + "\n")
+            fh.write(json.dumps({"case_id": f"c{i}", "category": "c", "model": "m", "valid": True,
+                                 "passed": True, "wall_time_s": w}) + "\n")
 
 
 def test_eta_from_finished_cases_cell_overheads_and_agent_starts(tmp_path: Path) -> None:

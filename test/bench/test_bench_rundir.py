@@ -18,6 +18,11 @@ from slm_agent.bench.results import QUARANTINE_FILE, ResultsLog, dumps
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+def _rec(case_id: str, passed: bool = True, **more) -> dict:
+    """A complete results.jsonl record (results.RECORD_REQUIRED) for ``case_id``."""
+    return {"case_id": case_id, "category": "cat", "model": "m", "valid": True, "passed": passed, **more}
+
+
 def _write(path: Path, lines: list[str], tail: str = "") -> None:
     path.write_text("".join(line + "\n" for line in lines) + tail, encoding="utf-8")
 
@@ -31,14 +36,14 @@ def _quarantine(path: Path) -> list[dict]:
 
 def test_a_corrupt_middle_line_loses_only_its_case(tmp_path):
     path = tmp_path / "results.jsonl"
-    lines = [dumps({"case_id": f"c{i}", "passed": True}) for i in range(12)]
+    lines = [dumps(_rec(f"c{i}")) for i in range(12)]
     lines[2] = lines[2][:17] + "\x00garbage"            # line 3 of 12 damaged
     _write(path, lines)
     log = ResultsLog(path)
     assert log.done_ids == {f"c{i}" for i in range(12)} - {"c2"}, "every intact line is kept"
     assert [(d.line, d.case_id) for d in log.damaged] == [(3, "c2")]
     assert log.repaired_bytes == 0
-    assert log.append({"case_id": "c2", "passed": True})
+    assert log.append(_rec("c2"))
     log.close()
     ids = [json.loads(x)["case_id"] for x in path.read_text().splitlines()]
     assert ids == [f"c{i}" for i in range(12) if i != 2] + ["c2"]
@@ -49,7 +54,7 @@ def test_a_corrupt_middle_line_loses_only_its_case(tmp_path):
 
 def test_torn_tail_duplicates_and_glued_records(tmp_path):
     path = tmp_path / "results.jsonl"
-    a, b, c = (dumps({"case_id": x}) for x in "abc")
+    a, b, c = (dumps(_rec(x)) for x in "abc")
     # b twice (two writers), a record glued after a torn write, a torn tail
     _write(path, [a, b, b, "", '{"case_id": "x", "pa' + c, '[1, 2]'], tail='{"case_id": "d", "pas')
     log = ResultsLog(path)
@@ -70,10 +75,10 @@ def test_torn_tail_duplicates_and_glued_records(tmp_path):
 
 def test_a_whole_record_missing_only_its_newline_is_kept(tmp_path):
     path = tmp_path / "results.jsonl"
-    _write(path, [dumps({"case_id": "a"})], tail=dumps({"case_id": "b"}))
+    _write(path, [dumps(_rec("a"))], tail=dumps(_rec("b")))
     log = ResultsLog(path)
     assert log.done_ids == {"a", "b"} and not log.damaged and log.repaired_bytes == 0
-    log.append({"case_id": "c"})
+    log.append(_rec("c"))
     log.close()
     assert [json.loads(x)["case_id"] for x in path.read_text().splitlines()] == ["a", "b", "c"]
 
@@ -252,3 +257,37 @@ def test_the_nodes_of_a_killed_cli_are_waited_for_a_live_cli_is_not(tmp_path):
     finally:
         live.kill()
         live.wait(10)
+
+
+def test_a_parseable_stub_is_quarantined_and_its_case_reruns(tmp_path):
+    """Issue 23: ``{"case_id": ...}`` alone is not a finished case; a stub before the
+    real record does not make the real record the "duplicate"."""
+    path = tmp_path / "results.jsonl"
+    stub_only = json.dumps({"case_id": "simple_python_2"})
+    stub_first = json.dumps({"case_id": "simple_python_0", "passed": False})
+    real = dumps(_rec("simple_python_0", True, suite="bfcl"))
+    typed_wrong = dumps({**_rec("simple_python_3"), "passed": "yes"})
+    _write(path, [stub_first, real, dumps(_rec("simple_python_1")), stub_only, typed_wrong])
+    log = ResultsLog(path)
+    assert log.done_ids == {"simple_python_0", "simple_python_1"}, "stubs do not count as done"
+    kept = {r["case_id"]: r for r in log.records}
+    assert kept["simple_python_0"]["passed"] is True, "the complete record wins over the stub"
+    reasons = {d.line: d.reason for d in log.damaged}
+    assert set(reasons) == {1, 4, 5}
+    assert reasons[1].startswith("incomplete case record") and "no model" in reasons[1]
+    assert "passed is \"yes\"" in reasons[5]
+    log.close()
+    q = _quarantine(path)
+    assert sorted(e["case_id"] for e in q) == ["simple_python_0", "simple_python_2", "simple_python_3"]
+    assert [json.loads(x)["case_id"] for x in path.read_text().splitlines()] == ["simple_python_0", "simple_python_1"]
+
+
+def test_read_results_checked_counts_every_skipped_line(tmp_path):
+    from slm_agent.bench.results import read_results_checked
+
+    path = tmp_path / "results.jsonl"
+    _write(path, [dumps(_rec("a")), "garbage", json.dumps({"case_id": "b"}), dumps(_rec("a", False))])
+    records, skipped = read_results_checked(path)
+    assert [r["case_id"] for r in records] == ["a"]
+    assert [d.line for d in skipped] == [2, 3, 4]
+    assert path.read_text().count("\n") == 4, "reading moves nothing"

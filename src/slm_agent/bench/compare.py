@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from slm_agent.bench.report import (NA, NA_POWER, ReportError, _fmt, _table, aggregate, find_bag, group, is_bag,
-                                    load_run)
-from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read_results
+                                    load_run, skipped_section, skipped_text)
+from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read_results_checked
 
 ALPHA = 0.05
 GRID_CELLS = "cells"
@@ -68,6 +68,7 @@ class Cell:
     path: Path
     info: dict[str, Any]
     records: list[dict[str, Any]]
+    skipped_lines: list[str] = field(default_factory=list)   # results.jsonl lines left out, "line N: why"
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,14 +111,17 @@ def load_cells(paths: Sequence[os.PathLike | str], source: str = "auto") -> list
         if name in names:  # two runs with the same folder name: qualify by the parent
             name = f"{d.parent.name}/{d.name}"
         names[name] = 1
-        if source != "bag" and (d / RESULTS_FILE).exists() and not read_results(d / RESULTS_FILE):
-            cells.append(Cell(name, d, read_json(d / RUN_FILE) or {}, []))   # started, no case finished yet
-            continue
+        if source != "bag" and (d / RESULTS_FILE).exists():
+            records, skipped = read_results_checked(d / RESULTS_FILE)
+            if not records:   # started, no case finished yet (or nothing readable: said so)
+                cells.append(Cell(name, d, read_json(d / RUN_FILE) or {}, [], [skipped_text(x) for x in skipped]))
+                continue
         try:
             data = load_run(d, source)
         except ReportError as exc:
             raise CompareError(str(exc)) from None
-        cells.append(Cell(name, d, data.run_info or read_json(d / RUN_FILE) or {}, data.records))
+        cells.append(Cell(name, d, data.run_info or read_json(d / RUN_FILE) or {}, data.records,
+                          list(data.skipped_lines)))
     return cells
 
 
@@ -299,6 +303,8 @@ class Comparison:
     markdown: str
     files: dict[str, Path] = field(default_factory=dict)
     p_adjust: str = "holm"
+    #: per cell name: results.jsonl lines left out ("line N: why"); also in compare.md
+    skipped_lines: dict[str, list[str]] = field(default_factory=dict)
     #: per row (same order as ``rows``): the TTFT of every LLM call, for the distribution plot
     ttft_ms: list[list[float]] = field(default_factory=list)
 
@@ -357,8 +363,9 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
             if res["shared"]:
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
     adjust_p_values(pairs, p_adjust)
-    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust), p_adjust=p_adjust,
-                      ttft_ms=ttft_ms)
+    skipped = {c.name: c.skipped_lines for c in cells if c.skipped_lines}
+    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust) + skipped_section(skipped),
+                      p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped)
 
 
 def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]],

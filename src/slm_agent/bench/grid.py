@@ -451,7 +451,11 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
             progress.cell_started(cell)
             code = run_cell(cell, cell.bench_argv(spec, out / "cells" / cell.name))
             if code != 0:
-                print_fn(f"grid: cell {cell.name} ended with status {code}; rerun the same command to resume")
+                if code == 2:   # could not start: the same command would fail the same way
+                    print_fn(f"grid: cell {cell.name} could not start (status 2, its reason above); "
+                             f"fix that before rerunning")
+                else:
+                    print_fn(f"grid: cell {cell.name} ended with status {code}; rerun the same command to resume")
                 return code
             finished.add(cell.name)
             overheads[cell.name] = round(progress.cell_finished(cell), 3)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, msg_to_dict, num, read_json, read_results
+from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, msg_to_dict, num, read_json, read_results_checked
 from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
 NA_POWER = "n/a (power not measured)"
@@ -58,6 +58,8 @@ class RunData:
     power_samples: int = 0
     power_measured_samples: int = 0
     notes: list[str] = field(default_factory=list)
+    #: lines of results.jsonl that are not complete records, skipped ("line N: why")
+    skipped_lines: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- loading
@@ -83,14 +85,34 @@ def load_run(path: os.PathLike | str, source: str = "auto") -> RunData:
     if source == "auto":
         source = "bag" if is_bag(path) or not (path / RESULTS_FILE).exists() else "jsonl"
     if source == "jsonl":
-        records = read_results(path / RESULTS_FILE)
+        records, skipped = read_results_checked(path / RESULTS_FILE)
         if not records:
-            raise ReportError(f"no results in {path / RESULTS_FILE}")
-        return RunData(records, "results.jsonl", path, read_json(path / RUN_FILE) or {})
+            raise ReportError(f"no results in {path / RESULTS_FILE}"
+                              + (f" ({len(skipped)} unreadable line(s) skipped)" if skipped else ""))
+        return RunData(records, "results.jsonl", path, read_json(path / RUN_FILE) or {},
+                       skipped_lines=[skipped_text(d) for d in skipped])
     bag = path if is_bag(path) else find_bag(path)
     if bag is None:
         raise ReportError(f"{path} has neither {RESULTS_FILE} nor a bag")
     return load_bag(bag)
+
+
+def skipped_text(d: Any) -> str:
+    """One skipped line of results.jsonl (a :class:`~slm_agent.bench.results.DamagedLine`) in words."""
+    return f"line {d.line}: {d.reason}" + (f" (case {d.case_id})" if d.case_id else "")
+
+
+def skipped_section(skipped: dict[str, list[str]]) -> str:
+    """The report's words on skipped lines (\"\" when none): never a silent drop."""
+    total = sum(len(v) for v in skipped.values())
+    if not total:
+        return ""
+    out = ["", "## Skipped lines", "",
+           f"**{total} line(s) of results.jsonl were skipped** (not complete case records); "
+           "the figures above leave them out."]
+    for where, lines in skipped.items():
+        out += [f"- {where}: {line}" for line in lines]
+    return "\n".join(out) + "\n"
 
 
 def _t(stamp: dict[str, Any]) -> float:
@@ -281,6 +303,7 @@ class Report:
     rows: list[dict[str, Any]]
     files: dict[str, Path] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)   # the suite's own columns (per-category rows)
+    skipped_lines: list[str] = field(default_factory=list)   # results.jsonl lines left out, "line N: why"
 
 
 def protocol_line(info: dict[str, Any]) -> str:
@@ -419,6 +442,8 @@ def write_report(data: RunData, out_dir: os.PathLike | str, plots: bool = True) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = build_report(data)
+    rep.skipped_lines = list(data.skipped_lines)
+    rep.markdown += skipped_section({str(data.path / RESULTS_FILE): data.skipped_lines})
     files = {"markdown": out / "report.md", "csv": out / "report.csv", "cases_csv": out / "cases.csv"}
     if plots:
         files.update(write_plots(data.records, out))

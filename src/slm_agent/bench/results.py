@@ -107,8 +107,47 @@ def _guess_case_id(raw: bytes) -> str:
         return m.group(1).decode("utf-8", "replace")
 
 
+#: The one schema of a results.jsonl record, read and written: every key in
+#: REQUIRED must be there with one of its types (what resume, the report and
+#: compare rely on: the case, its labels and its verdict); a key of OPTIONAL,
+#: when there, must have one of its types.  ``runner.case_record`` writes
+#: all of them (a test checks that its output validates).
+_NUM = (int, float, type(None))   # JSON numbers; null = NaN = "not measured"
+RECORD_REQUIRED: dict[str, tuple[type, ...]] = {
+    "case_id": (str,), "category": (str,), "model": (str,), "valid": (bool,), "passed": (bool,),
+}
+RECORD_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "suite": (str,), "power_mode": (str,), "strategy": (str,), "serialization": (str,),
+    "error_type": (str,), "error": (str,), "calls": (list,), "metrics": (list,), "wall_time_s": _NUM,
+    "energy_j": _NUM, "started_at": _NUM, "finished_at": _NUM, "agent_errors": (list,),
+}
+
+
+def record_problems(rec: Any) -> list[str]:
+    """Why ``rec`` is not a complete results.jsonl record ([] when it is)."""
+    if not isinstance(rec, dict):
+        return [f"not a case record (a JSON {type(rec).__name__}, not an object)"]
+    problems: list[str] = []
+
+    def bad(key: str, types: tuple[type, ...]) -> bool:
+        v = rec[key]
+        if isinstance(v, bool) and bool not in types:   # JSON true is not a number here
+            return True
+        return not isinstance(v, types) or (key == "case_id" and not v)
+
+    for key, types in RECORD_REQUIRED.items():
+        if key not in rec:
+            problems.append(f"no {key}")
+        elif bad(key, types):
+            problems.append(f"{key} is {json.dumps(rec[key])[:40]}")
+    for key, types in RECORD_OPTIONAL.items():
+        if key in rec and bad(key, types):
+            problems.append(f"{key} is {json.dumps(rec[key], default=str)[:40]}")
+    return problems
+
+
 def _parse_record(raw: bytes) -> tuple[Optional[dict[str, Any]], str]:
-    """(record, "") or (None, why not)."""
+    """(record, "") or (None, why not): a complete record, as :func:`record_problems` defines it."""
     try:
         rec = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -117,6 +156,9 @@ def _parse_record(raw: bytes) -> tuple[Optional[dict[str, Any]], str]:
         return None, f"not JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(rec, dict) or not isinstance(rec.get("case_id"), str) or not rec["case_id"]:
         return None, "not a case record (no case_id)"
+    problems = record_problems(rec)
+    if problems:
+        return None, "incomplete case record (" + ", ".join(problems) + ")"
     return rec, ""
 
 
@@ -262,24 +304,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_results(path: os.PathLike | str) -> list[dict[str, Any]]:
-    """Complete records of a ``results.jsonl`` (or a run directory), first per case id."""
+def read_results_checked(path: os.PathLike | str) -> tuple[list[dict[str, Any]], list[DamagedLine]]:
+    """(complete records, first per case id; every line that was skipped and why)
+    of a ``results.jsonl`` (or a run directory).  Read-only: nothing is moved."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     records: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    skipped: list[DamagedLine] = []
+    seen: dict[str, int] = {}
     if not path.exists():
-        return records
-    for line in path.read_bytes().split(b"\n"):
-        try:
-            rec = json.loads(line.decode("utf-8")) if line.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        return records, skipped
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
             continue
-        if isinstance(rec, dict) and rec.get("case_id") not in seen:
-            seen.add(rec.get("case_id"))
+        rec, why = _parse_record(line)
+        if rec is None:
+            skipped.append(DamagedLine(number, why, _guess_case_id(line), line.decode("utf-8", "replace")))
+        elif rec["case_id"] in seen:
+            skipped.append(DamagedLine(number, f"duplicate of line {seen[rec['case_id']]} (same case_id)",
+                                       rec["case_id"], line.decode("utf-8", "replace")))
+        else:
+            seen[rec["case_id"]] = number
             records.append(rec)
-    return records
+    return records, skipped
+
+
+def read_results(path: os.PathLike | str) -> list[dict[str, Any]]:
+    """Complete records of a ``results.jsonl`` (or a run directory), first per case id
+    (:func:`read_results_checked` also says which lines were skipped)."""
+    return read_results_checked(path)[0]
 
 
 def write_json_atomic(path: os.PathLike | str, data: Any) -> None:

@@ -51,8 +51,14 @@ class DatasetReport:
     train: int = 0
     validation: int = 0
 
+    @property
+    def unreadable(self) -> int:
+        """Lines of the sources that could not be read as records (counted in ``drops``)."""
+        return sum(n for (_, reason), n in self.drops.counts.items() if reason.startswith("unreadable line"))
+
     def to_json(self) -> dict[str, Any]:
-        return {"read": dict(self.read), "dropped": self.drops.as_dict(), "dropped_total": self.drops.total(),
+        return {"read": dict(self.read), "unreadable_lines": self.unreadable,
+                "dropped": self.drops.as_dict(), "dropped_total": self.drops.total(),
                 "normalised": dict(self.fixes), "scrubbed": dict(self.scrubbed), "train": self.train,
                 "validation": self.validation, "clusters": [c.to_json() for c in self.clusters]}
 
@@ -61,6 +67,8 @@ class DatasetReport:
                f"({len(self.clusters)} task clusters)"]
         for source, n in sorted(self.read.items()):
             out.append(f"  read {n} from {source}")
+        if self.unreadable:
+            out.append(f"  WARNING: {self.unreadable} unreadable line(s) skipped (see 'dropped' below)")
         for source, reasons in self.drops.as_dict().items():
             for reason, n in reasons.items():
                 out.append(f"  dropped {n} ({source}): {reason}")

@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from slm_agent.bench.results import RUN_FILE, read_json, read_results
+from slm_agent.bench.results import RUN_FILE, read_json, read_results_checked
 from slm_agent.dataset.records import Drops, Sample, function_tool
 
 SOURCE = "rundir"
@@ -209,6 +209,10 @@ def drop_reason(record: dict[str, Any], allow_bfcl: bool) -> str:
     return ""
 
 
+#: prefix of a drop reason for a line of results.jsonl that is not a complete record
+UNREADABLE = "unreadable line: "
+
+
 def read_run_dir(path: Path | str, drops: Drops, fixes: Optional[Counter] = None,
                  allow_bfcl: bool = False) -> Iterator[Sample]:
     """Samples of the passed cases of a run directory (``results.jsonl`` + ``run.json``)."""
@@ -217,7 +221,10 @@ def read_run_dir(path: Path | str, drops: Drops, fixes: Optional[Counter] = None
     if not (path / "results.jsonl").is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no results.jsonl)")
     run = read_json(path / RUN_FILE) or {}
-    for record in read_results(path):
+    records, skipped = read_results_checked(path)
+    for line in skipped:   # never a silent drop: counted under "unreadable line: <why>"
+        drops.add(SOURCE, UNREADABLE + line.reason.split(" (")[0].split(" of line")[0])
+    for record in records:
         why = drop_reason(record, allow_bfcl)
         if why:
             drops.add(SOURCE, why)

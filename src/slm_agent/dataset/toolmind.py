@@ -194,14 +194,14 @@ def normalize_row(row: Any, fixes: Optional[Counter] = None) -> Sample:
 def read_toolmind(path: Path | str, drops: Drops, fixes: Optional[Counter] = None) -> Iterator[Sample]:
     """Every usable row of a ToolMind JSONL file (unusable ones counted in ``drops``)."""
     fixes = fixes if fixes is not None else Counter()
-    with Path(path).open(encoding="utf-8") as fh:
+    with Path(path).open(encoding="utf-8", errors="replace") as fh:   # bad bytes: a line that is not JSON
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except ValueError:
-                drops.add(SOURCE, "not JSON")
+                drops.add(SOURCE, "unreadable line: not JSON")
                 continue
             row_fixes: Counter = Counter()  # counted only for rows that are kept
             try:

@@ -13,6 +13,17 @@ from pathlib import Path
 from slm_agent.training.sft import DEFAULT_TARGETS
 
 
+def _clusters(text: str) -> int:
+    """``--clusters``: 0 (automatic) or a count >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, or 0 for about sqrt(n/2) (got {text!r})")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, or 0 for about sqrt(n/2) (got {value})")
+    return value
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from slm_agent.dataset.build import DatasetOptions, build_dataset
 
@@ -22,18 +33,86 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                           clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub)
     try:
         report = build_dataset(opts, args.output)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
         print(f"slm-agent dataset: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"slm-agent dataset: cannot write {exc.filename or args.output}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 4
     print("\n".join(report.lines()))
     print(f"written: {Path(args.output) / 'train.jsonl'}, validation.jsonl, report.json")
+    if report.unreadable:
+        print(f"slm-agent dataset: {report.unreadable} unreadable line(s) skipped (report.json unreadable_lines)",
+              file=sys.stderr)
+        if args.strict:
+            return 2
+    if report.train + report.validation == 0:
+        print("slm-agent dataset: no record kept (see the counts above); nothing to train on", file=sys.stderr)
+        return 2
     return 0
+
+
+def finetune_input_problems(args: argparse.Namespace) -> list[str]:
+    """Every finetune option and the dataset, checked before any model is loaded
+    (one line per problem): ranges, the profile, and that the training set has
+    at least one example (an assistant step after a prompt)."""
+    import math
+
+    problems: list[str] = []
+
+    def need(ok: bool, flag: str, rule: str, value) -> None:
+        if not ok:
+            problems.append(f"{flag}: must be {rule} (got {value!r})")
+
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    need(args.max_steps >= 0, "--max-steps", "an integer >= 0 (0 = --epochs)", args.max_steps)
+    need(finite(args.epochs) and args.epochs > 0, "--epochs", "a number > 0", args.epochs)
+    need(finite(args.lr) and args.lr > 0, "--lr", "a number > 0", args.lr)
+    need(args.batch_size >= 1, "--batch-size", "an integer >= 1", args.batch_size)
+    need(args.grad_accum >= 1, "--grad-accum", "an integer >= 1", args.grad_accum)
+    need(args.rank >= 1, "--rank", "an integer >= 1", args.rank)
+    need(finite(args.alpha) and args.alpha > 0, "--alpha", "a number > 0", args.alpha)
+    need(finite(args.dropout) and 0 <= args.dropout < 1, "--dropout", "a number in [0, 1)", args.dropout)
+    targets = [t.strip() for t in args.targets.split(",")]
+    need(all(targets), "--targets", "comma-separated module names, none empty", args.targets)
+    need(args.max_length >= 1, "--max-length", "an integer >= 1", args.max_length)
+    need(args.save_steps >= 1, "--save-steps", "an integer >= 1", args.save_steps)
+    need(args.threads >= 0, "--threads", "an integer >= 0 (0 = default)", args.threads)
+    need(args.eval_limit >= 0, "--eval-limit", "an integer >= 0 (0 = all)", args.eval_limit)
+    need(finite(args.lora_scale), "--lora-scale", "a finite number", args.lora_scale)
+    try:
+        from slm_agent.profiles import load_profile
+
+        load_profile(args.model)
+    except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line
+        problems.append(f"--model: {'; '.join(x.strip() for x in str(exc).splitlines() if x.strip())}")
+    if not args.eval_only:
+        from slm_agent.training.base_model import TrainingError
+        from slm_agent.training.sft import _read, call_examples, dataset_files
+
+        try:
+            train_file, _ = dataset_files(args.dataset)
+            if not call_examples(_read(train_file)):
+                problems.append(f"{train_file}: no training example (no assistant message after a prompt); "
+                                f"build a dataset with slm-agent dataset")
+        except (TrainingError, OSError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from slm_agent.profiles import ProfileError
     from slm_agent.training.base_model import TrainingError
     from slm_agent.training.sft import FinetuneOptions, finetune
+
+    problems = finetune_input_problems(args)
+    if problems:
+        for line in problems:
+            print(f"slm-agent finetune: {line}", file=sys.stderr)
+        return 2
 
     opts = FinetuneOptions(profile=args.model, dataset=args.dataset, out=args.output, max_steps=args.max_steps,
                            epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
@@ -64,11 +143,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """A usage error is one line (``slm-agent dataset: --clusters: ...``), exit status 2."""
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: {message.removeprefix('argument ')}\n")
+    parser.error = error  # type: ignore[method-assign]
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="build a fine-tuning set (JSONL messages+tools) from runs, ToolMind, tau2 train",
                        description="Curate logged LLM calls into an SFT dataset: keep passed cases only, "
                                    "scrub personal data, de-duplicate, cluster into tasks (TF-IDF + k-means), "
                                    "split train/validation by cluster, render in a strategy/serialization.")
+    _one_line_usage_errors(p)
     p.add_argument("run_dirs", nargs="*", help="run directories of slm-agent bench (results.jsonl)")
     p.add_argument("--toolmind", action="append", metavar="JSONL", help="ToolMind-format JSONL file (repeatable)")
     p.add_argument("--tau2", action="append", metavar="DOMAIN",
@@ -81,9 +168,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--serialization", default="", choices=["", "json", "toon", "natural"],
                    help="tool-spec serialization (default: each run's own, else json)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
-    p.add_argument("--clusters", type=int, default=0, help="number of task clusters (0 = about sqrt(n/2))")
+    p.add_argument("--clusters", type=_clusters, default=0, help="number of task clusters (0 = about sqrt(n/2))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-scrub", action="store_true", help="do not replace e-mails, phone numbers, names")
+    p.add_argument("--strict", action="store_true", help="exit 2 when any source line could not be read")
     p.add_argument("--output", "-o", required=True, help="output directory")
     p.set_defaults(func=cmd_dataset)
 
@@ -91,6 +179,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="LoRA with peft + trl SFT (QLoRA 4-bit when CUDA is present). Resumes from "
                                    "OUTPUT/checkpoints. With --eval-ids/--eval-categories it then runs the "
                                    "benchmark on base and adapter and writes the comparison.")
+    _one_line_usage_errors(p)
     p.add_argument("dataset", help="dataset directory from slm-agent dataset (or a JSONL file)")
     p.add_argument("--model", default="gemma3-270m-q4km", help="llama_cpp profile whose GGUF is the base")
     p.add_argument("--output", "-o", required=True, help="output directory (adapter/, adapter.gguf, checkpoints/)")
