@@ -355,6 +355,12 @@ class ChatSpec(_Group):
     #: once per run; ``tools_first``: tools, format rules, example (the seed's
     #: layout, kept for comparison).
     prompt_layout: Literal["tools_first", "shared_prefix"] = "shared_prefix"
+    #: the model's own tool-call syntax, for serialization ``native`` (its chat
+    #: template renders ``tools``): ``tool_call_tags`` = Qwen2.5 / Hermes
+    #: ``<tool_call>{"name", "arguments"}</tool_call>`` blocks, ``json_list`` = a
+    #: JSON list of ``{"name", "arguments"}`` objects; null = the template has no
+    #: tools section (``native`` is then refused in one line).
+    native_calls: Optional[Literal["tool_call_tags", "json_list"]] = None
 
 
 @dataclass(frozen=True, config=_CONFIG)

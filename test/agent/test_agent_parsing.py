@@ -20,7 +20,8 @@ def names_args(result):
     "text, expected",
     [
         ('{"name": "gripper", "arguments": {"data": true}}', [("gripper", {"data": True})]),
-        ('{"name": "gripper", "parameters": {"data": false}}', [("gripper", {"data": False})]),
+        # a tool spec echoed back ("parameters") is text, not a call (as BFCL's decoders read it)
+        ('{"name": "gripper", "parameters": {"data": false}}', []),
         ('{"type": "function", "function": {"name": "move_to", "arguments": "{\\"speed\\": 0.5}"}}',
          [("move_to", {"speed": 0.5})]),
         ('{"tool_calls": [{"id": "x", "function": {"name": "get_battery", "arguments": "{}"}}]}',
@@ -41,7 +42,8 @@ def names_args(result):
         ("lookup_location(name='lab')", [("lookup_location", {"name": "lab"})]),
         ('{"name": "gripper", "arguments": {"data": true}} }}] trailing garbage ((', [("gripper", {"data": True})]),
         ('{"thought": "t", "action": "gripper", "action_input": {"data": true}}', [("gripper", {"data": True})]),
-        ('{"name": "get_battery"}', [("get_battery", {})]),
+        ('{"name": "get_battery"}', []),  # only a name: text, no invented {} arguments
+        ('{"name": "get_battery", "arguments": {}}', [("get_battery", {})]),
         ('{"name": "self_destruct", "arguments": {}}', [("self_destruct", {})]),  # the envelope refuses it
         ("<tool_call>\n<function=move_to>\n<parameter=goal>\n{\"x\": 1, \"y\": 2}\n</parameter>\n"
          "<parameter=speed>\n0.5\n</parameter>\n</function>\n</tool_call>",
@@ -117,7 +119,7 @@ def test_pathological_inputs_are_bounded():
     r = parse_tool_calls(deep_args, KNOWN)
     assert r.calls == [] and any("nested" in e for e in r.errors)
     assert parse_tool_calls(None, KNOWN).calls == []
-    assert names_args(parse_tool_calls(b'{"name": "gripper"} \xff', KNOWN)) == [("gripper", {})]
+    assert names_args(parse_tool_calls(b'{"name": "gripper", "arguments": {}} \xff', KNOWN)) == [("gripper", {})]
 
 
 # ----------------------------------------------------------------------------- fuzz

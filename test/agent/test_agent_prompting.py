@@ -21,7 +21,7 @@ RESULT_BAD = ToolResult("c2", "move_to", Status.INVALID_ARGUMENTS, error="goal.x
 
 
 def test_serializer_registry():
-    assert set(SERIALIZERS) == {"json", "toon", "natural"}
+    assert set(SERIALIZERS) == {"json", "toon", "natural", "native", "bfcl"}
     with pytest.raises(ValueError, match="valid: json, natural, toon"):
         get_serializer("yaml")
 

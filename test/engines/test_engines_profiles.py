@@ -403,7 +403,8 @@ def test_profiles_stay_dataclasses(tmp_path: Path) -> None:
     assert plain.cpu.use_extra_bufts is False and p.cpu.use_extra_bufts is True
     assert plain.model_path == p.model_path and plain.source == p.source
     assert dataclasses.asdict(p.model) == {"name": "m", "path": str(tmp_path / "m.gguf"), "package": None,
-                                         "package_file": None, "description": "", "lora": None}
+                                         "package_file": None, "description": "", "lora": None,
+                                         "parts": None, "licence": ""}
     assert "use_extra_bufts" in {f.name for f in dataclasses.fields(p.cpu)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.cpu.use_extra_bufts = False  # type: ignore[misc]

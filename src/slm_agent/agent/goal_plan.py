@@ -129,7 +129,8 @@ class GoalPlanner:
             opts = resolve_goal_options(self.options, self.profile, strategy=strategy, serialization=serialization,
                                         chat_format=chat_format, constrained=constrained)
             prompt = make_strategy(opts.strategy, opts.serialization, opts.chat_format,
-                                   ts.example if ts else None, self.max_tokens, self.profile.chat.prompt_layout)
+                                   ts.example if ts else None, self.max_tokens, self.profile.chat.prompt_layout,
+                                   self.profile.chat.native_calls)
         except ValueError as exc:
             raise GoalError(str(exc)) from exc
         return GoalPlan(tools, prompt, opts, int(max_steps) or self.max_steps, self.envelope(tools), rules)
@@ -156,7 +157,8 @@ def load_planner(settings: "AgentSettings") -> tuple[GoalPlanner, str]:
     options = GoalOptions(s.strategy, s.serialization, resolve_chat_format(s.chat_format, profile), s.constrained)
     max_tokens = s.max_tokens or profile.sampling.max_tokens
     make_strategy(options.strategy, options.serialization, options.chat_format,
-                  tool_set.example if tool_set else None, max_tokens, profile.chat.prompt_layout)
+                  tool_set.example if tool_set else None, max_tokens, profile.chat.prompt_layout,
+                  profile.chat.native_calls)
     return GoalPlanner(profile, tool_set, options, s.max_steps, max_tokens), label
 
 

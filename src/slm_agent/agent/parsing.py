@@ -4,8 +4,9 @@ A 270M base model does not reliably follow one format, and unconstrained
 chat models each have their favourite, so the parser accepts all the common
 shapes and never raises (a parser crash would end a robot task for a typo):
 
-* JSON objects ``{"name": .., "arguments": {..}}`` (also ``parameters``,
-  ``args``, ``input``, ``action``/``action_input``), OpenAI-style
+* JSON objects ``{"name": .., "arguments": {..}}`` (also ``args``,
+  ``input``, ``action``/``action_input``; an object with only a name, or
+  with ``parameters`` -- a tool spec echoed back -- is text), OpenAI-style
   ``{"function": {"name": .., "arguments": "<json string>"}}``,
   ``{"tool_calls": [..]}`` and ``[..]`` lists for parallel calls;
 * ``<tool_call>..</tool_call>`` wrappers and fenced code blocks;
@@ -40,7 +41,9 @@ MAX_ERRORS = 16
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 _NAME_KEYS = ("name", "tool", "tool_name", "function", "action", "recipient_name")
-_ARG_KEYS = ("arguments", "parameters", "args", "input", "action_input", "params")
+#: not ``parameters``: ``{"name": .., "parameters": {..}}`` is a tool spec echoed back
+#: (BFCL's decoders and OpenAI-style function calling read it as text, not a call)
+_ARG_KEYS = ("arguments", "args", "input", "action_input", "params")
 _WRAPPER_RE = re.compile(r"<tool_call>\s*(.*?)\s*(</tool_call>|\Z)", re.IGNORECASE | re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z_]*)[ \t]*\n?(.*?)(```|\Z)", re.DOTALL)
 _ACTION_RE = re.compile(r"(?<![A-Za-z])Action[ \t]*:[ \t]*(?P<name>[^\n]*)")
@@ -141,11 +144,8 @@ class _Parser:
         if not isinstance(name, str):
             return None
         name = name.strip()
-        if not has_args:
-            bare = set(d) <= {"name", "id", "type", "tool", "function"}
-            known = self.known is not None and name in self.known
-            if not (known or bare) or self.in_truncated(pos):
-                return None
+        if not has_args:  # only a name (or a spec echo): text, not a call with invented {} arguments
+            return None
         if not _NAME_RE.match(name):
             self.error(f"ignored a call with an invalid tool name {name[:40]!r}")
             return None

@@ -1,9 +1,12 @@
 """How tool specs and tool results are written into a prompt.
 
 The serialization is an experimental variable (tokens per prompt, and how
-well a small model follows it), so all three render the same information:
-compact JSON, TOON (Token-Oriented Object Notation, via the ``toon_format``
-package) and plain English.  The prompt view of a schema drops keys that only
+well a small model follows it), so all three of ours render the same
+information: compact JSON, TOON (Token-Oriented Object Notation, via the
+``toon_format`` package) and plain English.  Two more are baselines that
+hand the whole exchange to another syntax (``agent/call_formats.py``):
+``native`` (the model's own template and call syntax) and ``bfcl`` (BFCL's
+prompt mode).  The prompt view of a schema drops keys that only
 the validator needs (``additionalProperties: false``, empty ``required``):
 the envelope enforces them whatever the model was told.
 """
@@ -70,6 +73,9 @@ class Serializer(ABC):
     """Renders tool specs and results (and example values) into prompt text."""
 
     name: str = ""
+    #: "" = the agent's reply syntax; else the call format that owns the exchange
+    #: (``native``: the model's own, ``bfcl``: BFCL's prompt mode)
+    reply_format: str = ""
 
     @abstractmethod
     def tools(self, specs: Sequence[ToolSpec]) -> str:
@@ -201,10 +207,38 @@ class NaturalSerializer(Serializer):
         return f"{who} {word}: {result.error or 'no details'}."
 
 
+class NativeSerializer(JsonSerializer):
+    """The model's own format (``agent/call_formats.py``): tools go to its chat template as
+    JSON, results come back as its template's tool messages (compact JSON)."""
+
+    name = "native"
+    reply_format = "native"
+
+
+class BfclSerializer(Serializer):
+    """BFCL's prompt mode (``agent/call_formats.py``): tools as BFCL lists them (indented
+    JSON), results as the text an executable BFCL function returns."""
+
+    name = "bfcl"
+    reply_format = "bfcl"
+
+    def tools(self, specs: Sequence[ToolSpec]) -> str:
+        return json.dumps([{"name": s.name, "description": s.description, "parameters": s.parameters}
+                           for s in specs], indent=4)
+
+    def result(self, result: ToolResult) -> str:
+        if result.status != Status.OK:
+            return f"Error during execution: {result.error or 'no details'}"
+        c = result.content
+        return c if isinstance(c, str) else json.dumps(c, ensure_ascii=False)
+
+
 SERIALIZERS: dict[str, type[Serializer]] = {
     JsonSerializer.name: JsonSerializer,
     ToonSerializer.name: ToonSerializer,
     NaturalSerializer.name: NaturalSerializer,
+    NativeSerializer.name: NativeSerializer,
+    BfclSerializer.name: BfclSerializer,
 }
 
 

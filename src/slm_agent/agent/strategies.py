@@ -1,8 +1,8 @@
 """Prompt strategies: how a step's request is written and its output read.
 
-* ``direct``  - plain function calling: the model answers with a call
-  ``{"name": .., "arguments": {..}}`` (a list for parallel calls) or with the
-  pseudo call ``final_answer``.
+* ``direct``  - plain function calling: the model replies with a JSON list of
+  one or more calls ``[{"name": .., "arguments": {..}}, ...]`` or with a
+  plain-text answer.
 * ``react``   - Thought / Action / Action Input / Observation (Yao et al.).
 * ``reflact`` - ReflAct (Kim et al., 2025): before each action the model
   writes a *Reflection* stating where things stand relative to the goal
@@ -14,8 +14,12 @@ the loop) either as one raw completion ``prompt`` - needed for base models
 such as the bundled Gemma 3 270M, which have no chat template worth the name
 and learn the format from one worked example - or as chat ``messages``.
 With constrained decoding on, the strategy also supplies the JSON schema its
-output must match (ReAct/ReflAct then write their fields as JSON keys in the
-same order, so the grammar still forces reasoning before the action).
+output must match (direct: a call list, plain text admitted beside it;
+ReAct/ReflAct then write their fields as JSON keys in the same order, so the
+grammar still forces reasoning before the action).  The serializations
+``native`` and ``bfcl`` hand the request and the reading of the reply to their
+own syntax (``agent/call_formats.py``); a strategy then only adds its
+reasoning line.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
+from slm_agent.agent.call_formats import (MAX_LIST_CALLS, CallFormat, call_format_for, call_schema,
+                                          grammar_args_schema)
 from slm_agent.agent.parsing import parse_tool_calls
 from slm_agent.agent.serializers import Serializer, get_serializer
 from slm_agent.agent.types import FINAL_ANSWER_TOOL, Status, ToolCall, ToolResult, ToolSpec
@@ -59,20 +65,7 @@ def _dumps(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 
 
-def _grammar_args_schema(spec: ToolSpec) -> dict[str, Any]:
-    """The tool's argument schema for a grammar: descriptions are dead weight there."""
-
-    def strip(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "description"}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    schema = strip(spec.parameters)
-    if not isinstance(schema, dict) or schema.get("type") != "object":
-        return {"type": "object"}
-    return schema
+_grammar_args_schema = grammar_args_schema  # the name the strategies used
 
 
 def example_arguments(schema: dict[str, Any]) -> Any:
@@ -152,6 +145,7 @@ class Strategy(ABC):
         instructions: str = "",
         native_tools: bool = False,
         prompt_layout: str = "tools_first",
+        native_calls: Optional[str] = None,
     ) -> None:
         if chat_format not in CHAT_FORMATS:
             raise ValueError(f"unknown chat_format '{chat_format}'; valid: {', '.join(CHAT_FORMATS)}")
@@ -165,6 +159,11 @@ class Strategy(ABC):
         self.max_tokens = max_tokens
         self.instructions = instructions
         self.native_tools = native_tools
+        #: the reply syntax when the serialization owns it (native, bfcl); None = the agent's
+        self.call_format: Optional[CallFormat] = call_format_for(self.serializer.reply_format, native_calls)
+        if self.call_format is not None and chat_format == "raw":
+            raise ValueError(f"serialization '{self.serializer.name}' renders with the model's chat template; "
+                             "chat_format raw is not available with it")
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -200,8 +199,21 @@ class Strategy(ABC):
     def known_names(self, tools: Sequence[ToolSpec]) -> set[str]:
         return {t.name for t in tools} | {FINAL_ANSWER_TOOL}
 
+    #: under constrained decoding, a plain-text reply (an answer) is admitted besides the schema
+    allows_text: bool = False
+
     def stop(self, constrained: bool) -> list[str]:
-        return list(self.stop_raw)
+        return [] if self.call_format is not None else list(self.stop_raw)
+
+    def owned_decision(self, text: str, tools: Sequence[ToolSpec], step: int) -> "StepDecision":
+        """A reply read by the serialization's own call format (native, bfcl)."""
+        assert self.call_format is not None
+        reply = self.call_format.interpret(self, text, tools, step)
+        if reply.calls:
+            return StepDecision(calls=reply.calls, reasoning=reply.reasoning, errors=reply.errors)
+        if reply.errors:
+            return StepDecision(errors=reply.errors, reasoning=reply.reasoning)
+        return StepDecision(final_text=reply.answer or "", reasoning=reply.reasoning)
 
     @property
     def shared_prefix(self) -> bool:
@@ -276,11 +288,14 @@ class Strategy(ABC):
     def build_request(self, transcript: Sequence[dict[str, Any]], tools: Sequence[ToolSpec],
                       constrained: bool = False) -> ChatRequest:
         """The request for the next step given the canonical transcript."""
+        if self.call_format is not None:
+            return self.call_format.build_request(self, transcript, tools, constrained)
         system_extra = "\n".join(
             str(m.get("content", "")) for m in transcript if m.get("role") == "system"
         )
         convo = [m for m in transcript if m.get("role") != "system"]
         schema = self.output_schema(tools) if constrained else None
+        allow_text = bool(schema) and self.allows_text
         if self.chat_format == "raw":
             lines = [self.system_text(tools, constrained, system_extra), ""]
             for m in convo:
@@ -298,6 +313,7 @@ class Strategy(ABC):
                 max_tokens=self.max_tokens,
                 stop=self.stop(constrained),
                 json_schema=schema,
+                allow_text=allow_text,
                 cache_anchor=self.cache_anchor(tools, constrained),
             )
         messages: list[dict[str, Any]] = [
@@ -319,6 +335,7 @@ class Strategy(ABC):
             max_tokens=self.max_tokens,
             stop=self.stop(constrained),
             json_schema=schema,
+            allow_text=allow_text,
             cache_anchor=self.cache_anchor(tools, constrained),
         )
 
@@ -334,72 +351,56 @@ class Strategy(ABC):
 
 
 def _call_schema(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"name": {"const": spec.name}, "arguments": _grammar_args_schema(spec)},
-        "required": ["name", "arguments"],
-        "additionalProperties": False,
-    }
-
-
-_FINAL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"const": FINAL_ANSWER_TOOL},
-        "arguments": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}},
-            "required": ["text"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["name", "arguments"],
-    "additionalProperties": False,
-}
+    return call_schema(spec, _grammar_args_schema(spec))
 
 
 class DirectStrategy(Strategy):
-    """Function calling: output is a call object, a list of them, or final_answer."""
+    """Function calling: the reply is a JSON list of one or more calls, or a plain-text answer.
+
+    Several calls and an answer without a call are equally first-class in
+    the rules, the grammar (a call list, or text) and the parser; the
+    ``final_answer`` pseudo call of earlier versions is still read.
+    """
 
     name = "direct"
     user_label = "User:"
     observation_label = "Result:"
     stop_raw = ("\nUser:", "\nResult:")
+    allows_text = True
 
     def cue(self, constrained: bool) -> str:
         return "Assistant:" if self.chat_format == "raw" else ""
 
     def format_rules(self, tools: Sequence[ToolSpec], constrained: bool) -> str:
-        rules = (
-            'To call a tool, reply with one JSON object: {"name": <tool name>, "arguments": {<arguments>}}.'
-        )
+        where = "below" if self.shared_prefix else "above"
         if self.parallel_calls:
-            rules += " To call several tools at once, reply with a JSON list of such objects."
-        rules += (
-            f' When the task is done, reply {{"name": "{FINAL_ANSWER_TOOL}", "arguments": {{"text": <answer>}}}}.'
-            f" Only call the tools listed {'below' if self.shared_prefix else 'above'}, with arguments inside their limits."
-        )
-        return rules
+            calls = ('To call tools, reply with a JSON list of the calls, one or more: '
+                     '[{"name": <tool name>, "arguments": {<arguments>}}, ...].')
+        else:
+            calls = 'To call a tool, reply with a JSON list of one call: [{"name": <tool name>, "arguments": {<arguments>}}].'
+        return (f"{calls} To answer without calling a tool, reply with the answer in plain text."
+                f" Only call the tools listed {where}, with arguments inside their limits.")
 
     def render_step(self, call, final, constrained, reasoning) -> str:
-        body = _dumps(call) if call is not None else _dumps(
-            {"name": FINAL_ANSWER_TOOL, "arguments": {"text": final}})
+        body = _dumps([call]) if call is not None else str(final)
         cue = self.cue(constrained)
         return f"{cue} {body}" if cue else body
 
     def output_schema(self, tools: Sequence[ToolSpec]) -> dict[str, Any]:
+        """A list of calls (plain text is admitted beside it: ``allow_text``)."""
         calls = [_call_schema(t) for t in tools]
-        options: list[dict[str, Any]] = [*calls, _FINAL_SCHEMA]
-        if self.parallel_calls and len(calls) > 0:
-            options.append({
-                "type": "array",
-                "items": {"anyOf": calls} if len(calls) > 1 else calls[0],
-                "minItems": 1,
-                "maxItems": MAX_PARALLEL_CALLS,
-            })
-        return {"anyOf": options}
+        if not calls:
+            return {"type": "array", "maxItems": 0}
+        return {
+            "type": "array",
+            "items": {"anyOf": calls} if len(calls) > 1 else calls[0],
+            "minItems": 1,
+            "maxItems": MAX_LIST_CALLS if self.parallel_calls else 1,
+        }
 
     def interpret(self, text, tools, step=0, constrained=False) -> StepDecision:
+        if self.call_format is not None:
+            return self.owned_decision(text, tools, step)
         calls, leftover, errors = parse_tool_calls(text, self.known_names(tools), step=step)
         real, final = self.split_final(calls)
         if real:
@@ -510,6 +511,8 @@ class ReActStrategy(Strategy):
         return obj if isinstance(obj, dict) else None
 
     def interpret(self, text, tools, step=0, constrained=False) -> StepDecision:
+        if self.call_format is not None:
+            return self.owned_decision(text, tools, step)
         calls, leftover, errors = parse_tool_calls(text, self.known_names(tools), step=step)
         obj = self._json_object(text)
         reasoning = ""
@@ -570,13 +573,14 @@ def get_strategy(name: str, **kwargs: Any) -> Strategy:
 
 
 def make_strategy(name: str, serialization: str, chat_format: str, example: Optional[dict[str, Any]],
-                  max_tokens: int, prompt_layout: str = "tools_first") -> Strategy:
+                  max_tokens: int, prompt_layout: str = "tools_first", native_calls: Optional[str] = None) -> Strategy:
     """The strategy a goal runs with (raises ValueError naming the valid choices): what
     the agent node builds per goal, so benchmarks build the in-process loop exactly alike.
-    ``prompt_layout`` comes from the model profile (``chat.prompt_layout``)."""
+    ``prompt_layout`` and ``native_calls`` come from the model profile (``chat.prompt_layout``,
+    ``chat.native_calls``: the model's own call syntax, for serialization ``native``)."""
     get_serializer(serialization)  # clear error for an unknown/unavailable serialization
     return get_strategy(name, serialization=serialization, chat_format=chat_format, example=example,
-                        max_tokens=max_tokens, prompt_layout=prompt_layout)
+                        max_tokens=max_tokens, prompt_layout=prompt_layout, native_calls=native_calls)
 
 
 def resolve_chat_format(param: str, profile: Any) -> str:

@@ -50,6 +50,16 @@ class ChatRequest:
     #: in fixed chunks (llama.cpp, ``context.prefill_chunk``) also start a
     #: chunk where it ends, so the whole shared part is reused exactly; "" = none.
     cache_anchor: str = ""
+    #: with ``json_schema`` / ``grammar``: a reply that is plain text (not
+    #: starting with ``[``, ``{`` or white space) is admitted too, so a model
+    #: constrained to its call syntax can still answer without a call.
+    allow_text: bool = False
+    #: lazily triggered constraint: the reply is free until this text appears;
+    #: what follows must match the constraint and then ``grammar_end``, after
+    #: which the reply is free again until the next trigger (a model's own
+    #: ``<tool_call>`` blocks).  "" = the constraint covers the whole reply.
+    grammar_trigger: str = ""
+    grammar_end: str = ""
 
 
 @dataclass

@@ -63,6 +63,7 @@ import ctypes
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -86,7 +87,7 @@ try:  # import-guarded so the package imports without llama-cpp-python
     import llama_cpp
     import llama_cpp._internals as _llama_internals
     from llama_cpp import llama_chat_format
-    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 except ImportError as _exc:  # pragma: no cover - exercised only without the wheel
     llama_cpp = None  # type: ignore[assignment]
     _IMPORT_ERROR: Optional[BaseException] = _exc
@@ -398,9 +399,10 @@ class LlamaCppEngine(Engine):
         first_perf = None
         spec = _SpecStats()
         if self._greedy(request):
-            gen: Iterator[int] = self._generate_greedy(tokens, predicted, starts, grammar, spec)
+            gen: Iterator[int] = self._generate_greedy(tokens, predicted, starts, grammar, spec,
+                                                       _Lazy.of(request, grammar))
         else:
-            gen = self._generate_sampled(tokens, predicted, starts, request, grammar)
+            gen = self._generate_sampled(tokens, predicted, starts, request, grammar, _Lazy.of(request, grammar))
         try:
             for tok in gen:
                 timer.token()
@@ -527,7 +529,7 @@ class LlamaCppEngine(Engine):
 
     def _generate_greedy(
         self, tokens: list[int], reuse: int, starts: list[int], grammar: Optional["LlamaGrammar"],
-        spec: "_SpecStats",
+        spec: "_SpecStats", lazy: Optional["_Lazy"] = None,
     ) -> Iterator[int]:
         """Greedy decoding, optionally constrained, with prompt-lookup drafts.
 
@@ -659,7 +661,7 @@ class LlamaCppEngine(Engine):
 
     def _generate_sampled(
         self, tokens: list[int], reuse: int, starts: list[int], request: ChatRequest,
-        grammar: Optional["LlamaGrammar"],
+        grammar: Optional["LlamaGrammar"], lazy: Optional["_Lazy"] = None,
     ) -> Iterator[int]:
         """Sampling with llama.cpp's sampler chain, the grammar (if any)
         applied lazily (see module doc).
@@ -670,7 +672,7 @@ class LlamaCppEngine(Engine):
         """
         llm = self.llama
         todo = self._keep_prefix(tokens, reuse)
-        gram = self._grammar_sampler(grammar)
+        gram = None if lazy is not None else self._grammar_sampler(grammar)
         s = self.profile.sampling
         chain = llm._init_sampler(
             top_k=request.top_k,
@@ -686,6 +688,8 @@ class LlamaCppEngine(Engine):
                 if tok < 0:
                     raise EngineError("llama_cpp: no token satisfies the grammar")
                 yield tok
+                if lazy is not None:
+                    gram = lazy.step(self, gram, self._piece(tok))
                 llm.eval([tok])
         finally:
             chain.close()
@@ -760,21 +764,27 @@ class LlamaCppEngine(Engine):
     def _grammar_for(self, request: ChatRequest) -> Optional["LlamaGrammar"]:
         if request.json_schema is not None and request.grammar is not None:
             raise EngineError("llama_cpp: give json_schema or grammar, not both")
-        if request.json_schema is not None:
-            key = "schema:" + json.dumps(request.json_schema, sort_keys=True)
-        elif request.grammar is not None:
-            key = "gbnf:" + request.grammar
-        else:
+        if request.json_schema is None and request.grammar is None:
+            if request.grammar_trigger:
+                raise EngineError("llama_cpp: grammar_trigger needs json_schema or grammar")
             return None
+        if request.grammar_trigger and not request.grammar_end:
+            raise EngineError("llama_cpp: grammar_trigger needs grammar_end (where a constrained block ends)")
+        body = ("schema:" + json.dumps(request.json_schema, sort_keys=True) if request.json_schema is not None
+                else "gbnf:" + (request.grammar or ""))
+        key = f"{body}|text={request.allow_text}|end={request.grammar_end if request.grammar_trigger else ''}"
         grammar = self._grammars.get(key)
         if grammar is not None:
             self._grammars.move_to_end(key)
             return grammar
         try:
             if request.json_schema is not None:
-                grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+                gbnf = json_schema_to_gbnf(json.dumps(request.json_schema))
             else:
-                grammar = LlamaGrammar.from_string(request.grammar or "", verbose=False)
+                gbnf = request.grammar or ""
+            gbnf = compose_gbnf(gbnf, allow_text=request.allow_text,
+                                end=request.grammar_end if request.grammar_trigger else "")
+            grammar = LlamaGrammar.from_string(gbnf, verbose=False)
         except Exception as exc:  # noqa: BLE001 - schema converter raises many kinds
             raise EngineError(f"llama_cpp: cannot build grammar: {exc}") from exc
         # llama.cpp returns NULL for a grammar it cannot parse: fail here, before any prefill
@@ -829,6 +839,65 @@ class LlamaCppEngine(Engine):
             )
         self._formatter_kind = kind
         return self._formatter
+
+
+_ROOT_RE = re.compile(r"^root(\s*::=)", re.MULTILINE)
+
+
+def compose_gbnf(gbnf: str, allow_text: bool = False, end: str = "") -> str:
+    """Wrap a GBNF grammar (its rule ``root``) for the request's constraint mode.
+
+    * ``end``: a lazily triggered block -- optional white space, the body,
+      optional white space, then ``end`` (the engine activates the grammar
+      after the trigger and drops it once the block is closed);
+    * ``allow_text``: the body (after optional white space) or plain text
+      whose first character is none of ``[``, ``{``, ``<`` or white space,
+      so a reply that is an answer rather than a call stays possible.
+    """
+    if not end and not allow_text:
+        return gbnf
+    if not _ROOT_RE.search(gbnf):
+        raise ValueError("grammar has no 'root' rule")
+    body = _ROOT_RE.sub(r"slm-body\1", gbnf)
+    if end:
+        root = f'root ::= slm-ws slm-body slm-ws {json.dumps(end)}'
+    else:
+        root = "root ::= slm-ws slm-body | slm-text"
+    extra = [root, 'slm-ws ::= [ \\t\\n]*', 'slm-text ::= [^\\[{< \\t\\n] [^\\x00]*']
+    return "\n".join(extra) + "\n" + body
+
+
+class _Lazy:
+    """A lazily triggered constraint's state during one generation: off until
+    ``trigger`` has been generated, then ``grammar`` (which ends with ``end``)
+    until ``end`` has been generated, then off again."""
+
+    def __init__(self, grammar: "LlamaGrammar", trigger: str, end: str) -> None:
+        self.grammar = grammar
+        self.trigger = trigger.encode("utf-8")
+        self.end = end.encode("utf-8")
+        self.seen = b""
+
+    @classmethod
+    def of(cls, request: ChatRequest, grammar: Optional["LlamaGrammar"]) -> Optional["_Lazy"]:
+        if grammar is None or not request.grammar_trigger:
+            return None
+        return cls(grammar, request.grammar_trigger, request.grammar_end)
+
+    def step(self, engine: "LlamaCppEngine", gram: Any, piece: bytes) -> Any:
+        """The grammar sampler for the next token, given the last token's bytes."""
+        self.seen += piece
+        if gram is None:
+            if self.trigger in self.seen:
+                self.seen = b""
+                return engine._grammar_sampler(self.grammar)
+            self.seen = self.seen[-len(self.trigger):]
+            return None
+        if self.seen.endswith(self.end):  # the block is closed: free text again
+            llama_cpp.llama_sampler_free(gram)
+            self.seen = b""
+            return None
+        return gram
 
 
 class _SpecStats:
