@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,9 @@ class _Child:
         if self._echo:
             sys.stdout.write(f"{self.name:>10s} | {line}")
             sys.stdout.flush()
+        elif QUIET_SHOWN.search(line):   # --quiet: quarantine/drop warnings still reach the console
+            sys.stderr.write(f"{self.name:>10s} | {line}")
+            sys.stderr.flush()
 
     def _pump(self) -> None:
         buf = b""
@@ -187,9 +191,35 @@ def free_bag_dir(out: Path) -> Path:
     bag = out / "bag"
     n = 2
     while bag.exists():
+        try:   # an empty one (a run that recorded nothing: disk full, a start refused) is reused
+            if bag.is_dir() and not any(bag.iterdir()):
+                bag.rmdir()
+                break
+        except OSError:
+            pass
         bag = out / f"bag_{n}"
         n += 1
     return bag
+
+
+def write_problem(out: Path) -> str:
+    """Why ``out`` cannot be written now ("" when it can): a probe written and
+    fsynced, so the CLI names the OS error even when the nodes' logs (on the same
+    full disk) lost it."""
+    probe = out / f".write_probe_{os.getpid()}"
+    try:
+        with probe.open("wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return ""
+    except OSError as exc:
+        return f"cannot write {out}: {exc.strerror or exc}"
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 #: the settings ``slm-agent bench`` has flags for, by the node that reads them
@@ -250,6 +280,11 @@ Parameters of this run, written by slm-agent bench (the nodes read it with
 
 #: how long ``bench`` waits for the nodes of a dead earlier CLI to release the run directory
 ORPHAN_WAIT_S = 30.0
+#: node console lines shown even with --quiet: a line moved to quarantine, dropped or skipped
+QUIET_SHOWN = re.compile(r"\[(WARN|ERROR)\].*(quarantin|dropped|skipped|cannot write)", re.IGNORECASE)
+#: exit status when the run's output could not be written during or after the run
+#: (disk full, read-only): README "Exit status"; the benchmark node's EXIT_WRITE
+EXIT_WRITE = 4
 
 
 class BenchError(Exception):
@@ -486,7 +521,11 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
                 code = 3
         else:
             code = bench.proc.returncode if bench.proc.returncode is not None else 1
-            if code not in (0, 130):
+            if code == EXIT_WRITE:   # one line with the path and the OS error, even when the log lost it
+                said = [e for e in bench.error_text(limit=5).split("; ") if e.startswith("cannot write")]
+                print(f"slm-agent: {(said[0] if said else '') or write_problem(out) or f'cannot write {out}'}; "
+                      f"finished cases are kept, free space and rerun to resume", file=sys.stderr)
+            elif code not in (0, 130):
                 print(f"slm-agent: the benchmark ended with status {code}: "
                       f"{bench.error_text() or 'no error logged'} (log: {bench.log_path})", file=sys.stderr)
     except KeyboardInterrupt:
@@ -512,8 +551,16 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
             rep = make_report(out, out / "report")
             summary = rep.markdown.split("## Summary", 1)[1].split("## Per category", 1)[0]
             print(f"report:  {rep.files['markdown']}\n{summary.strip()}")
-        except (ReportError, OSError) as exc:
+        except ReportError as exc:
             print(f"report:  not built ({exc})")
+        except OSError as exc:   # a run without its report is not a success
+            print(f"slm-agent: cannot write {exc.filename or out / 'report'}: {exc.strerror or exc} "
+                  f"(report not built)", file=sys.stderr)
+            code = code or EXIT_WRITE
+    if bag is not None and code == 0 and bag.is_dir() and not (bag / "metadata.yaml").exists():
+        print(f"slm-agent: cannot write {bag / 'metadata.yaml'}: the recorder closed the bag without it "
+              f"({write_problem(bag) or 'see logs/recorder.log'})", file=sys.stderr)
+        code = EXIT_WRITE
     print(f"logs:    {out / 'logs'}")
     return code
 

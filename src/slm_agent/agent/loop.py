@@ -14,6 +14,13 @@ Design points:
   which stops llama.cpp decoding) and between tool calls.
 * Nothing here raises for a model's or an engine's misbehaviour: the result
   carries ``success=False`` and ``error`` instead.
+* At most once: a call whose outcome is unknown (TIMEOUT, or a server that
+  left mid-call) is never re-sent by anything here; the model reads that the
+  outcome is unknown, and an identical call (same tool, same arguments) later
+  in the same goal is executed again only for a tool its tool set marks
+  ``idempotent: true``; for any other tool it is answered REFUSED, not run.
+* A reply longer than the tool's ``max_reply_chars`` reaches the model cut,
+  with a marker saying how much was cut (:func:`cut_reply`).
 * What ends a goal and what is recorded follows a :class:`LoopRules`
   (:mod:`slm_agent.agent.protocol`): ``robot`` (default) retries unparsed
   replies and stops on repeated calls; ``bfcl`` is bfcl-eval's own loop.
@@ -88,7 +95,7 @@ class CallableToolInvoker:
             future.cancel()
             return ToolResult(call.id, call.name, Status.TIMEOUT,
                               error=f"no answer within {spec.timeout_s:g} s",
-                              latency_ms=(time.perf_counter() - t0) * 1e3)
+                              latency_ms=(time.perf_counter() - t0) * 1e3, outcome_unknown=True)
         except Exception as exc:  # the tool failed, the agent goes on
             return ToolResult(call.id, call.name, Status.FAILED, error=f"{type(exc).__name__}: {exc}",
                               latency_ms=(time.perf_counter() - t0) * 1e3)
@@ -121,6 +128,34 @@ def _normalise_messages(messages: Optional[Sequence[Any]]) -> list[dict[str, Any
             ]
         out.append(d)
     return out
+
+
+def is_outcome_unknown(result: ToolResult) -> bool:
+    """The request may have been executed although no answer came (TIMEOUT is always so)."""
+    return result.outcome_unknown or result.status == Status.TIMEOUT
+
+
+def call_key(call: ToolCall) -> str:
+    """Tool name and arguments, canonical: two calls with the same key do the same thing."""
+    return call.name + json.dumps(call.arguments, sort_keys=True, ensure_ascii=False, default=str)
+
+
+#: the marker that ends a cut reply: ``cut_reply`` fills in the counts
+REPLY_CUT_MARKER = "...[reply cut: {shown} of {total} characters shown (tool set max_reply_chars)]"
+
+
+def cut_reply(content: Any, limit: int) -> tuple[Any, bool]:
+    """``content`` as at most ``limit`` characters plus a marker, when its text is longer.
+
+    The text is the content itself (a string) or its JSON; a cut reply is a
+    string.  ``limit`` 0 = no limit.  Returns (content, was_cut).
+    """
+    if limit <= 0:
+        return content, False
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str)
+    if len(text) <= limit:
+        return content, False
+    return text[:limit] + REPLY_CUT_MARKER.format(shown=limit, total=len(text)), True
 
 
 def _repeats_last_step(calls: Sequence[ToolCall], done: Sequence[tuple[ToolCall, ToolResult]]) -> bool:
@@ -228,25 +263,68 @@ class AgentLoop:
         except Exception as exc:  # invokers should not raise; never trust that
             result = ToolResult(call.id, call.name, Status.FAILED, error=f"invoker error: {type(exc).__name__}: {exc}")
         result.call_id, result.name = call.id, call.name
+        if is_outcome_unknown(result):
+            result.outcome_unknown = True
+            again = ("it is marked idempotent, so calling it again is safe" if spec.idempotent else
+                     "it was not re-sent, and the same call will not be executed again in this task; "
+                     "check the robot's state before deciding what to do")
+            result.error = (f"{result.error or 'no answer'}. OUTCOME UNKNOWN: the request may or may not have "
+                            f"been executed; {again}")
+        elif result.status == Status.OK:
+            result.content, cut = cut_reply(result.content, spec.max_reply_chars)
+            if cut:
+                log.warning("tool %s: reply cut to max_reply_chars=%d", call.name, spec.max_reply_chars)
         return result
 
-    def _execute(self, calls: list[ToolCall], allow_confirmation: bool, cancel) -> list[ToolResult]:
+    def _not_repeated(self, call: ToolCall, earlier_id: str) -> ToolResult:
+        return ToolResult(call.id, call.name, Status.REFUSED, outcome_unknown=False,
+                          error=f"not executed: the identical call {earlier_id} in this task got no answer and "
+                                f"its outcome is unknown (it may have been executed); '{call.name}' is not marked "
+                                f"idempotent, so it runs at most once with these arguments per task")
+
+    def _execute(self, calls: list[ToolCall], allow_confirmation: bool, cancel,
+                 unknown: Optional[dict[str, str]] = None) -> list[ToolResult]:
+        """Run ``calls``; ``unknown`` (call key -> call id) lists earlier calls of
+        this goal whose outcome is unknown: an identical call of a tool that is
+        not idempotent is refused, not run.  New unknown outcomes are added."""
+        unknown = {} if unknown is None else unknown
+
         def cancelled(c: ToolCall) -> ToolResult:
             return ToolResult(c.id, c.name, Status.REFUSED, error="task cancelled before this call ran")
 
+        def blocked(c: ToolCall) -> Optional[ToolResult]:
+            earlier = unknown.get(call_key(c))
+            spec = self.envelope.spec(c.name)
+            if earlier is None or spec is None or spec.idempotent:
+                return None
+            return self._not_repeated(c, earlier)
+
+        def note(c: ToolCall, r: ToolResult) -> ToolResult:
+            if r.outcome_unknown:
+                unknown.setdefault(call_key(c), c.id)
+            return r
+
         if self.parallel_execution and len(calls) > 1:
             with cf.ThreadPoolExecutor(max_workers=len(calls)) as pool:
-                futures = [
-                    None if cancel is not None and cancel.is_set() else pool.submit(self._invoke_one, c, allow_confirmation)
-                    for c in calls
-                ]
-                return [f.result() if f is not None else cancelled(c) for f, c in zip(futures, calls)]
+                futures = []
+                for c in calls:
+                    refusal = blocked(c)
+                    if cancel is not None and cancel.is_set():
+                        futures.append(cancelled(c))
+                    elif refusal is not None:
+                        futures.append(refusal)
+                    else:
+                        futures.append(pool.submit(self._invoke_one, c, allow_confirmation))
+                return [note(c, f if isinstance(f, ToolResult) else f.result()) for f, c in zip(futures, calls)]
         results = []
         for c in calls:
+            refusal = blocked(c)
             if cancel is not None and cancel.is_set():
                 results.append(cancelled(c))
+            elif refusal is not None:
+                results.append(refusal)
             else:
-                results.append(self._invoke_one(c, allow_confirmation))
+                results.append(note(c, self._invoke_one(c, allow_confirmation)))
         return results
 
     # ------------------------------------------------------------------ run
@@ -279,6 +357,7 @@ class AgentLoop:
         result.protocol = rules.name
         steps = rules.max_steps or max_steps or self.max_steps
         tools = self.tools
+        unknown: dict[str, str] = {}   # calls of this goal whose outcome is unknown (at most once)
         for step in range(steps):
             if cancel is not None and cancel.is_set():
                 result.error = "cancelled"
@@ -331,7 +410,7 @@ class AgentLoop:
                     result.success = True
                     result.stopped_on_repeat = True
                     return result
-                results = self._execute(decision.calls, allow_confirmation, cancel)
+                results = self._execute(decision.calls, allow_confirmation, cancel, unknown)
                 for c, r in zip(decision.calls, results):
                     if r.latency_ms is None:
                         r.latency_ms = math.nan

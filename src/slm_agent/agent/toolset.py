@@ -13,6 +13,8 @@ Format (``config/tool_sets/demo_robot.yaml`` is the worked example)::
       call: {name: gripper, arguments: {data: true}}
       result: {success: true, message: gripper opened}
       answer: The gripper is open.
+    max_reply_chars: 8000          # optional (default 8000; 0 = no limit): longer
+                                   # tool replies reach the model cut, with a marker
     tools:
       - name: move_to
         service: /demo_robot/move_to
@@ -21,6 +23,9 @@ Format (``config/tool_sets/demo_robot.yaml`` is the worked example)::
         timeout_s: 10
         requires_confirmation: false
         max_rate_hz: 1
+        idempotent: false          # default; true = safe to run again with the same
+                                   # arguments (only then re-run after a timeout)
+        max_reply_chars: 8000      # optional per-tool override of the set's limit
         fields:                    # paths into the request; "via[].x" = x of every via item
           goal.x: {minimum: -10, maximum: 10, description: metres}
           frame_id: {default: map}
@@ -56,8 +61,12 @@ _TOOL_KEYS = {
     "max_rate_hz",
     "fields",
     "parameters",
+    "idempotent",
+    "max_reply_chars",
 }
-_TOP_KEYS = {"name", "description", "tools", "example"}
+_TOP_KEYS = {"name", "description", "tools", "example", "max_reply_chars"}
+#: default ``max_reply_chars``: a tool reply longer than this reaches the model cut
+DEFAULT_MAX_REPLY_CHARS = 8000
 _EXAMPLE_KEYS = {"user", "call", "result", "answer"}
 _FIELD_ALIASES = {
     "exclusive_minimum": "exclusiveMinimum",
@@ -80,6 +89,7 @@ class ToolSet:
     example: Optional[dict[str, Any]] = None
     description: str = ""
     source: str = ""
+    max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS
 
     def by_name(self) -> dict[str, ToolSpec]:
         return {t.name: t for t in self.tools}
@@ -113,7 +123,13 @@ def _normalise_fields(fields: Any, where: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def spec_from_dict(d: Any, where: str = "tool") -> ToolSpec:
+def _reply_limit(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ToolSetError(f"{where}: 'max_reply_chars' must be an integer >= 0 (0 = no limit), got {v!r}")
+    return v
+
+
+def spec_from_dict(d: Any, where: str = "tool", max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS) -> ToolSpec:
     """Validate one tool entry and derive its schema from the service type."""
     if not isinstance(d, dict):
         raise ToolSetError(f"{where}: a tool must be a mapping, got {type(d).__name__}")
@@ -139,6 +155,10 @@ def spec_from_dict(d: Any, where: str = "tool") -> ToolSpec:
     confirm = d.get("requires_confirmation", False)
     if not isinstance(confirm, bool):
         raise ToolSetError(f"{where}: 'requires_confirmation' must be true or false, got {confirm!r}")
+    idempotent = d.get("idempotent", False)
+    if not isinstance(idempotent, bool):
+        raise ToolSetError(f"{where}: 'idempotent' must be true or false, got {idempotent!r}")
+    reply_limit = _reply_limit(d.get("max_reply_chars", max_reply_chars), where)
     fields = _normalise_fields(d.get("fields"), where)
     parameters = d.get("parameters")
     defaults: dict[str, Any] = {}
@@ -164,6 +184,8 @@ def spec_from_dict(d: Any, where: str = "tool") -> ToolSpec:
         requires_confirmation=confirm,
         max_rate_hz=_number(d, "max_rate_hz", where, 0.0, positive=False),
         defaults=defaults,
+        idempotent=idempotent,
+        max_reply_chars=reply_limit,
     )
 
 
@@ -179,10 +201,11 @@ def parse_tool_set(data: Any, source: str = "<tool set>") -> ToolSet:
     raw_tools = data.get("tools")
     if not isinstance(raw_tools, list) or not raw_tools:
         raise ToolSetError(f"{source}: 'tools' must be a non-empty list")
+    reply_limit = _reply_limit(data.get("max_reply_chars", DEFAULT_MAX_REPLY_CHARS), source)
     tools: list[ToolSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(raw_tools):
-        spec = spec_from_dict(entry, f"{source}: tools[{i}]")
+        spec = spec_from_dict(entry, f"{source}: tools[{i}]", reply_limit)
         if spec.name in seen:
             raise ToolSetError(f"{source}: tools[{i}]: duplicate tool name '{spec.name}' (also tools[{seen[spec.name]}])")
         seen[spec.name] = i
@@ -195,7 +218,8 @@ def parse_tool_set(data: Any, source: str = "<tool set>") -> ToolSet:
         if not isinstance(call, dict) or call.get("name") not in seen or not isinstance(call.get("arguments", {}), dict):
             raise ToolSetError(f"{source}: example.call must name a tool of this set and give an arguments mapping")
     name = data.get("name") or Path(source).stem
-    return ToolSet(name=str(name), tools=tools, example=example, description=str(data.get("description", "")), source=source)
+    return ToolSet(name=str(name), tools=tools, example=example, description=str(data.get("description", "")), source=source,
+                   max_reply_chars=reply_limit)
 
 
 def load_tool_set(path: Union[str, os.PathLike[str]]) -> ToolSet:

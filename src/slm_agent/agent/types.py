@@ -55,6 +55,13 @@ class ToolSpec:
     requires_confirmation: bool = False
     max_rate_hz: float = 0.0
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: safe to run again with the same arguments (a read, a set-to-value); only
+    #: such a tool is re-executed after a call whose outcome is unknown (timeout,
+    #: server gone).  Default False: robot actions run at most once per goal.
+    idempotent: bool = False
+    #: a reply (the result content as text) longer than this is cut, with a
+    #: marker the model can read (0 = no limit); the tool set's setting
+    max_reply_chars: int = 8000
 
     def to_function(self) -> dict[str, Any]:
         """OpenAI-style ``tools`` entry (for chat engines with native tool support)."""
@@ -93,6 +100,9 @@ class ToolResult:
     content: Union[dict[str, Any], str] = ""
     error: str = ""
     latency_ms: float = math.nan
+    #: the request may or may not have been executed (timed out, or the server
+    #: left mid-call): it is never re-sent automatically
+    outcome_unknown: bool = False
 
     @property
     def ok(self) -> bool:

@@ -197,7 +197,7 @@ class ResultsLog:
         self.repaired_bytes = 0
         self._repair(self._scan())
         self._ids = {r.get("case_id") for r in self.records}
-        self._fh = self.path.open("ab")
+        self._fh = self.path.open("ab", buffering=0)   # unbuffered: a failed write is cut back at once
 
     def _scan(self) -> tuple[bytes, list[bytes], bool]:
         """Read the file; fill records/damaged; return (data, good lines, tail was complete)."""
@@ -254,11 +254,15 @@ class ResultsLog:
                 fh.flush()
                 os.fsync(fh.fileno())
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(clean)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(clean)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path)
+        except BaseException:   # nothing half-written is left behind
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.path.parent)
 
     @property
@@ -276,9 +280,19 @@ class ResultsLog:
         with self._lock:
             if record.get("case_id") in self._ids:
                 return False
-            self._fh.write(line)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            fd = self._fh.fileno()
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:   # disk full: cut back what was written of this line (no torn line left)
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+                raise
             self._ids.add(record.get("case_id"))
             self.records.append(json.loads(line))
             return True
@@ -286,9 +300,10 @@ class ResultsLog:
     def close(self) -> None:
         with self._lock:
             if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
+                try:
+                    os.fsync(self._fh.fileno())
+                finally:
+                    self._fh.close()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -339,12 +354,16 @@ def read_results(path: os.PathLike | str) -> list[dict[str, Any]]:
 def write_json_atomic(path: os.PathLike | str, data: Any) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(json_safe(data), fh, indent=2, sort_keys=True, allow_nan=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(json_safe(data), fh, indent=2, sort_keys=True, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:   # disk full, read-only: nothing half-written is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: os.PathLike | str) -> Optional[dict[str, Any]]:

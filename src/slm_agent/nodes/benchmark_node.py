@@ -91,6 +91,13 @@ from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
 NODE_NAME = "benchmark"
 EXIT_OK, EXIT_CONFIG, EXIT_AGENT, EXIT_INTERRUPTED = 0, 2, 3, 130
+#: the output could not be written (disk full, read-only, quota): README "Exit status"
+EXIT_WRITE = 4
+
+
+def write_failure_line(exc: OSError, where: str) -> str:
+    """One line naming the path and the OS error (``cannot write PATH: No space left on device``)."""
+    return f"cannot write {exc.filename or where}: {exc.strerror or exc}"
 _STATUS = {GoalStatus.STATUS_ABORTED: "ABORTED", GoalStatus.STATUS_CANCELED: "CANCELED",
            GoalStatus.STATUS_UNKNOWN: "UNKNOWN"}
 
@@ -251,6 +258,10 @@ class BenchmarkNode(Node):
         except AgentUnavailable as exc:
             self.get_logger().error(f"agent unavailable: {exc}; rerun with the same output_dir to resume")
             return EXIT_AGENT
+        except OSError as exc:   # disk full, read-only: every finished case is already on disk
+            self.get_logger().error(write_failure_line(exc, self.cfg.output_dir)
+                                    + "; finished cases are kept, free space and rerun to resume")
+            return EXIT_WRITE
         self._flush_publishers()
         self.get_logger().info("benchmark finished: " + f"{self.cfg.output_dir}/{RESULTS_FILE}\n"
                                + "\n".join(self.session.summary_lines()))
@@ -480,8 +491,15 @@ def main(args=None) -> int:
         code = EXIT_CONFIG
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    except OSError as exc:   # a write outside the case loop (run.json at the end): documented, one line
+        print(f"benchmark: {write_failure_line(exc, 'the output directory')}", file=sys.stderr, flush=True)
+        code = EXIT_WRITE
     finally:
-        shutdown_node(node, spin)
+        try:
+            shutdown_node(node, spin)
+        except OSError as exc:
+            print(f"benchmark: {write_failure_line(exc, 'the output directory')}", file=sys.stderr, flush=True)
+            code = code or EXIT_WRITE
     return code
 
 

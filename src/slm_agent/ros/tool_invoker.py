@@ -31,7 +31,9 @@ Unavailable servers fail fast instead of costing the tool's timeout:
   such a call can still end by TIMEOUT.
 
 No call is ever sent twice: every outcome goes back to the caller (the
-model), which decides what to do next.
+model), which decides what to do next.  A TIMEOUT or a server gone mid-call
+is marked ``outcome_unknown``; the agent loop then refuses an identical call
+in the same goal unless the tool is ``idempotent`` (at most once).
 
 Tools served by ``slm_agent/srv/InvokeTool`` (scenario environments such as
 BFCL's multi-turn classes, whose functions have no ROS type of their own)
@@ -197,10 +199,10 @@ class RosServiceToolInvoker:
                 return ToolResult(call.id, call.name, Status.FAILED, latency_ms=latency_ms,
                                   error=f"service {spec.service_name} went away during the call (its server left "
                                         f"the graph after {gone_at - start:.2g} s); it may or may not have "
-                                        f"executed the request")
+                                        f"executed the request", outcome_unknown=True)
             return ToolResult(call.id, call.name, Status.TIMEOUT,
                               error=f"{spec.service_name} did not answer within {spec.timeout_s:g} s",
-                              latency_ms=latency_ms)
+                              latency_ms=latency_ms, outcome_unknown=True)
         latency_ms = (time.perf_counter() - t0) * 1e3
         if future.cancelled():
             return ToolResult(call.id, call.name, Status.FAILED, error="call was cancelled", latency_ms=latency_ms)
