@@ -44,6 +44,19 @@ def test_native_tags_several_calls_and_text_answer():
     assert calls_of(d) == [("get_time", {})]
 
 
+def test_native_tags_opening_tag_optional_at_the_start():
+    """Qwen2.5-Coder writes the first call without its opening tag; llama.cpp's own parser
+    for Hermes-style templates takes it, and so do we (only at the start of the reply)."""
+    s = make_strategy("direct", "native", "chat", None, 256, native_calls="tool_call_tags")
+    bare = TWO_TAGS.replace("<tool_call>\n", "", 1)
+    assert [c.arguments["artist"] for c in s.interpret(bare, TOOLS).calls] == ["Taylor Swift", "Maroon 5"]
+    fenced = '```json\n{"name": "get_time", "arguments": {}}\n```'
+    assert [c.name for c in s.interpret(fenced, TOOLS).calls] == ["get_time"]
+    later = 'I would call {"name": "get_time", "arguments": {}} but will not.'
+    assert s.interpret(later, TOOLS).is_final  # a call object inside prose is not a call
+    assert s.interpret("{not json at all", TOOLS).is_final
+
+
 def test_native_tags_broken_block_is_an_error_not_a_call():
     s = make_strategy("direct", "native", "chat", None, 256, native_calls="tool_call_tags")
     echo = s.interpret('<tool_call>{"name": "spotify_play", "parameters": {"type": "object"}}</tool_call>', TOOLS)

@@ -12,7 +12,9 @@ compared with:
   (``chat.native_calls``): ``tool_call_tags`` is Qwen2.5 / Hermes, one or more
   ``<tool_call>{"name": .., "arguments": ..}</tool_call>`` blocks in a reply;
   ``json_list`` is a JSON list of ``{"name", "arguments"}`` objects (the
-  package's Gemma 3 template).  A reply without a call is an answer.
+  package's Gemma 3 template).  A reply without a call is an answer.  As in
+  llama.cpp's own parser for Hermes-style templates, a reply that starts with
+  a call object counts even without its opening tag.
 * ``bfcl`` -- BFCL's own prompt-mode system prompt and Python-call syntax
   ``[f(a=1), g(b=2)]``, decoded by BFCL's own decoder from the installed
   bfcl-eval (BFCL's "Prompt" mode; nothing of its text is copied here).  A
@@ -28,7 +30,6 @@ list; a plain-text answer stays possible in both.
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -45,7 +46,6 @@ NATIVE_SYNTAXES = ("tool_call_tags", "json_list")
 #: most calls a constrained call list admits (BFCL parallel_multiple needs up to ~6)
 MAX_LIST_CALLS = 8
 
-_TAG_RE = re.compile(r"<tool_call>(.*?)(</tool_call>|\Z)", re.DOTALL)
 
 
 @dataclass
@@ -99,6 +99,8 @@ class CallFormat(ABC):
     name: str = ""
     #: tools go to the chat template (``ChatRequest.tools``) instead of the system text
     template_tools: bool = False
+    #: control tokens of the syntax that replies must show (``ChatRequest.preserve``)
+    preserve: tuple[str, ...] = ()
 
     @abstractmethod
     def system_text(self, tools: Sequence[ToolSpec], strategy: "Strategy") -> str:
@@ -147,6 +149,7 @@ class CallFormat(ABC):
         fields: dict[str, Any] = self.constraint(tools, strategy) if constrained else {}
         return ChatRequest(
             messages=messages,
+            preserve=list(self.preserve),
             tools=[t.to_function() for t in tools] if self.template_tools and tools else None,
             max_tokens=strategy.max_tokens,
             stop=strategy.stop(constrained),
@@ -174,6 +177,8 @@ class NativeFormat(CallFormat):
                 f"none (chat.native_calls: one of {', '.join(NATIVE_SYNTAXES)}; its chat template must "
                 "render tools)")
         self.syntax = syntax
+        if syntax == "tool_call_tags":
+            self.preserve = ("<tool_call>", "</tool_call>")
 
     def system_text(self, tools, strategy) -> str:
         return ""  # the template writes the tools and its own instructions
@@ -201,20 +206,37 @@ class NativeFormat(CallFormat):
             if not calls:
                 return Reply(errors=errors or ["the reply starts like a call list but holds no call"])
             return Reply(calls=calls, errors=errors)
-        blocks = list(_TAG_RE.finditer(text))
-        if not blocks:
+        return self._decode_tags(text, known, step)
+
+    @staticmethod
+    def _decode_tags(text: str, known: set[str], step: int) -> Reply:
+        """``<tool_call>`` blocks; a reply that *starts* with a call object (bare, or in a
+        ```json fence, its closing tag present or not) counts as a first block -- the
+        tags are optional as in llama.cpp's own parser for Hermes-style templates
+        (Qwen2.5-Coder often omits the opening tag)."""
+        head, *tagged = text.split("<tool_call>")
+        bodies: list[tuple[str, bool]] = []
+        lead = head.strip()
+        bare = lead.startswith("{") or lead.startswith("```")
+        if bare:
+            bodies.append((lead.replace("</tool_call>", " "), True))
+        for seg in tagged:
+            body, closed, _rest = seg.partition("</tool_call>")
+            bodies.append((body.strip(), bool(closed)))
+        if not bodies:
             return Reply(answer=text.strip())
         calls: list[ToolCall] = []
         errors: list[str] = []
-        for m in blocks:
-            body = m.group(1).strip()
-            if not m.group(2):
+        for body, closed in bodies:
+            if not closed:
                 errors.append("a <tool_call> block is not closed")
             found, _, errs = parse_tool_calls(body, known, step=step)
             if not found:
                 errors.append(f"<tool_call> block is not a call object: {body[:80]!r}")
             calls.extend(found)
             errors.extend(errs)
+        if bare and not calls and not tagged:  # a reply that only looks like JSON: an answer
+            return Reply(answer=text.strip())
         for i, c in enumerate(calls):
             c.id = f"call_{step}_{i}"
         return Reply(calls=calls, errors=errors)

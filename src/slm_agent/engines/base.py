@@ -60,6 +60,9 @@ class ChatRequest:
     #: ``<tool_call>`` blocks).  "" = the constraint covers the whole reply.
     grammar_trigger: str = ""
     grammar_end: str = ""
+    #: control tokens of the model's own call syntax (``<tool_call>``) that the
+    #: reply must show as text (llama.cpp's "preserved tokens"); others stay hidden
+    preserve: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -67,7 +67,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -188,6 +188,8 @@ class LlamaCppEngine(Engine):
         self._lock = threading.Lock()
         self._grammars: "OrderedDict[str, LlamaGrammar]" = OrderedDict()
         self._pieces: dict[int, bytes] = {}
+        #: control tokens the current request renders as text (ChatRequest.preserve)
+        self._preserved: set[int] = set()
         self._keepalive: list[Any] = []
         self._llm = self._load()
         self._vocab = self._llm._model.vocab
@@ -381,6 +383,7 @@ class LlamaCppEngine(Engine):
             list(request.stop) + list(self.profile.chat.stop) + format_stops
         )
         grammar = self._grammar_for(request)
+        self._preserved = self._preserved_ids(request.preserve)
         if self.profile.context.prefix_reuse:
             predicted = self._predict_reuse(tokens, starts)
         else:
@@ -731,18 +734,30 @@ class LlamaCppEngine(Engine):
         return tok
 
     def _piece(self, tok: int) -> bytes:
-        piece = self._pieces.get(tok)
+        """The token's text; a control token only if the request preserves it (``preserve``)."""
+        special = tok in self._preserved
+        key = -tok - 1 if special else tok
+        piece = self._pieces.get(key)
         if piece is None:
             size = 64
             while True:
                 buf = ctypes.create_string_buffer(size)
-                n = llama_cpp.llama_token_to_piece(self._vocab, tok, buf, size, 0, False)
+                n = llama_cpp.llama_token_to_piece(self._vocab, tok, buf, size, 0, special)
                 if n >= 0:
                     piece = buf.raw[:n]
                     break
                 size = -n
-            self._pieces[tok] = piece
+            self._pieces[key] = piece
         return piece
+
+    def _preserved_ids(self, texts: Sequence[str]) -> set[int]:
+        """Ids of the control tokens among ``texts`` (each one token), rendered as text."""
+        ids: set[int] = set()
+        for t in texts:
+            toks = self.llama.tokenize(t.encode("utf-8"), add_bos=False, special=True)
+            if len(toks) == 1:
+                ids.add(toks[0])
+        return ids
 
     def _split_stops(self, stops: list[str]) -> tuple[set[int], list[str]]:
         """Stops that are a single control token (``<end_of_turn>``) never
@@ -863,7 +878,7 @@ def compose_gbnf(gbnf: str, allow_text: bool = False, end: str = "") -> str:
         root = f'root ::= slm-ws slm-body slm-ws {json.dumps(end)}'
     else:
         root = "root ::= slm-ws slm-body | slm-text"
-    extra = [root, 'slm-ws ::= [ \\t\\n]*', 'slm-text ::= [^\\[{< \\t\\n] [^\\x00]*']
+    extra = [root, 'slm-ws ::= [ \\t\\n]{0,3}', 'slm-text ::= [^\\[{< \\t\\n] [^\\x00]*']
     return "\n".join(extra) + "\n" + body
 
 
