@@ -14,7 +14,7 @@ from slm_agent.bench.report import aggregate, build_report, percentile, RunData 
 from slm_agent.bench.results import ResultsLog, dumps, num, read_results  # noqa: E402
 
 
-def _rec(case_id: str, passed: bool = True, **more) -> dict:
+def _record(case_id: str, passed: bool = True, **more) -> dict:
     """A complete results.jsonl record (results.RECORD_REQUIRED) for ``case_id``."""
     return {"case_id": case_id, "category": "cat", "model": "m", "valid": True, "passed": passed, **more}
 
@@ -22,8 +22,8 @@ def _rec(case_id: str, passed: bool = True, **more) -> dict:
 def test_results_log_drops_torn_tail_and_never_duplicates(tmp_path):
     path = tmp_path / "results.jsonl"
     log = ResultsLog(path)
-    assert log.append(_rec("a", energy_j=math.nan))
-    assert log.append(_rec("b", False))
+    assert log.append(_record("a", energy_j=math.nan))
+    assert log.append(_record("b", False))
     assert not log.append({"case_id": "a", "passed": False}), "a case id is written once"
     log.close()
     text = path.read_text()
@@ -33,7 +33,7 @@ def test_results_log_drops_torn_tail_and_never_duplicates(tmp_path):
     log2 = ResultsLog(path)
     assert log2.repaired_bytes == len('{"case_id": "c", "pas')
     assert log2.done_ids == {"a", "b"}
-    assert log2.append(_rec("c"))
+    assert log2.append(_record("c"))
     log2.close()
     lines = path.read_text().splitlines()
     assert [json.loads(x)["case_id"] for x in lines] == ["a", "b", "c"]
@@ -42,12 +42,12 @@ def test_results_log_drops_torn_tail_and_never_duplicates(tmp_path):
 
 def test_results_log_quarantines_a_corrupt_line_and_keeps_everything_after(tmp_path):
     path = tmp_path / "results.jsonl"
-    path.write_text(dumps(_rec("a")) + "\n" + "garbage\n" + dumps(_rec("b")) + "\n")
+    path.write_text(dumps(_record("a")) + "\n" + "garbage\n" + dumps(_record("b")) + "\n")
     log = ResultsLog(path)
     assert log.done_ids == {"a", "b"}
     assert [d.line for d in log.damaged] == [2]
     log.close()
-    assert path.read_text() == dumps(_rec("a")) + "\n" + dumps(_rec("b")) + "\n"
+    assert path.read_text() == dumps(_record("a")) + "\n" + dumps(_record("b")) + "\n"
     assert json.loads(log.quarantine_path.read_text())["text"] == "garbage"
 
 
