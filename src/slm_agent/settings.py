@@ -257,7 +257,9 @@ class AgentSettings(NodeSettings):
     tool_set: str = setting("", "tool set: a name under config/tool_sets/ (e.g. demo_robot) or a YAML "
                                 "path; empty = no tools of its own (goals bring theirs)")
     strategy: str = setting("direct", "default prompt strategy", choices="strategy")
-    serialization: str = setting("json", "default tool-spec serialization", choices="serialization")
+    serialization: str = setting("json", "default tool-spec serialization (json, toon, natural: the agent's "
+                                         "reply rules; native: the model's own template and call syntax; "
+                                         "bfcl: BFCL's prompt mode)", choices="serialization")
     chat_format: str = setting("", "how prompts are sent: raw (one completion prompt) or chat (messages "
                                    "through the chat template); empty = from the profile (raw if its "
                                    "chat.mode is raw, else chat)", choices="chat_format")
@@ -341,8 +343,9 @@ class BenchmarkSettings(NodeSettings):
     ids: str = setting("", "comma-separated case ids to run (empty: all cases of the categories)")
     limit: int = setting(0, "cases per category, 0 = all", ge=0)
     strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy")
-    serialization: str = setting("json", "tool-spec serialization sent in each goal",
-                                 choices="serialization")
+    serialization: str = setting("json", "tool-spec serialization sent in each goal (json, toon, natural: "
+                                         "the agent's reply rules; native: the model's own template and "
+                                         "call syntax; bfcl: BFCL's prompt mode)", choices="serialization")
     chat_format: str = setting("", "per-goal override sent to the agent: raw or chat prompts; empty = the "
                                    "agent's own setting", choices="chat_format")
     constrained: str = setting("", "per-goal override sent to the agent: JSON-schema constrained decoding on "
