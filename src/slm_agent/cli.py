@@ -554,9 +554,12 @@ def _run_bench(args: argparse.Namespace, out: Path, params_file: Path, bag: Opti
         except ReportError as exc:
             print(f"report:  not built ({exc})")
         except OSError as exc:   # a run without its report is not a success
-            print(f"slm-agent: cannot write {exc.filename or out / 'report'}: {exc.strerror or exc} "
-                  f"(report not built)", file=sys.stderr)
-            code = code or EXIT_WRITE
+            why = f"cannot write {exc.filename or out / 'report'}: {exc.strerror or exc}"
+            if code == EXIT_WRITE:   # the full disk was already said, in one line: not a second one
+                print(f"report:  not built ({why})")
+            else:
+                print(f"slm-agent: {why} (report not built)", file=sys.stderr)
+                code = code or EXIT_WRITE
     if bag is not None and code == 0 and bag.is_dir() and not (bag / "metadata.yaml").exists():
         print(f"slm-agent: cannot write {bag / 'metadata.yaml'}: the recorder closed the bag without it "
               f"({write_problem(bag) or 'see logs/recorder.log'})", file=sys.stderr)
