@@ -13,7 +13,8 @@ Per case
     ``~/scenarios`` (slm_agent/msg/Scenario) and sends it as a RunTask goal
     to ``agent_action`` (task id ``<case_id>#<turn>``); tools the suite must
     execute are ``slm_agent/srv/InvokeTool`` services under
-    ``tool_namespace`` (default ``/<suite>``) in this process
+    ``tool_namespace`` (default ``/<suite>``, one fresh sub-namespace per
+    case, never served twice) in this process
     (:class:`~slm_agent.ros.tool_services.ToolServiceHost`), so every such
     tool call crosses DDS.
 
@@ -423,7 +424,10 @@ class BenchmarkNode(Node):
         if self._tool_host is None:
             from slm_agent.ros.tool_services import ToolServiceHost
 
-            self._tool_host = ToolServiceHost(self, self.cfg.tool_namespace or f"/{self.cfg.suite}")
+            # fresh names per case: a service re-created under its old name loses requests
+            # (tool_services module docstring)
+            self._tool_host = ToolServiceHost(self, self.cfg.tool_namespace or f"/{self.cfg.suite}",
+                                              fresh_names=True)
         return self._tool_host
 
     def run_case(self, sc: Scenario) -> tuple[dict[str, Any], ScenarioResult]:

@@ -117,7 +117,6 @@ class GoldAgentNode(Node):
         self.delay_s = p.delay_s
         self.tool_timeout_s = p.tool_timeout_s
         self._group = ReentrantCallbackGroup()
-        self._tool_clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._call_seq = 0
         self.pub_metrics = self.create_publisher(InferenceMetrics, p.metrics_topic, 50)
@@ -161,13 +160,18 @@ class GoldAgentNode(Node):
         return calls
 
     # ------------------------------------------------------------------ tools
-    def _client(self, service: str):
-        with self._clients_lock:
-            if service not in self._tool_clients:
-                self._tool_clients[service] = self.create_client(InvokeTool, service, callback_group=self._group)
-            return self._tool_clients[service]
+    def _client(self, service: str, clients: dict[str, Any]):
+        """The goal's client of ``service`` (``clients``: the goal's own, destroyed when it ends).
 
-    def _invoke(self, spec, call_id: str, arguments_json: str) -> ToolResult:
+        Not kept across goals: the benchmark node serves each case under fresh
+        service names, so a cache would only grow, and a client kept from an
+        earlier case is the one that can still count a destroyed server as
+        matched (``slm_agent.ros.tool_services``, Fresh names)."""
+        if service not in clients:
+            clients[service] = self.create_client(InvokeTool, service, callback_group=self._group)
+        return clients[service]
+
+    def _invoke(self, spec, call_id: str, arguments_json: str, clients: dict[str, Any]) -> ToolResult:
         """One gold call through the goal's InvokeTool service, arguments verbatim and the result
         text kept as the service sent it: the gold agent is the harness's reference, so its calls
         reach the environment exactly as the dataset (or the deliberate corruption) states them.
@@ -178,7 +182,7 @@ class GoldAgentNode(Node):
             res.status, res.error = ToolResult.STATUS_REFUSED, "tool not offered in this goal"
             return res
         timeout = spec.timeout_s if spec.timeout_s > 0 else self.tool_timeout_s
-        client = self._client(spec.service_name)
+        client = self._client(spec.service_name, clients)
         end = time.monotonic() + timeout
         while not client.service_is_ready():
             if time.monotonic() > end:
@@ -218,12 +222,20 @@ class GoldAgentNode(Node):
         return m
 
     def _execute(self, goal_handle) -> RunTask.Result:
+        clients: dict[str, Any] = {}
+        try:
+            return self._execute_goal(goal_handle, clients)
+        finally:
+            for client in clients.values():
+                self.destroy_client(client)
+
+    def _execute_goal(self, goal_handle, clients: dict[str, Any]) -> RunTask.Result:
         goal = goal_handle.request
         result = RunTask.Result()
         result.messages = list(goal.messages)
         case_id, turn = parse_task_id(goal.task_id)
         if "/" in case_id:
-            return self._execute_tau2(goal_handle, goal, result, case_id, turn)
+            return self._execute_tau2(goal_handle, goal, result, case_id, turn, clients)
         try:
             sc = self.scenario(case_id)
             calls = self._gold_calls(sc, turn, [t.name for t in goal.tools])
@@ -236,7 +248,7 @@ class GoldAgentNode(Node):
         records: list[ToolCallRecord] = []
         metrics: list[InferenceMetrics] = []
         if multi and goal.execute_tools:
-            if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics):
+            if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics, clients):
                 return result
             result.final_text = "Done."
             result.messages.append(ChatMessage(role="assistant", content=result.final_text))
@@ -262,7 +274,7 @@ class GoldAgentNode(Node):
         return result
 
     def _execute_calls(self, goal_handle, goal, result: RunTask.Result, calls, specs: dict,
-                       records: list, metrics: list) -> bool:
+                       records: list, metrics: list, clients: dict[str, Any]) -> bool:
         """Run gold ``calls`` one per step through the goal's InvokeTool services,
         recording each call, its result and a closing "stop" step; False (and the
         goal canceled) when a cancel arrives between calls."""
@@ -274,7 +286,7 @@ class GoldAgentNode(Node):
             start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
             call = self._call(name, args, step)
             metrics.append(self._metrics(goal.task_id, step, start, t0, "tool_calls"))
-            tool_result = self._invoke(specs.get(name), call.id, call.arguments_json)
+            tool_result = self._invoke(specs.get(name), call.id, call.arguments_json, clients)
             rec = ToolCallRecord(task_id=goal.task_id, call=call, result=tool_result)
             self.pub_calls.publish(rec)
             records.append(rec)
@@ -286,7 +298,8 @@ class GoldAgentNode(Node):
         metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
         return True
 
-    def _execute_tau2(self, goal_handle, goal, result: RunTask.Result, case_id: str, turn: int) -> RunTask.Result:
+    def _execute_tau2(self, goal_handle, goal, result: RunTask.Result, case_id: str, turn: int,
+                      clients: dict[str, Any]) -> RunTask.Result:
         """tau2: the task's gold actions (``slm_agent.bench.tau2.data.gold_answer``), each executed
         through the goal's InvokeTool service, then the text that tells the user what was done."""
         from slm_agent.bench.tau2 import data as tau2_data
@@ -301,7 +314,7 @@ class GoldAgentNode(Node):
             return result
         records: list[ToolCallRecord] = []
         metrics: list[InferenceMetrics] = []
-        if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics):
+        if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics, clients):
             return result
         result.final_text = text
         if text:
