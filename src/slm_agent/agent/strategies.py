@@ -378,7 +378,8 @@ class DirectStrategy(Strategy):
                      '[{"name": <tool name>, "arguments": {<arguments>}}, ...].')
         else:
             calls = 'To call a tool, reply with a JSON list of one call: [{"name": <tool name>, "arguments": {<arguments>}}].'
-        return (f"{calls} To answer without calling a tool, reply with the answer in plain text."
+        return (f"{calls} To answer without calling a tool, reply with the answer in plain text; do so when"
+                " no tool fits the request or a required argument is unknown."
                 f" Only call the tools listed {where}, with arguments inside their limits.")
 
     def render_step(self, call, final, constrained, reasoning) -> str:
