@@ -159,11 +159,24 @@ def joined_transcript(convo: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _strategy(name: str, serialization: str, chat_format: str) -> Any:
+def _strategy(name: str, serialization: str, chat_format: str, model: str = "") -> Any:
+    """The strategy that read the run's replies; for ``native`` the model profile's call
+    syntax (``chat.native_calls``), which ``native`` and ``bfcl`` read from chat replies."""
     from slm_agent.agent.strategies import make_strategy
 
+    native_calls = None
+    if serialization in ("native", "bfcl"):
+        chat_format = "chat"
+        if serialization == "native" and model:
+            try:
+                from slm_agent.profiles import load_profile
+
+                native_calls = load_profile(model, validate_files=False).chat.native_calls
+            except Exception:  # noqa: BLE001 - a profile this install lacks: no reader
+                return None
     try:
-        return make_strategy(name or "direct", serialization or "json", chat_format or "raw", None, 256)
+        return make_strategy(name or "direct", serialization or "json", chat_format or "raw", None, 256,
+                             native_calls=native_calls)
     except ValueError:
         return None
 
@@ -180,7 +193,7 @@ def case_sample(record: dict[str, Any], fixes: Counter) -> Optional[Sample]:
     specs = [ToolSpec(name=t["function"]["name"], description=t["function"]["description"],
                       parameters=t["function"]["parameters"]) for t in tools.values()]
     strategy = _strategy(str(record.get("strategy", "")), str(record.get("serialization", "")),
-                         str(record.get("chat_format", "")).split(",")[0])
+                         str(record.get("chat_format", "")).split(",")[0], str(record.get("model", "")))
     messages = transcript_to_messages(joined_transcript(convo), strategy, specs, fixes)
     if not any(m["role"] == "assistant" for m in messages):
         return None
