@@ -26,6 +26,21 @@ def test_goal_fields_override_each_setting():
                                 constrained="OFF").constrained is False
 
 
+def test_native_and_bfcl_use_the_chat_template_unless_the_goal_says_raw():
+    for ser in ("native", "bfcl"):
+        assert resolve_goal_options(NODE, PROFILE_CHAT, serialization=ser).chat_format == "chat"
+        assert resolve_goal_options(NODE, PROFILE_CHAT, serialization=ser, chat_format="raw").chat_format == "raw"
+    assert resolve_goal_options(NODE, PROFILE_CHAT, serialization="toon").chat_format == "raw"
+
+
+def test_empty_chat_format_follows_the_profile():
+    from slm_agent.agent.strategies import resolve_chat_format
+
+    assert resolve_chat_format("", SimpleNamespace(chat=SimpleNamespace(mode="raw", default_format="chat"))) == "raw"
+    assert resolve_chat_format("", SimpleNamespace(chat=SimpleNamespace(mode="template", default_format="raw"))) == "raw"
+    assert resolve_chat_format("", SimpleNamespace(chat=SimpleNamespace(mode="template", default_format="chat"))) == "chat"
+
+
 @pytest.mark.parametrize("field, value, needle", [
     ("chat_format", "xml", "unknown chat_format 'xml'; valid: raw, chat"),
     ("constrained", "true", "unknown constrained 'true'; valid: on, off"),

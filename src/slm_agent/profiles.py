@@ -361,6 +361,11 @@ class ChatSpec(_Group):
     #: JSON list of ``{"name", "arguments"}`` objects; null = the template has no
     #: tools section (``native`` is then refused in one line).
     native_calls: Optional[Literal["tool_call_tags", "json_list"]] = None
+    #: how the agent sends prompts when no chat_format is set: ``chat`` (messages
+    #: through the template) or ``raw`` (one completion prompt, for a base model
+    #: that follows a worked example better than a chat turn); ``native`` and
+    #: ``bfcl`` always use the template.
+    default_format: Literal["raw", "chat"] = "chat"
 
 
 @dataclass(frozen=True, config=_CONFIG)

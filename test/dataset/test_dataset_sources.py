@@ -35,7 +35,7 @@ def test_toolmind_fixture_every_quirk_normalised_and_every_bad_row_dropped_with_
     samples = list(read_toolmind(FIXTURE, drops, fixes))
     assert len(samples) == 6          # 5 distinct good rows + 1 duplicate (dropped later, by the builder)
     assert drops.as_dict() == {"toolmind": {
-        "not JSON": 1,
+        "unreadable line: not JSON": 1,
         "tool call arguments are not JSON": 1,
         "tool results do not pair with the calls by position": 1,
         "unknown role 'function'": 1,

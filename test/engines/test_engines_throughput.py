@@ -128,8 +128,11 @@ def _run(eng: LlamaCppEngine, req: ChatRequest) -> tuple[str, CallMetrics]:
 
 
 def _requests(layout: str, chat_format: str = "chat") -> list[ChatRequest]:
+    """Constrained to the call list alone (no plain-text branch): these tests are about the
+    grammar's mechanics, which a reply the text branch admits would not exercise."""
     s = make_strategy("direct", "json", chat_format, None, 48, layout)
-    return [s.build_request([{"role": "user", "content": q}], tools, constrained=True) for tools, q in CASES]
+    return [dataclasses.replace(s.build_request([{"role": "user", "content": q}], tools, constrained=True),
+                                allow_text=False) for tools, q in CASES]
 
 
 def test_top_k_grammar_check_gives_the_full_vocabulary_pass_tokens(engine: LlamaCppEngine) -> None:

@@ -54,14 +54,18 @@ def resolve_goal_options(defaults: GoalOptions, profile: Any, *, strategy: str =
     ``resolve_chat_format``, which maps an empty value from ``chat.mode``; an
     empty goal value keeps the node's resolved one instead).
     """
+    from slm_agent.agent.serializers import SERIALIZERS
     from slm_agent.agent.strategies import resolve_chat_format
 
+    ser = (serialization or "").strip().lower() or defaults.serialization
     fmt = defaults.chat_format
     if (chat_format or "").strip():
         fmt = resolve_chat_format(chat_format, profile)
+    elif getattr(SERIALIZERS.get(ser), "reply_format", ""):
+        fmt = "chat"  # native / bfcl render with the chat template, whatever the node's default
     return GoalOptions(
         strategy=(strategy or "").strip().lower() or defaults.strategy,
-        serialization=(serialization or "").strip().lower() or defaults.serialization,
+        serialization=ser,
         chat_format=fmt,
         constrained=resolve_switch("constrained", constrained, defaults.constrained),
     )

@@ -155,6 +155,8 @@ def load_planner(settings: "AgentSettings") -> tuple[GoalPlanner, str]:
         label = f"{tool_set.name} ({path})"
     profile = load_profile(s.model)  # ProfileError is a ValueError listing every problem
     options = GoalOptions(s.strategy, s.serialization, resolve_chat_format(s.chat_format, profile), s.constrained)
+    if not s.chat_format.strip():  # native / bfcl: the chat template, whatever the profile's default format
+        options = resolve_goal_options(options, profile)
     max_tokens = s.max_tokens or profile.sampling.max_tokens
     make_strategy(options.strategy, options.serialization, options.chat_format,
                   tool_set.example if tool_set else None, max_tokens, profile.chat.prompt_layout,

@@ -585,10 +585,11 @@ def make_strategy(name: str, serialization: str, chat_format: str, example: Opti
 
 
 def resolve_chat_format(param: str, profile: Any) -> str:
-    """``chat_format`` setting -> raw|chat (empty = from the model profile's ``chat.mode``)."""
+    """``chat_format`` setting -> raw|chat (empty = from the model profile: ``raw`` when its
+    ``chat.mode`` is raw, else its ``chat.default_format``)."""
     value = (param or "").strip().lower()
     if not value:
-        return "raw" if profile.chat.mode == "raw" else "chat"
+        return "raw" if profile.chat.mode == "raw" else getattr(profile.chat, "default_format", "chat")
     if value not in CHAT_FORMATS:
         raise ValueError(f"unknown chat_format {param!r}; valid: {', '.join(CHAT_FORMATS)} (or empty)")
     return value
