@@ -371,7 +371,11 @@ def _concurrency_backend_errors(args: argparse.Namespace) -> list[str]:
 
 
 def _one_line(text: str) -> str:
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    """Several lines as one ("head:" then items: "head: a; b")."""
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    if len(parts) > 1 and parts[0].endswith(":"):
+        return parts[0] + " " + "; ".join(parts[1:])
+    return "; ".join(parts)
 
 
 def check_resume(args: argparse.Namespace, out: Path) -> None:
