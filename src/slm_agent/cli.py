@@ -730,7 +730,7 @@ def _add_grid_parsers(sub) -> None:
     p.add_argument("--shard", default=None, help="i/n: run the cells i-1, i-1+n, ... of the grid's stable order")
     p.set_defaults(func=cmd_grid)
     p = sub.add_parser("compare", help="one report (Markdown, CSV, PNG) across run directories or a grid",
-                       description="Seed table per power mode and cell with 95%% Wilson intervals, McNemar's "
+                       description="Seed table per power mode and cell with 95% Wilson intervals, McNemar's "
                                    "exact test for cells that ran the same cases (p-values adjusted for multiple "
                                    "comparisons), tokens, time and energy, Pareto plots.")
     p.add_argument("paths", nargs="+", help="run directories, bags, or a grid directory")
