@@ -131,9 +131,13 @@ def test_record_uses_a_fresh_bag_folder_and_topics_flag(tmp_path):
     assert not any(t in cmd[:cmd.index("--topics")] for t in PACKAGE_TOPICS), "no positional topics"
     assert plan["parameters"]["benchmark"][1]["min_subscribers"] == 1, "the benchmark waits for the recorder"
     (out / "bag").mkdir(parents=True)     # a resumed run: the first bag is there
+    (out / "bag" / "metadata.yaml").write_text("recorded")
     assert module.plan(texts, CONFIG)["bag"] == out / "bag_2"
     (out / "bag_2").mkdir()
+    (out / "bag_2" / "metadata.yaml").write_text("recorded")
     assert module.plan(texts, CONFIG)["bag"] == out / "bag_3"
+    (out / "bag_3").mkdir()               # an empty one (a run that recorded nothing) is reused, not skipped
+    assert module.plan(texts, CONFIG)["bag"] == out / "bag_3" and not (out / "bag_3").exists()
     # output_dir not given: the one in the benchmark's parameters file
     other = tmp_path / "config"
     other.mkdir()

@@ -180,11 +180,21 @@ def test_long_context_flag():
 
 
 def test_model_config_shim_keeps_provider_sdks_out():
-    from bfcl_eval.eval_checker.ast_eval import ast_checker
+    """In a fresh interpreter: other tests (the bfcl-format fidelity test runs BFCL's own
+    eval_runner) may have imported more of bfcl_eval into this one."""
+    import subprocess
+    import textwrap
 
-    compat.ensure_bfcl()
-    assert compat.is_shimmed()
-    assert ast_checker.MODEL_CONFIG_MAPPING[compat.CHECKER_MODEL_NAME].underscore_to_dot is False
-    for sdk in ("openai", "anthropic", "google.genai", "mistralai", "cohere", "boto3"):
-        assert sdk not in sys.modules, f"{sdk} got imported"
-    assert "bfcl_eval.model_handler.base_handler" not in sys.modules
+    code = textwrap.dedent("""
+        import sys
+        from slm_agent.bench.bfcl import compat
+        compat.ensure_bfcl()
+        from bfcl_eval.eval_checker.ast_eval import ast_checker
+        assert compat.is_shimmed()
+        assert ast_checker.MODEL_CONFIG_MAPPING[compat.CHECKER_MODEL_NAME].underscore_to_dot is False
+        for sdk in ("openai", "anthropic", "google.genai", "mistralai", "cohere", "boto3"):
+            assert sdk not in sys.modules, f"{sdk} got imported"
+        assert "bfcl_eval.model_handler.base_handler" not in sys.modules
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
