@@ -261,7 +261,7 @@ def test_a_corrupt_middle_line_loses_only_that_case(tmp_path):
 # the words of slm_agent.settings (the same a node logs for the same value as a parameter)
 BAD = [
     (["--strategy", "foo"], "--strategy: must be one of direct, react, reflact (got 'foo')"),
-    (["--serialization", "yaml"], "--serialization: must be one of json, natural, toon (got 'yaml')"),
+    (["--serialization", "yaml"], "--serialization: must be one of bfcl, json, native, natural, toon (got 'yaml')"),
     (["--limit", "-3"], "--limit: must be an integer (>= 0) (got -3)"),
     (["--limit", "x"], "--limit: must be an integer (>= 0) (got 'x')"),
     (["--max-steps", "-1"], "--max-steps: must be an integer (>= 0, <= 64) (got -1)"),

@@ -171,8 +171,10 @@ def test_open_the_gripper_end_to_end(e2e):
     res_fb = next(f for _, f in out.feedback if f.kind == fb.KIND_TOOL_RESULT)
     assert res_fb.tool_call.result.status == ToolResult.STATUS_OK
     assistant = [m for m in r.messages if m.role == "assistant"]
-    assert assistant and out.text(step=0).strip() == assistant[0].content, (out.text(0), assistant[0].content)
-    assert [c.name for c in assistant[0].tool_calls] == ["gripper"]
+    # the transcript keeps what was streamed (after the raw prompt's "Assistant:" cue, if any)
+    assert assistant and assistant[0].content.endswith(out.text(step=0).strip()), (out.text(0), assistant[0].content)
+    assert [c.name for c in assistant[0].tool_calls] == [c.call.name for c in r.tool_calls if c.call.step == 0]
+    assert {c.name for c in assistant[0].tool_calls} == {"gripper"}
     assert any(m.role == "tool" and f"gripper {state}" in m.content for m in r.messages)
 
     # one InferenceMetrics per LLM call, in the result and on ~/metrics
@@ -268,7 +270,8 @@ tools:
         assert result_fb - received <= HANG_TIMEOUT_S + 0.1, result_fb - received
     finally:
         release.set()
-    nxt = client.run(_goal("e2e-after-hang", "Open the gripper."), GOAL_TIMEOUT_S)
+    nxt = client.run(_goal("e2e-after-hang", "Open the gripper.", tool_set=_gripper_only_tool_set(e2e)),
+                     GOAL_TIMEOUT_S)
     assert nxt.accepted
     assert any(c.call.name == "gripper" and c.result.status == ToolResult.STATUS_OK
                for c in nxt.result.tool_calls), _explain(nxt, e2e["agent"])
@@ -288,8 +291,10 @@ def test_invoke_tool_arguments_pass_through(e2e):
                     service_name=f"{ns}/env/set_thermostat", service_type="slm_agent/srv/InvokeTool",
                     parameters_json_schema=json.dumps(schema), timeout_s=5.0)
     try:
-        out = client.run(_goal("e2e-invoke", "Set the thermostat in the lab to 21 degrees.", tools=[spec]),
-                         GOAL_TIMEOUT_S)
+        # next to the gripper alone (not the four demo tools, of which the 270M base model tends to
+        # take the first): what is checked is the plumbing, not the model's choice
+        out = client.run(_goal("e2e-invoke", "Set the thermostat in the lab to 21 degrees.", tools=[spec],
+                               tool_set=_gripper_only_tool_set(e2e)), GOAL_TIMEOUT_S)
         assert out.accepted
         why = _explain(out, e2e["agent"])
         recs = [c for c in out.result.tool_calls if c.call.name == "set_thermostat"]

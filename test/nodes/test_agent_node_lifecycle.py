@@ -13,7 +13,6 @@ a clear message (those processes never load the model).
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
@@ -173,9 +172,9 @@ def test_goal_overrides_chat_format_and_constrained_for_itself_only(lc):
     assert (out.result.chat_format, out.result.constrained) == ("chat", "on")
     reply = [m.content for m in out.result.messages if m.role == "assistant"][-1]
     # chat format stores the output without the raw prompt's "Assistant:" cue; constrained
-    # decoding makes it the direct strategy's JSON (no tools offered: the final answer; the
-    # base model may fill its text up to max_tokens, so only the start is certain)
-    assert re.match(r'\{\s*"name"\s*:\s*"final_answer"\s*,\s*"arguments"', reply), reply
+    # decoding with no tools offered admits no call, only the plain-text answer (or an empty list)
+    assert not reply.startswith("Assistant:"), reply
+    assert reply.strip() == "[]" or reply.strip()[:1] not in ("[", "{"), reply
 
     plain = client.run(RunTask.Goal(task_id="node-defaults", prompt="Say hello.", max_steps=1,
                                     execute_tools=False), GOAL_TIMEOUT_S)
