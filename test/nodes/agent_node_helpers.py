@@ -279,18 +279,19 @@ class AgentClient:
             pytest.fail(f"{self.fqn}/list_tools not available")
         return wait_future(self.list_tools.call_async(ListTools.Request(tool_set=tool_set)), 10.0)
 
-    def wait_records(self, pred: Callable[[Any], bool], timeout_s: float = 5.0) -> list[Any]:
-        return self._wait(self.records, pred, timeout_s)
+    def wait_records(self, pred: Callable[[Any], bool], timeout_s: float = 5.0, count: int = 1) -> list[Any]:
+        return self._wait(self.records, pred, timeout_s, count)
 
     def wait_metrics(self, pred: Callable[[Any], bool], timeout_s: float = 5.0) -> list[Any]:
         return self._wait(self.metrics, pred, timeout_s)
 
-    def _wait(self, store: list, pred: Callable[[Any], bool], timeout_s: float) -> list[Any]:
+    def _wait(self, store: list, pred: Callable[[Any], bool], timeout_s: float, count: int = 1) -> list[Any]:
+        """The messages matching ``pred`` once there are ``count`` of them (or at the timeout)."""
         end = time.monotonic() + timeout_s
         while True:
             with self.lock:
                 hits = [m for m in store if pred(m)]
-            if hits or time.monotonic() >= end:
+            if len(hits) >= count or time.monotonic() >= end:
                 return hits
             time.sleep(0.02)
 

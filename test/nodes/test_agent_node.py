@@ -204,7 +204,7 @@ def test_open_the_gripper_end_to_end(e2e):
     first_fb_ns = next(t for t, (_, f) in zip(out.feedback_wall_ns, out.feedback) if f.kind == fb.KIND_TEXT)
     assert first_fb_ns - first_token_ns < 500e6, "first text feedback was held back"
 
-    records = client.wait_records(lambda rec: rec.task_id == "e2e-gripper", 5.0)
+    records = client.wait_records(lambda rec: rec.task_id == "e2e-gripper", 10.0, count=len(r.tool_calls))
     assert [rec.call.name for rec in records] == [c.call.name for c in r.tool_calls]
     assert records[0].result.status == ToolResult.STATUS_OK
 
