@@ -204,3 +204,20 @@ def test_shards_of_a_grid_merge_into_one_comparison(tmp_path: Path) -> None:
     (pair,) = cmp.pairs
     assert (pair["a"], pair["b"], pair["shared"], pair["only_a"], pair["only_b"]) == (
         "m1__direct__json", "m2__direct__json", 3, 1, 0)
+
+
+def test_accuracy_per_category(tmp_path: Path) -> None:
+    """Per category: passed/cases and the Wilson interval of each, in categories.csv and compare.md."""
+    a = _run(tmp_path / "a", "m1", [True, True, False, True])
+    lines = [json.loads(x) for x in (a / "results.jsonl").read_text().splitlines()]
+    lines[2]["category"] = lines[3]["category"] = "irrelevance"     # simple_python 2/2, irrelevance 1/2
+    (a / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cmp = write_comparison(compare([a], tokens=False), tmp_path / "out", plots=False)
+    got = {r["category"]: (r["passed"], r["cases"]) for r in cmp.categories}
+    assert got == {"simple_python": (2, 2), "irrelevance": (1, 2)}
+    irr = next(r for r in cmp.categories if r["category"] == "irrelevance")
+    assert (irr["ci_low"], irr["ci_high"]) == (pytest.approx(_wilson(1, 2)[0]), pytest.approx(_wilson(1, 2)[1]))
+    assert "| a | 1/2 (50%) | 2/2 (100%) |" in cmp.markdown
+    with (tmp_path / "out" / "categories.csv").open() as fh:
+        assert [(r["category"], r["passed"]) for r in csv.DictReader(fh)] == [("irrelevance", "1"),
+                                                                              ("simple_python", "2")]

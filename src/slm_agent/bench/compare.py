@@ -31,7 +31,11 @@ action is n/a from a bag without results.jsonl):
   the Pareto front (higher accuracy, lower cost) marked; per-cell TTFT
   distributions.
 
+* accuracy per category of each cell (with its Wilson interval): a format
+  that is strong on one category and fails another shows here.
+
 Files: ``compare.md``, ``compare.csv`` (one row per cell x power mode),
+``categories.csv`` (one row per cell x power mode x category),
 ``pairs.csv``, ``accuracy_vs_latency.png``, ``accuracy_vs_energy.png``,
 ``ttft_by_cell.png`` (per-cell TTFT distributions).
 """
@@ -307,6 +311,8 @@ class Comparison:
     skipped_lines: dict[str, list[str]] = field(default_factory=dict)
     #: per row (same order as ``rows``): the TTFT of every LLM call, for the distribution plot
     ttft_ms: list[list[float]] = field(default_factory=list)
+    #: one row per cell x power mode x category
+    categories: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _ci(r: dict[str, Any]) -> str:
@@ -338,6 +344,7 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
     rows: list[dict[str, Any]] = []
     ttft_ms: list[list[float]] = []
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+    cat_rows: list[dict[str, Any]] = []
     for cell in cells:
         spec, tok = None, None
         if tokens and cell.records:
@@ -353,6 +360,7 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
             ttft_ms.append([t for t in (num(m.get("ttft_ms")) for r in recs for m in r.get("metrics") or [])
                             if math.isfinite(t)])
             outcomes[(cell.name, mode)] = {r["case_id"]: bool(r.get("passed")) for r in recs}
+            cat_rows += category_rows(cell.name, mode, recs)
     pairs = []
     keys = list(outcomes)
     for i, ka in enumerate(keys):
@@ -364,12 +372,34 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
     adjust_p_values(pairs, p_adjust)
     skipped = {c.name: c.skipped_lines for c in cells if c.skipped_lines}
-    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust) + skipped_section(skipped),
-                      p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped)
+    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust, cat_rows) + skipped_section(skipped),
+                      p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped, categories=cat_rows)
+
+
+def category_rows(cell: str, mode: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy of one cell per category, with its Wilson interval."""
+    out = []
+    for (cat,), recs in sorted(group(records, lambda r: (str(r.get("category") or "?"),)).items()):
+        passed = sum(1 for r in recs if r.get("passed"))
+        lo, hi = wilson(passed, len(recs))
+        out.append({"cell": cell, "power_mode": mode, "category": cat, "cases": len(recs), "passed": passed,
+                    "accuracy": passed / len(recs) if recs else math.nan, "ci_low": lo, "ci_high": hi})
+    return out
+
+
+def _category_table(rows: list[dict[str, Any]], mode: str) -> list[str]:
+    """Cells down, categories across: ``passed/cases (accuracy)``."""
+    mine = [r for r in rows if r["power_mode"] == mode]
+    cats = sorted({r["category"] for r in mine})
+    cells = list(dict.fromkeys(r["cell"] for r in mine))
+    at = {(r["cell"], r["category"]): r for r in mine}
+    body = [[c] + [(f"{at[c, k]['passed']}/{at[c, k]['cases']} ({100 * at[c, k]['accuracy']:.0f}%)"
+                    if (c, k) in at else NA) for k in cats] for c in cells]
+    return _table(["Cell", *cats], body)
 
 
 def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
-                    p_adjust: str = "holm") -> str:
+                    p_adjust: str = "holm", categories: Sequence[dict[str, Any]] = ()) -> str:
     measured = any(math.isfinite(r["energy_j_per_call"]) for r in rows)
     lines = ["# Comparison report", "", f"{len(cells)} runs: " + ", ".join(f"`{c.path}`" for c in cells) + ".",
              "Accuracy with its 95 % Wilson interval; TTFT, prefill and decode are medians over LLM calls.", ""]
@@ -379,6 +409,10 @@ def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[d
                         [[r["cell"], r["model"], _fmt(r["ttft_ms_median"]), _fmt(r["prefill_tps_median"]),
                           _fmt(r["decode_tps_median"]), _ci(r)] for r in rows if r["power_mode"] == mode])
         lines.append("")
+        if len({c["category"] for c in categories if c["power_mode"] == mode}) > 1:
+            lines += ["Accuracy by category (passed/cases):", ""]
+            lines += _category_table(list(categories), mode)
+            lines.append("")
     lines += ["## Paired comparisons (McNemar's exact test on the shared cases)", ""]
     if pairs:
         n = sum(1 for p in pairs if math.isfinite(p["p_value"]))
@@ -495,7 +529,7 @@ def write_comparison(cmp: Comparison, out_dir: os.PathLike | str, plots: bool = 
     md = out / "compare.md"
     md.write_text(cmp.markdown, encoding="utf-8")
     cmp.files["markdown"] = md
-    for name, rows in (("compare.csv", cmp.rows), ("pairs.csv", cmp.pairs)):
+    for name, rows in (("compare.csv", cmp.rows), ("pairs.csv", cmp.pairs), ("categories.csv", cmp.categories)):
         path = out / name
         with path.open("w", newline="", encoding="utf-8") as fh:
             if rows:
