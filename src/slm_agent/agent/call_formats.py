@@ -123,7 +123,7 @@ class CallFormat(ABC):
         if not label:
             return ""
         return (f"Begin every reply with one line '{label} <{strategy.reasoning_rule()}>', "  # type: ignore[attr-defined]
-                "then reply as described above.")
+                "then write the reply itself in the format you were given.")
 
     def build_request(self, strategy: "Strategy", transcript: Sequence[dict[str, Any]],
                       tools: Sequence[ToolSpec], constrained: bool) -> ChatRequest:
