@@ -324,6 +324,7 @@ def check_bench_args(args: argparse.Namespace) -> list:
     errors += _profile_errors(args)
     errors += _other_suite_settings(cfg.settings)
     errors += _concurrency_backend_errors(args)
+    errors += _prompt_errors(args)
     scenarios: list = []
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:
@@ -353,6 +354,31 @@ def _profile_errors(args: argparse.Namespace) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
             errors.append(f"--model: {_one_line(str(exc))}")
     return errors
+
+
+def _prompt_errors(args: argparse.Namespace) -> list[str]:
+    """The goals' prompt settings with the model profile, built as the agent builds them: a
+    combination the agent would refuse for every case (``native`` on a profile without a call
+    syntax, ``native``/``bfcl`` with ``--chat-format raw``) is refused before any node starts."""
+    if args.agent != "model":
+        return []
+    from slm_agent.agent.goal_options import GoalOptions, resolve_goal_options
+    from slm_agent.agent.strategies import make_strategy, resolve_chat_format
+    from slm_agent.profiles import load_profile
+
+    try:
+        profile = load_profile(args.model)
+    except Exception:  # noqa: BLE001 - reported by _profile_errors
+        return []
+    try:
+        opts = resolve_goal_options(GoalOptions(args.strategy, args.serialization,
+                                                resolve_chat_format("", profile), False),
+                                    profile, chat_format=args.chat_format or "")
+        make_strategy(opts.strategy, opts.serialization, opts.chat_format, None, 16,
+                      profile.chat.prompt_layout, profile.chat.native_calls)
+    except ValueError as exc:
+        return [f"{flag_of(BenchmarkSettings, 'serialization')}: {_one_line(str(exc))}"]
+    return []
 
 
 def _concurrency_backend_errors(args: argparse.Namespace) -> list[str]:

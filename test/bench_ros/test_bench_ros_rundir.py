@@ -367,3 +367,17 @@ def test_an_agent_that_fails_to_configure_exits_2_and_says_why_even_quiet(tmp_pa
     assert "the agent could not start (status 2)" in stderr and "configure failed" in stderr, stderr
     assert "resume" not in stderr and "interrupted" not in stderr
     assert not node_pids(out)
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--serialization", "native", "--chat-format", "raw"], "chat_format raw is not available with it"),
+    (["--serialization", "bfcl", "--chat-format", "raw"], "chat_format raw is not available with it"),
+    (["--serialization", "native", "--model", "openai-local"], "declares none (chat.native_calls"),
+])
+def test_a_prompt_the_agent_would_refuse_for_every_case_is_refused_before_any_node(tmp_path, extra, words):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli("--output-dir", str(out), "--limit", "1", *extra, timeout_s=60)
+    assert code == 2, stdout + stderr
+    assert stderr.splitlines() == [stderr.strip()] and stderr.startswith("slm-agent bench: --serialization: ")
+    assert words in stderr, stderr
+    assert not out.exists(), "nothing written, no node started"
