@@ -125,7 +125,9 @@ def main() -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="gemma3-270m-q4km")
+    from slm_agent.profiles import DEFAULT_PROFILE
+
+    ap.add_argument("--model", default=DEFAULT_PROFILE)
     ap.add_argument("--category", default="simple_python")
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)

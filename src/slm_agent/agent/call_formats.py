@@ -271,15 +271,16 @@ class BfclFormat(CallFormat):
 
     def __init__(self) -> None:
         self._formulate, self._decode, self._fmt = _bfcl_prompt_api()
+        # BFCL's prompt is the same for every case up to the function list
+        empty = self._formulate(self._fmt, [])
+        cut = empty.rfind("[]")
+        self._anchor = empty[:cut] if cut > 0 else ""
 
     def system_text(self, tools, strategy) -> str:
         return self._formulate(self._fmt, bfcl_functions(tools))
 
     def cache_anchor(self, tools, strategy) -> str:
-        # BFCL's prompt is the same for every case up to the function list
-        full = self._formulate(self._fmt, [])
-        cut = full.rfind("[]")
-        return full[:cut] if cut > 0 else ""
+        return self._anchor
 
     def constraint(self, tools, strategy) -> dict[str, Any]:
         return {"grammar": self.grammar(tools, getattr(strategy, "reasoning_label", ""))}

@@ -20,6 +20,8 @@ The call metadata (latency, tokens, outcome, run labels) is kept in ``meta``.
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from collections import Counter
@@ -159,6 +161,18 @@ def joined_transcript(convo: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _native_calls(model: str) -> Optional[str]:
+    """The profile's ``chat.native_calls`` (None: no such profile or no syntax); read once per
+    model, not once per record."""
+    try:
+        from slm_agent.profiles import load_profile
+
+        return load_profile(model, validate_files=False).chat.native_calls
+    except Exception:  # noqa: BLE001 - any unreadable profile: no reader
+        return None
+
+
 def _strategy(name: str, serialization: str, chat_format: str, model: str = "") -> Any:
     """The strategy that read the run's replies; for ``native`` the model profile's call
     syntax (``chat.native_calls``), which ``native`` and ``bfcl`` read from chat replies."""
@@ -168,11 +182,8 @@ def _strategy(name: str, serialization: str, chat_format: str, model: str = "") 
     if serialization in ("native", "bfcl"):
         chat_format = "chat"
         if serialization == "native" and model:
-            try:
-                from slm_agent.profiles import load_profile
-
-                native_calls = load_profile(model, validate_files=False).chat.native_calls
-            except Exception:  # noqa: BLE001 - a profile this install lacks: no reader
+            native_calls = _native_calls(model)
+            if native_calls is None:  # a profile this install lacks: no reader
                 return None
     try:
         return make_strategy(name or "direct", serialization or "json", chat_format or "raw", None, 256,
