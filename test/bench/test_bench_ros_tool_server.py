@@ -1,6 +1,6 @@
 """Gold multi-turn trajectories where every call crosses DDS.
 
-A separate process (``python -m slm_agent.bench.bfcl.tool_server``) serves
+A separate process (``test/bench/bfcl_tool_server.py``, a test helper) serves
 the scenario's functions as ``slm_agent/srv/InvokeTool`` services; this test
 process calls them through rclpy clients (an executor spins in a daemon
 thread; nothing uses ``spin_until_future_complete``), records the
@@ -33,7 +33,8 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from slm_agent.bench.bfcl.checker import check_multi_turn  # noqa: E402
 from slm_agent.bench.bfcl.loader import deterministic_sample, load_scenario, load_scenarios  # noqa: E402
-from slm_agent.bench.bfcl.tool_server import (  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bfcl_tool_server import (  # noqa: E402
     CONTROL_RESET,
     InvokeToolClient,
     ros_token,
@@ -58,8 +59,7 @@ def server():
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "slm_agent.bench.bfcl.tool_server",
+            str(Path(__file__).resolve().parent / "bfcl_tool_server.py"),
             "--case",
             CASES[0],
             "--namespace",

@@ -139,3 +139,26 @@ def test_report_columns_pass_hat_k_and_latency_per_turn():
     assert math.isnan(cols["pass^k (k = trials)"].compute(recs[:1] + recs[2:3]))   # one trial: pass^1 only
     lines = get_suite("tau2").summary_lines(recs)
     assert any("pass^1 0.750, pass^2 0.500" in line and "s/agent turn 3.00" in line for line in lines), lines
+
+
+def test_suite_close_releases_the_simulated_users_engines():
+    """The benchmark node calls ``Suite.close()`` once at the end of a run: the user's (and
+    judge's) engines, kept across cases, are closed and forgotten (issue 22: close_engines was
+    never called, so a local user model stayed loaded until the process exited)."""
+    from slm_agent.bench.tau2 import user
+
+    class Engine:
+        closed = 0
+
+        def close(self) -> None:
+            Engine.closed += 1
+
+    with user._REGISTRY_LOCK:
+        user._ENTRIES["u-test"] = user._Entry("some-profile", Engine(), None)
+        user._KEYS["some-profile"] = "u-test"
+    suite = get_suite("tau2").configure({"tau2_user": "solo"})
+    suite.close()
+    assert Engine.closed == 1
+    assert "u-test" not in user._ENTRIES and "some-profile" not in user._KEYS
+    suite.close()   # a second close (nothing loaded) is harmless
+    assert Engine.closed == 1

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Optional
 
 from slm_agent.coerce import num  # noqa: F401 - re-exported: the bench modules read JSON numbers with it
 
@@ -371,11 +371,3 @@ def read_json(path: os.PathLike | str) -> Optional[dict[str, Any]]:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def iter_metrics(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every LLM call's metrics dict of ``records``, with the case's labels added."""
-    for rec in records:
-        for m in rec.get("metrics") or []:
-            yield {**m, "_case_id": rec.get("case_id"), "_category": rec.get("category"),
-                   "_model": rec.get("model"), "_power_mode": rec.get("power_mode")}

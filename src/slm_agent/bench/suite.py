@@ -328,6 +328,12 @@ class Suite(ABC):
 
         return summary_lines(records)
 
+    def close(self) -> None:
+        """End of the run in this process (the benchmark node calls it once, after the last
+        case): release what the suite loaded for all its cases (tau2: the simulated user's and
+        judge's engines), so a model is not left in memory until the process exits.  Default:
+        nothing to release."""
+
     def report_columns(self) -> list[ReportColumn]:
         """Suite-specific columns of the report's per-category table.  Default: none."""
         return []

@@ -476,6 +476,11 @@ class BenchmarkNode(Node):
                 self._tool_host.clear()
             except Exception:  # noqa: BLE001
                 pass
+        if self.suite is not None:
+            try:   # the run's end in this process: the suite's shared engines (tau2's user) go
+                self.suite.close()
+            except Exception as exc:  # noqa: BLE001 - a failing release must not lose the results
+                self.get_logger().error(f"closing the {self.cfg.suite} suite: {exc}")
         if self.session is not None:
             self.session.close()
 

@@ -262,16 +262,3 @@ def check_multi_turn(
             {k: v for k, v in checked.items() if k != "valid"}
         )[:MAX_DETAIL_CHARS]
     return result
-
-
-def check_case(
-    scenario: Scenario,
-    calls: Optional[list[Call]] = None,
-    turn_steps: Optional[list[list[list[Call]]]] = None,
-    raw_output: str = "",
-) -> CaseResult:
-    """Dispatch on the scenario's category (single-turn: ``calls``;
-    multi-turn: ``turn_steps``)."""
-    if scenario.category in MULTI_TURN_CATEGORIES:
-        return check_multi_turn(scenario, turn_steps or [], raw_output)
-    return check_single_turn(scenario, calls, raw_output)

@@ -20,7 +20,7 @@
 * Multi-turn categories (:class:`MultiTurnEpisode`): the case's executable
   environment (:class:`.environment.MultiTurnEnvironment`) is served through
   the run's tool host (``slm_agent/srv/InvokeTool`` services, one per
-  function, named as :func:`.tool_server.service_names_for` names them), so
+  function, named by :func:`slm_agent.ros.tool_services.service_names`), so
   every call crosses DDS; one goal per user turn carrying the conversation so
   far (the previous goal's transcript plus the next user message; held-out
   functions appear at their turn), ``execute_tools=true``; scored per turn

@@ -67,14 +67,6 @@ def parse_case_id(cid: str) -> tuple[str, str, int]:
     return domain, rest, 0
 
 
-def is_case_id(cid: str) -> bool:
-    try:
-        parse_case_id(cid)
-        return True
-    except ValueError:
-        return False
-
-
 @functools.lru_cache(maxsize=1)
 def tau2() -> Any:
     """Import tau2 (offline, quiet) and return its registry."""

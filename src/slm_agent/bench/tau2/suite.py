@@ -622,6 +622,13 @@ class Tau2Suite(Suite):
                          f"{_mean(rs, 'user_turns'):.1f}, s/agent turn {_flat_mean(rs, 'agent_turn_s'):.2f}")
         return lines
 
+    def close(self) -> None:
+        """The simulated user's and the NL judge's engines (loaded on first use, kept across
+        cases) are released: a local model's memory and threads, a server's connections."""
+        from slm_agent.bench.tau2.user import close_engines
+
+        close_engines()
+
     def report_columns(self) -> list[ReportColumn]:
         return [ReportColumn("pass^1", lambda rs: pass_hat(rs, 1), "{:.3f}"),
                 ReportColumn("Mean reward", lambda rs: _mean(rs, "reward"), "{:.3f}"),

@@ -10,7 +10,10 @@ crosses DDS, like a robot's tools would.  The services themselves are the
 suite-neutral :class:`slm_agent.ros.tool_services.ToolServiceHost`, which the
 benchmark node hands to BFCL's multi-turn episodes
 (:mod:`slm_agent.bench.bfcl.suite`); :class:`ScenarioToolServer` adds a case's
-environment to it for this module's standalone server and the tests.
+environment to it for this standalone server.
+
+A test helper (issue 22): a node with its own argparse used by one test
+(``test_bench_ros_tool_server.py``) is not library code.
 
 Wire format (``InvokeTool``):
 
@@ -24,7 +27,7 @@ Wire format (``InvokeTool``):
 
 Run standalone (used by the tests, and handy for manual probing)::
 
-    python -m slm_agent.bench.bfcl.tool_server --case multi_turn_base_0 --namespace /bfcl
+    python test/bench/bfcl_tool_server.py --case multi_turn_base_0 --namespace /bfcl
 
 It prints one JSON line ``{"ready": true, ...}`` on stdout when serving, and
 also serves ``<namespace>/_control/reset`` (``InvokeTool``, arguments
