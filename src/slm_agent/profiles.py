@@ -301,9 +301,10 @@ class ContextSpec(_Group):
 
 @dataclass(frozen=True, config=_CONFIG)
 class CpuSpec(_Group):
-    #: decode threads; None -> all CPUs this process may run on.
+    #: decode threads; None -> computed for this machine: the CPUs this process may use
+    #: minus one left to ROS, split between the model's slots (engines/threads.py).
     n_threads: Optional[int] = None
-    #: prompt-processing threads; None -> same as n_threads.
+    #: prompt-processing threads; None -> computed: every usable CPU, split between slots.
     n_threads_batch: Optional[int] = None
     use_mmap: bool = True
     use_mlock: bool = False

@@ -190,11 +190,27 @@ def test_gold_concurrency_3_ctrl_c_then_resume_writes_each_case_once(tmp_path):
     assert all(r["energy_j"] is None for r in records)
 
 
-def test_concurrency_is_refused_for_an_in_process_model_and_for_hosted_tools(tmp_path):
-    res = _bench(tmp_path / "a", "--model", "gemma3-270m-q4km", "--concurrency", "2", timeout=60)
+def _gpu_profile(path: Path) -> Path:
+    """The embedded SmolLM2 profile with every layer offloaded to a GPU (never loaded here)."""
+    import yaml
+
+    from slm_agent.profiles import load_profile
+
+    prof = load_profile("smollm2-135m-q4_1")
+    data = yaml.safe_load(Path(prof.source).read_text())
+    data["name"] = "smollm2-gpu-test"
+    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
+    data.setdefault("gpu", {})["n_gpu_layers"] = -1
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_concurrency_is_refused_for_gpu_offload_in_process_and_for_hosted_tools(tmp_path):
+    gpu = _gpu_profile(tmp_path / "gpu.yaml")
+    res = _bench(tmp_path / "a", "--model", str(gpu), "--concurrency", "2", timeout=60)
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--concurrency: 2 calls at once need a server backend (openai_http)" in lines[0], lines
+    assert len(lines) == 1 and "--concurrency: 2 llama.cpp slots would each load" in lines[0], lines
     assert not (tmp_path / "a").exists(), "nothing written before the refusal"
 
     res = subprocess.run([*CLI, "bench", "--agent", "gold", "--ids", "multi_turn_base_0", "--concurrency", "3",
@@ -205,14 +221,46 @@ def test_concurrency_is_refused_for_an_in_process_model_and_for_hosted_tools(tmp
     assert not (tmp_path / "b").exists()
 
 
-def test_agent_refuses_parallel_goals_with_an_in_process_engine():
+def test_agent_refuses_parallel_goals_with_a_gpu_offloaded_in_process_engine(tmp_path):
+    gpu = _gpu_profile(tmp_path / "gpu.yaml")
     res = subprocess.run([sys.executable, "-m", "slm_agent.nodes.agent_node", "--ros-args", "-p", "autostart:=true",
-                          "-p", "model:=gemma3-270m-q4km", "-p", "max_parallel_goals:=2"],
+                          "-p", f"model:={gpu}", "-p", "max_parallel_goals:=2"],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     out = res.stdout + res.stderr
     assert res.returncode == 2, out[-2000:]
-    assert "max_parallel_goals=2: 2 calls at once need a server backend (openai_http)" in out, out[-2000:]
+    assert "max_parallel_goals=2: 2 llama.cpp slots would each load" in out, out[-2000:]
     assert "loaded in" not in out, "refused before the model was loaded"
+
+
+def test_in_process_model_at_concurrency_2_gives_each_case_its_concurrency_1_result(tmp_path):
+    """The embedded SmolLM2 in the agent's process: at --concurrency 2 the agent loads two
+    llama.cpp contexts (engines/llama_pool.py) and each case's output equals concurrency 1."""
+    from slm_agent.profiles import load_profile
+
+    try:
+        load_profile("smollm2-135m-q4_1").resolved_model_path()
+    except Exception as exc:  # noqa: BLE001 - not installed: say so
+        pytest.skip(f"smollm2-135m-q4_1 not installed: {exc}")
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"c{n}"
+        res = _bench(out, "--model", "smollm2-135m-q4_1", "--serialization", "json", "--concurrency", str(n))
+        logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted((out / "logs").glob("*.log")))
+        assert res.returncode == 0, f"concurrency {n}: exit {res.returncode}\n{res.stderr[-2000:]}\n{logs}"
+        runs[n] = _by_case(out)
+        threads = json.loads((out / "run.json").read_text())["llama_cpp_threads"]
+        assert threads["slots"] == n and threads["n_threads"] >= 1, threads
+    one, two = runs[1], runs[2]
+    for case in CASES:
+        a, b = one[case], two[case]
+        assert b["raw_output"] == a["raw_output"], case
+        assert (b["passed"], b["valid"], b["error_type"]) == (a["passed"], a["valid"], a["error_type"]), case
+    counters = [dict(zip(m["engine_counter_names"], m["engine_counter_values"])) for r in two.values()
+                for m in r["metrics"]]
+    assert {c["slot"] for c in counters} == {0.0, 1.0}, "both slots served calls"
+    windows = sorted((_stamp(m["header"]["stamp"]), _stamp(m["end_stamp"])) for r in two.values()
+                     for m in r["metrics"])
+    assert any(y[0] < x[1] for i, x in enumerate(windows) for y in windows[i + 1:]), windows
 
 
 def test_resume_with_another_concurrency_needs_allow_different_run():

@@ -112,6 +112,11 @@ class RunSession:
         from slm_agent.engines import llama_build
 
         info["llama_cpp_build"] = llama_build.installed()
+        # the threads a local model gets on this machine (engines/threads.py); each call's
+        # engine_counters carry the numbers the agent really loaded with
+        threads = llama_threads_info(profile_info, cfg.concurrency)
+        if threads:
+            info["llama_cpp_threads"] = threads
         info.setdefault("sessions", []).append({"started_at": now, "pid": os.getpid(),
                                                 "cases": rundir.describe_case_set(cfg.to_dict())})
         write_json_atomic(run_path, info)
@@ -163,3 +168,15 @@ class RunSession:
             self.results.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def llama_threads_info(profile_info: dict[str, Any], slots: int) -> dict[str, Any]:
+    """The thread policy of a llama_cpp model at ``slots`` cases in flight, as run.json records
+    it; {} for other backends or a label that is not a profile."""
+    backend = (profile_info.get("backend") or {}).get("type")
+    cpu = profile_info.get("cpu") or {}
+    if backend != "llama_cpp":
+        return {}
+    from slm_agent.engines.threads import thread_policy
+
+    return thread_policy(cpu.get("n_threads"), cpu.get("n_threads_batch"), slots=max(1, slots)).as_dict()

@@ -51,32 +51,45 @@ __all__ = [
     "parallel_calls_problem",
 ]
 
-#: backends whose engine may serve several ``stream()`` calls at once (a server with parallel
-#: slots decodes them together); the in-process engines (llama_cpp, tensorrt_llm) serialise
-#: their calls on one model, so running goals in parallel there only queues them
-CONCURRENT_BACKENDS = ("openai_http",)
+#: backends whose engine may serve several ``stream()`` calls at once: a server with parallel
+#: slots decodes them together, and llama_cpp loads one context per call in flight
+#: (:mod:`slm_agent.engines.llama_pool`); tensorrt_llm's in-process engine serialises its calls
+CONCURRENT_BACKENDS = ("openai_http", "llama_cpp")
 
 
 def parallel_calls_problem(profile: "Profile", n: int) -> str:
     """Why ``n`` calls at once cannot run on ``profile``'s engine (one line), or "" when they can."""
     backend = profile.backend.type
-    if n <= 1 or backend in CONCURRENT_BACKENDS:
+    if n <= 1:
         return ""
-    return (f"{n} calls at once need a server backend ({', '.join(CONCURRENT_BACKENDS)}); model {profile.name} "
-            f"runs in the agent's process ({backend}), which serves one call at a time: use 1")
+    if backend == "llama_cpp":
+        from slm_agent.engines.llama_pool import slots_problem
+
+        return slots_problem(profile, n)
+    if backend in CONCURRENT_BACKENDS:
+        return ""
+    return (f"{n} calls at once need a server backend or llama_cpp ({', '.join(CONCURRENT_BACKENDS)}); model "
+            f"{profile.name} runs in the agent's process ({backend}), which serves one call at a time: use 1")
 
 
-def create_engine(profile: Union[Profile, str, "os.PathLike[str]"]) -> Engine:
+def create_engine(profile: Union[Profile, str, "os.PathLike[str]"], *, slots: int = 1) -> Engine:
     """Build the engine a profile describes (loading the model if local).
 
     ``profile`` may be a :class:`Profile` or a profile name/path for
-    :func:`slm_agent.profiles.load_profile`.  Raises :class:`EngineError`
-    when the backend cannot start and ``ProfileError`` for a bad profile.
+    :func:`slm_agent.profiles.load_profile`.  ``slots``: calls the engine serves at once (the
+    agent's ``max_parallel_goals``); a local llama.cpp model then loads that many contexts
+    (:class:`slm_agent.engines.llama_pool.LlamaCppPool`), server backends need nothing.
+    Raises :class:`EngineError` when the backend cannot start and ``ProfileError`` for a
+    bad profile.
     """
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
     kind = profile.backend.type
     if kind == "llama_cpp":
+        if slots > 1:
+            from slm_agent.engines.llama_pool import LlamaCppPool
+
+            return LlamaCppPool(profile, slots)
         from slm_agent.engines.llama_cpp import LlamaCppEngine
 
         return LlamaCppEngine(profile)

@@ -73,6 +73,7 @@ import numpy as np
 
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
 from slm_agent.engines._streaming import StopFilter
+from slm_agent.engines.threads import ThreadPolicy, thread_policy
 from slm_agent.profiles import Profile
 
 # llama.cpp's CPU backend runs on OpenMP, whose default (active) wait policy
@@ -176,7 +177,10 @@ class LlamaCppEngine(Engine):
 
     backend = "llama_cpp"
 
-    def __init__(self, profile: Profile, *, model_path: Optional[str] = None) -> None:
+    def __init__(self, profile: Profile, *, model_path: Optional[str] = None,
+                 threads: Optional[ThreadPolicy] = None) -> None:
+        """``threads``: the thread policy to load with (default: computed for one slot on this
+        machine from the profile's ``cpu`` group, :func:`slm_agent.engines.threads.thread_policy`)."""
         if llama_cpp is None:
             raise EngineError(
                 f"llama_cpp: llama-cpp-python is not installed ({_IMPORT_ERROR}); "
@@ -185,6 +189,7 @@ class LlamaCppEngine(Engine):
         super().__init__(model=profile.model.name, engine_name=f"llama_cpp:{profile.name}")
         self.profile = profile
         self.model_path = model_path or profile.resolved_model_path()
+        self.threads = threads or thread_policy(profile.cpu.n_threads, profile.cpu.n_threads_batch)
         self._lock = threading.Lock()
         self._grammars: "OrderedDict[str, LlamaGrammar]" = OrderedDict()
         self._pieces: dict[int, bytes] = {}
@@ -210,13 +215,12 @@ class LlamaCppEngine(Engine):
     def _load(self) -> "llama_cpp.Llama":
         p = self.profile
         c, cpu, gpu = p.context, p.cpu, p.gpu
-        threads = cpu.n_threads or len(os.sched_getaffinity(0))
         kwargs: dict[str, Any] = dict(
             n_ctx=c.n_ctx,
             n_batch=c.n_batch,
             n_ubatch=c.n_ubatch,
-            n_threads=threads,
-            n_threads_batch=cpu.n_threads_batch or threads,
+            n_threads=self.threads.n_threads,
+            n_threads_batch=self.threads.n_threads_batch,
             n_gpu_layers=gpu.n_gpu_layers,
             main_gpu=gpu.main_gpu,
             offload_kqv=gpu.offload_kqv,
@@ -447,6 +451,8 @@ class LlamaCppEngine(Engine):
         counters["cache_anchor_tokens"] = float(anchor_at)
         counters["prompt_prep_ms"] = prep_ms
         counters["constrained"] = 1.0 if grammar is not None else 0.0
+        counters["llama_threads"] = float(self.threads.n_threads)
+        counters["llama_threads_batch"] = float(self.threads.n_threads_batch)
         if grammar is not None:
             counters["grammar_full_vocab_passes"] = float(self._grammar_fallbacks - fallbacks_before)
             counters["grammar_top_k_hits"] = float(spec.top_k_hits)

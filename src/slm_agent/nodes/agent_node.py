@@ -263,7 +263,7 @@ class AgentNode(LifecycleNode):
         if problem:
             raise ValueError(f"max_parallel_goals={s.max_parallel_goals}: {problem}")
         t0 = time.monotonic()
-        engine = create_engine(planner.profile)
+        engine = create_engine(planner.profile, slots=s.max_parallel_goals)
         self.get_logger().info(f"model {planner.profile.name} loaded in {time.monotonic() - t0:.1f} s")
         router = ToolRouter(self, self._group)
         try:
