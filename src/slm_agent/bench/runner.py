@@ -441,20 +441,3 @@ def _duration(s: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def summary_lines(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Per-category accuracy of a run, for the end-of-run log."""
-    by_cat: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        by_cat.setdefault(r.get("category", "?"), []).append(r)
-    lines = [f"{'category':26s} {'passed':>6s} {'cases':>6s} {'invalid':>7s} {'accuracy':>9s}"]
-    tp = tn = ti = 0
-    for cat, rs in by_cat.items():
-        p = sum(1 for r in rs if r.get("passed"))
-        inv = sum(1 for r in rs if not r.get("valid", True))
-        tp, tn, ti = tp + p, tn + len(rs), ti + inv
-        lines.append(f"{cat:26s} {p:6d} {len(rs):6d} {inv:7d} {p / len(rs):9.1%}")
-    if tn:
-        lines.append(f"{'total':26s} {tp:6d} {tn:6d} {ti:7d} {tp / tn:9.1%}")
-    return lines

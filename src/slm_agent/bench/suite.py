@@ -225,6 +225,24 @@ class ReportColumn:
         return "n/a" if not (isinstance(v, (int, float)) and math.isfinite(v)) else self.fmt.format(v)
 
 
+def category_summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per-category accuracy of a run, for the end-of-run log (every suite's summary starts
+    with it)."""
+    by_cat: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        by_cat.setdefault(r.get("category", "?"), []).append(r)
+    lines = [f"{'category':26s} {'passed':>6s} {'cases':>6s} {'invalid':>7s} {'accuracy':>9s}"]
+    tp = tn = ti = 0
+    for cat, rs in by_cat.items():
+        p = sum(1 for r in rs if r.get("passed"))
+        inv = sum(1 for r in rs if not r.get("valid", True))
+        tp, tn, ti = tp + p, tn + len(rs), ti + inv
+        lines.append(f"{cat:26s} {p:6d} {len(rs):6d} {inv:7d} {p / len(rs):9.1%}")
+    if tn:
+        lines.append(f"{'total':26s} {tp:6d} {tn:6d} {ti:7d} {tp / tn:9.1%}")
+    return lines
+
+
 # --------------------------------------------------------------------------- the suite
 
 class Suite(ABC):
@@ -324,9 +342,7 @@ class Suite(ABC):
     # ------------------------------------------------------------------ summaries
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         """End-of-run log lines.  Default: accuracy per category."""
-        from slm_agent.bench.runner import summary_lines
-
-        return summary_lines(records)
+        return category_summary_lines(records)
 
     def close(self) -> None:
         """End of the run in this process (the benchmark node calls it once, after the last

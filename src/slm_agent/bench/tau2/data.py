@@ -122,7 +122,7 @@ def corrupt_actions(actions: list[tuple[str, str, dict[str, Any]]]) -> list[tupl
     """Change the first string argument of the trajectory (else the first value) so the end state differs."""
     import copy
 
-    from slm_agent.nodes.gold_agent_node import corrupt_value
+    from slm_agent.bench.corrupt import corrupt_value
 
     actions = copy.deepcopy(actions)
     for _req, _name, args in actions:

@@ -48,7 +48,7 @@ from typing import Any, Mapping, Optional, Sequence
 from slm_agent.bench.runner import call_dict, carry_conversation, chat_message
 from slm_agent.bench.scenario import CaseResult, Scenario
 from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, ReportColumn, Suite, SuiteError, Turn,
-                                   TurnOutcome, did_you_mean, tool_spec)
+                                   TurnOutcome, category_summary_lines, did_you_mean, tool_spec)
 from slm_agent.bench.tau2 import data
 
 USER_MODES = data.USER_MODES
@@ -609,9 +609,7 @@ class Tau2Suite(Suite):
         return True   # every task serves its domain's tools (Tau2Episode.start)
 
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
-        from slm_agent.bench.runner import summary_lines
-
-        lines = summary_lines(records)
+        lines = category_summary_lines(records)
         domains = sorted({r.get("domain") for r in records if r.get("domain")})
         for d in domains:
             rs = [r for r in records if r.get("domain") == d]
