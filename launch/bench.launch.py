@@ -1,6 +1,6 @@
 """Benchmark a model profile on a ROS 2 install.
 
-    ros2 launch slm_agent bench.launch.py model:=gemma3-270m-q4km \
+    ros2 launch slm_agent bench.launch.py model:=<profile> \
         categories:=simple_python,multiple limit:=5 output_dir:=runs/demo record:=true
 
 Starts telemetry_node, agent_node (configured and activated at start-up),
@@ -28,36 +28,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from slm_agent.settings import (PACKAGE_TOPICS, AgentSettings, BenchmarkSettings, NodeSettings, SettingsError,
-                                TelemetrySettings, agent_for_concurrency, from_texts, launch_defaults)
+                                TelemetrySettings, agent_for_concurrency, from_texts, launch_defaults,
+                                run_argument_name, run_settings)
 
-#: launch argument -> (settings class, setting); an argument is named after its
-#: setting, or ``<node>_<setting>`` where the setting's name alone is unclear
-ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = (
-    ("model", AgentSettings, "model"),                 # also the benchmark's label in results
-    ("suite", BenchmarkSettings, "suite"),
-    ("categories", BenchmarkSettings, "categories"),
-    ("ids", BenchmarkSettings, "ids"),
-    ("limit", BenchmarkSettings, "limit"),
-    ("strategy", BenchmarkSettings, "strategy"),
-    ("serialization", BenchmarkSettings, "serialization"),
-    ("chat_format", BenchmarkSettings, "chat_format"),
-    ("constrained", BenchmarkSettings, "constrained"),
-    ("max_steps", BenchmarkSettings, "max_steps"),
-    ("power_mode", BenchmarkSettings, "power_mode"),
-    ("output_dir", BenchmarkSettings, "output_dir"),
-    ("run_id", BenchmarkSettings, "run_id"),
-    ("case_timeout_s", BenchmarkSettings, "case_timeout_s"),
-    ("agent_wait_s", BenchmarkSettings, "agent_wait_s"),
-    ("allow_different_run", BenchmarkSettings, "allow_different_run"),
-    ("seed", BenchmarkSettings, "seed"),
-    ("tau2_user", BenchmarkSettings, "tau2_user"),
-    ("tau2_user_model", BenchmarkSettings, "tau2_user_model"),
-    ("tau2_judge_model", BenchmarkSettings, "tau2_judge_model"),
-    ("tau2_trials", BenchmarkSettings, "tau2_trials"),
-    ("tau2_max_user_turns", BenchmarkSettings, "tau2_max_user_turns"),
-    ("concurrency", BenchmarkSettings, "concurrency"),  # the agent gets max_parallel_goals to match
-    ("telemetry_reader", TelemetrySettings, "reader"),
-)
+#: launch argument -> (settings class, setting): every setting marked ``run=True`` (the one
+#: list ``slm-agent bench`` makes its flags from) of the nodes this launch starts, named
+#: after the setting (``<node>_<setting>`` for the telemetry node's); ``model`` is also the
+#: benchmark's label in results, ``concurrency`` gives the agent as many parallel goals
+ARGUMENTS: tuple[tuple[str, type[NodeSettings], str], ...] = tuple(
+    (run_argument_name(cls, name), cls, name)
+    for cls, names in run_settings((AgentSettings, BenchmarkSettings, TelemetrySettings)).items()
+    for name in names)
 
 #: arguments of the launch itself (not node settings): name, default, description
 LAUNCH_ONLY: tuple[tuple[str, str, str], ...] = (
@@ -125,7 +106,7 @@ def plan(texts: dict[str, str], config_dir: Path, given: Optional[set[str]] = No
                                                                                       "model")
     bag = None
     if record:
-        from slm_agent.cli import free_bag_dir  # the CLI's rule: never an existing folder
+        from slm_agent.launcher.processes import free_bag_dir  # the CLI's rule: never an existing folder
 
         out = overrides["benchmark"].get("output_dir") or _file_value(config_dir, BenchmarkSettings, "output_dir")
         bag = free_bag_dir(Path(out))

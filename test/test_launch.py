@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_agent.cli import NODES
+from slm_agent.launcher.processes import NODES
 from slm_agent.settings import NODE_SETTINGS, PACKAGE_TOPICS, BenchmarkSettings, TelemetrySettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_named_executables_are_declared():
         script = ROOT / "scripts" / exe
         assert script.is_file(), f"{exe}: no scripts/{exe} (installed to lib/slm_agent by CMake)"
         assert script.stat().st_mode & stat.S_IXUSR, f"scripts/{exe} is not executable"
-        assert exe in NODES, f"{exe}: not runnable from the CLI (slm_agent.cli.NODES)"
+        assert exe in NODES, f"{exe}: not runnable from the CLI (slm_agent.launcher.processes.NODES)"
         module = NODES[exe]
         assert importlib.util.find_spec(module) is not None, f"{exe}: module {module} missing"
         assert module in script.read_text(), f"scripts/{exe} does not run {module}"
@@ -149,6 +149,21 @@ def test_record_uses_a_fresh_bag_folder_and_topics_flag(tmp_path):
     plan = module.plan(dict(default_texts(module), record="true"), other)
     assert plan["bag"] == tmp_path / "from_file" / "bag"
     assert plan["parameters"]["benchmark"][0] == str(other / "benchmark.yaml")
+
+
+def test_every_bench_flag_of_a_launched_node_is_a_launch_argument():
+    """One marked list (``run=True`` in settings.py) makes both: every ``slm-agent bench``
+    setting flag of the agent, benchmark and telemetry nodes is a launch argument (issue 22:
+    ``protocol`` was a flag but not an argument), and nothing else is."""
+    from slm_agent.launcher.bench import run_flags
+
+    module = load_launch_module()
+    launched = {(cls, name) for cls, names in run_flags().items() if cls.NODE in module.PARAMS_FILES
+                for name in names}
+    assert {(cls, name) for _arg, cls, name in module.ARGUMENTS} == launched
+    assert ("protocol", BenchmarkSettings, "protocol") in module.ARGUMENTS
+    params = module.plan(dict(default_texts(module), protocol="robot"), CONFIG)["parameters"]
+    assert params["benchmark"][1]["protocol"] == "robot"
 
 
 def test_launch_arguments_match_the_cli_flags_for_the_same_settings():

@@ -25,10 +25,13 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optio
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from slm_agent.profiles import DEFAULT_PROFILE
+
 __all__ = [
     "AgentSettings", "BenchmarkSettings", "Declared", "GoldAgentSettings", "NODE_SETTINGS",
     "NodeSettings", "PACKAGE_TOPICS", "Problem", "RecorderSettings", "SettingsError", "TelemetrySettings",
-    "add_cli_arguments", "from_texts", "launch_defaults", "params_yaml", "setting",
+    "add_cli_arguments", "from_texts", "launch_defaults", "params_yaml", "run_argument_name", "run_settings",
+    "setting",
 ]
 
 #: the package's topics: what a run records (recorder_node's default and the
@@ -38,9 +41,8 @@ PACKAGE_TOPICS: tuple[str, ...] = (
     "/agent/metrics", "/agent/tool_calls", "/benchmark/scenarios", "/benchmark/results",
 )
 
-#: the bundled default model profile (also ``profiles.DEFAULT_PROFILE``; kept
-#: literal here so this module imports without the profile machinery)
-DEFAULT_MODEL = "gemma3-270m-q4km"
+#: the bundled default model profile, named once (:data:`slm_agent.profiles.DEFAULT_PROFILE`)
+DEFAULT_MODEL = DEFAULT_PROFILE
 
 
 _NOTHING = object()
@@ -77,15 +79,18 @@ class SettingsError(ValueError):
 
 def setting(default: Any, description: str, *, ge: Optional[float] = None, le: Optional[float] = None,
             gt: Optional[float] = None, choices: Optional[str] = None, live: bool = False,
-            cli: Optional[str] = None, unit: str = "") -> Any:
+            cli: Optional[str] = None, unit: str = "", run: bool = False) -> Any:
     """A field with what ROS descriptors, CLI help and the YAML comment need.
 
     ``live``: may change while the node runs (else read at configure/start).
     ``choices``: the name of a registry (:func:`choices_of`), looked up
     lazily so this module imports fast.  ``cli``: the flag of ``slm-agent``
-    if it differs from ``--<name-with-dashes>``.
+    if it differs from ``--<name-with-dashes>``.  ``run``: a setting of a
+    benchmark run, the one mark from which both ``slm-agent bench``'s flags
+    and ``bench.launch.py``'s launch arguments are generated
+    (:func:`run_settings`), so the two routes cannot drift apart.
     """
-    extra = {"x-live": live, "x-choices": choices, "x-cli": cli, "x-unit": unit}
+    extra = {"x-live": live, "x-choices": choices, "x-cli": cli, "x-unit": unit, "x-run": run}
     return Field(default, description=description, ge=ge, le=le, gt=gt, json_schema_extra=extra)
 
 
@@ -104,6 +109,7 @@ class Declared:
     live: bool
     cli: Optional[str]
     unit: str
+    run: bool = False
 
     @property
     def flag(self) -> str:
@@ -147,7 +153,7 @@ class NodeSettings(BaseModel):
                 ge=getattr(meta.get("Ge"), "ge", None), le=getattr(meta.get("Le"), "le", None),
                 gt=getattr(meta.get("Gt"), "gt", None),
                 choices=tuple(choices) if choices is not None else None, live=bool(extra.get("x-live")),
-                cli=extra.get("x-cli"), unit=extra.get("x-unit") or ""))
+                cli=extra.get("x-cli"), unit=extra.get("x-unit") or "", run=bool(extra.get("x-run"))))
         return out
 
     @classmethod
@@ -253,7 +259,7 @@ class AgentSettings(NodeSettings):
 
     NODE: ClassVar[str] = "agent"
 
-    model: str = setting(DEFAULT_MODEL, "model profile: a name under config/models/ or a YAML path")
+    model: str = setting(DEFAULT_MODEL, "model profile: a name under config/models/ or a YAML path", run=True)
     tool_set: str = setting("", "tool set: a name under config/tool_sets/ (e.g. demo_robot) or a YAML "
                                 "path; empty = no tools of its own (goals bring theirs)")
     strategy: str = setting("direct", "default prompt strategy", choices="strategy")
@@ -308,7 +314,7 @@ class TelemetrySettings(NodeSettings):
     NODE: ClassVar[str] = "telemetry"
 
     reader: str = setting("auto", "telemetry source (auto = jtop, jetson_sysfs, nvml, linux, first that works)",
-                          choices="reader", cli="--telemetry-reader")
+                          choices="reader", cli="--telemetry-reader", run=True)
     root: str = setting("/", "filesystem root the readers and nvpmodel.conf are read under "
                              "(tests use a fixture tree)")
     rate_hz: float = setting(2.0, "publish rate of ~/system, ~/thermal and /diagnostics", ge=0.01, le=100.0,
@@ -337,34 +343,34 @@ class BenchmarkSettings(NodeSettings):
 
     NODE: ClassVar[str] = "benchmark"
 
-    suite: str = setting("bfcl", "benchmark suite", choices="suite")
+    suite: str = setting("bfcl", "benchmark suite", choices="suite", run=True)
     categories: str = setting("simple_python", "comma-separated suite categories (BFCL aliases simple, "
-                                               "java, js accepted); ignored when ids is set")
-    ids: str = setting("", "comma-separated case ids to run (empty: all cases of the categories)")
-    limit: int = setting(0, "cases per category, 0 = all", ge=0)
-    strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy")
+                                               "java, js accepted); ignored when ids is set", run=True)
+    ids: str = setting("", "comma-separated case ids to run (empty: all cases of the categories)", run=True)
+    limit: int = setting(0, "cases per category, 0 = all", ge=0, run=True)
+    strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy", run=True)
     serialization: str = setting("json", "tool-spec serialization sent in each goal (json, toon, natural: "
                                          "the agent's reply rules; native: the model's own template and "
-                                         "call syntax; bfcl: BFCL's prompt mode)", choices="serialization")
+                                         "call syntax; bfcl: BFCL's prompt mode)", choices="serialization", run=True)
     chat_format: str = setting("", "per-goal override sent to the agent: raw or chat prompts; empty = the "
-                                   "agent's own setting", choices="chat_format")
+                                   "agent's own setting", choices="chat_format", run=True)
     constrained: str = setting("", "per-goal override sent to the agent: JSON-schema constrained decoding on "
-                                   "or off; empty = the agent's own setting", choices="switch")
+                                   "or off; empty = the agent's own setting", choices="switch", run=True)
     max_steps: int = setting(0, "agent loop step limit per goal, 0 = the agent's default (protocol robot "
-                                "only: the suite's protocol fixes its own)", ge=0, le=64)
+                                "only: the suite's protocol fixes its own)", ge=0, le=64, run=True)
     protocol: str = setting("suite", "agent loop rules sent in each goal: suite = the suite's own protocol "
                                      "(BFCL: bfcl-eval's inference loop, scores comparable with BFCL), robot = "
                                      "the agent's robot-facing rules (retries, stop on repeat; NOT comparable)",
-                            choices="bench_protocol")
+                            choices="bench_protocol", run=True)
     model: str = setting("", "model profile name (label in results; run.json lists the profile)")
-    power_mode: str = setting("", "power-mode label; empty = from the latest power_topic message")
-    output_dir: str = setting("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)")
-    run_id: str = setting("", "run label; empty = taken from run.json on resume, else generated")
+    power_mode: str = setting("", "power-mode label; empty = from the latest power_topic message", run=True)
+    output_dir: str = setting("runs/latest", "directory for results.jsonl and run.json (resumed if it exists)", run=True)
+    run_id: str = setting("", "run label; empty = taken from run.json on resume, else generated", run=True)
     case_timeout_s: float = setting(300.0, "per-case deadline over all its goals; the case fails on timeout",
-                                    gt=0.0, unit="s", cli="--case-timeout")
+                                    gt=0.0, unit="s", cli="--case-timeout", run=True)
     agent_action: str = setting("/agent/run_task", "RunTask action of the agent")
     agent_wait_s: float = setting(300.0, "how long to wait for the agent's action server at start",
-                                  gt=0.0, unit="s", cli="--agent-wait")
+                                  gt=0.0, unit="s", cli="--agent-wait", run=True)
     tool_namespace: str = setting("", "namespace of the InvokeTool services (multi-turn BFCL functions, tau2 "
                                       "domain tools) hosted by this node; empty = /<suite>")
     tool_timeout_s: float = setting(10.0, "per-call timeout given to the agent for each InvokeTool service",
@@ -374,7 +380,7 @@ class BenchmarkSettings(NodeSettings):
                                            "spanning such a gap gets energy_j NaN (the report reads it from "
                                            "run.json)", ge=0.01, le=60.0, unit="s")
     seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json); tau2: the simulated "
-                           "user's seed is seed + trial")
+                           "user's seed is seed + trial", run=True)
     min_subscribers: int = setting(0, "before the first case, wait until ~/scenarios and ~/results each have "
                                       "this many matched subscriptions (a recorder), at most subscriber_wait_s",
                                    ge=0)
@@ -382,27 +388,27 @@ class BenchmarkSettings(NodeSettings):
     power_wait_s: float = setting(5.0, "if power_topic has a publisher, wait this long at start for its "
                                        "first sample", ge=0.0, unit="s")
     allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
-                                               "set (else refused)")
+                                               "set (else refused)", run=True)
     concurrency: int = setting(1, "cases in flight at once, for server backends (an OpenAI-compatible server "
                                   "with parallel slots); 1 = one case after the other, what the seed's table "
                                   "measures; > 1: case energy_j is NaN (not attributable), refused for an "
-                                  "in-process model and for cases whose tools this node hosts", ge=1, le=64)
+                                  "in-process model and for cases whose tools this node hosts", ge=1, le=64, run=True)
     tau2_user: str = setting("auto", "tau2: who plays the user: auto = solo where tau2 allows it (mock, telecom), "
                                      "else simulated; solo = no user, the agent works from the task's ticket; "
                                      "simulated = tau2's UserSimulator on tau2_user_model; scripted = the task's "
                                      "instructions as the only user message (harness checks, no LLM)",
-                             choices="tau2_user")
+                             choices="tau2_user", run=True)
     tau2_user_model: str = setting("", "tau2: model profile (name or YAML path) of the simulated user, run in "
                                        "the benchmark node's process; an openai_http profile calls an "
-                                       "OpenAI-compatible endpoint; empty = the run's model")
+                                       "OpenAI-compatible endpoint; empty = the run's model", run=True)
     tau2_judge_model: str = setting("", "tau2: model profile (name or YAML path) of the LLM judge of NL "
                                         "assertions (tau2's own NLAssertionsEvaluator, run in the benchmark "
                                         "node's process); empty = no judge: NL assertions are reported 'not "
-                                        "evaluated' and a task whose reward basis has them cannot pass")
+                                        "evaluated' and a task whose reward basis has them cannot pass", run=True)
     tau2_trials: int = setting(1, "tau2: trials per task (case ids <domain>/<task>@<trial>); the report gives "
-                                  "pass^k over them", ge=1)
+                                  "pass^k over them", ge=1, run=True)
     tau2_max_user_turns: int = setting(30, "tau2: user messages per case at most (then the case ends as "
-                                           "max_steps)", ge=1)
+                                           "max_steps)", ge=1, run=True)
 
     @field_validator("categories", "ids")
     @classmethod
@@ -440,10 +446,10 @@ class GoldAgentSettings(NodeSettings):
     metrics_topic: str = setting("/agent/metrics", "InferenceMetrics topic")
     tool_calls_topic: str = setting("/agent/tool_calls", "ToolCallRecord topic")
     corrupt: bool = setting(False, "change one argument value of the first gold call of every case (the "
-                                   "checker must fail)", cli="--corrupt-gold")
+                                   "checker must fail)", cli="--corrupt-gold", run=True)
     corrupt_ids: str = setting("", "comma-separated case ids to corrupt (in addition to corrupt=true for all)")
     delay_s: float = setting(0.0, "sleep this long per answer, inside the reported LLM-call window (tests of "
-                                  "timing and energy)", ge=0.0, unit="s", cli="--gold-delay")
+                                  "timing and energy)", ge=0.0, unit="s", cli="--gold-delay", run=True)
     tool_timeout_s: float = setting(10.0, "InvokeTool call timeout when the goal's ToolSpec has none",
                                     gt=0.0, unit="s")
 
@@ -453,6 +459,30 @@ NODE_SETTINGS: dict[str, type[NodeSettings]] = {
     cls.NODE: cls for cls in (AgentSettings, TelemetrySettings, BenchmarkSettings, RecorderSettings,
                               GoldAgentSettings)
 }
+
+#: the nodes whose settings name their run arguments without a prefix (the agent's model
+#: and the benchmark's settings: ``model:=``, ``limit:=``); others are ``<node>_<name>``
+_UNPREFIXED = (AgentSettings, BenchmarkSettings)
+
+
+def run_settings(nodes: Optional[Sequence[type[NodeSettings]]] = None) -> dict[type[NodeSettings], tuple[str, ...]]:
+    """The settings marked ``run=True`` (the settings of one benchmark run), by node class in
+    :data:`NODE_SETTINGS` order; ``nodes`` keeps only those classes.  ``slm-agent bench`` makes
+    a flag of each, ``bench.launch.py`` a launch argument of each one of the nodes it starts."""
+    out = {}
+    for cls in NODE_SETTINGS.values():
+        if nodes is not None and cls not in nodes:
+            continue
+        names = tuple(d.name for d in cls.declarations() if d.run)
+        if names:
+            out[cls] = names
+    return out
+
+
+def run_argument_name(cls: type[NodeSettings], name: str) -> str:
+    """A run setting's launch-argument name: its own name for the agent and the benchmark
+    (``model``, ``limit``), ``<node>_<name>`` for another node's (``telemetry_reader``)."""
+    return name if cls in _UNPREFIXED else f"{cls.NODE}_{name}"
 
 
 # -------------------------------------------------------------------- CLI

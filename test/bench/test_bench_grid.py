@@ -55,11 +55,11 @@ def test_chat_format_and_constrained_axes() -> None:
     cells = spec.cells()
     assert [c.name for c in cells] == ["a__direct__json__raw__constrained-on", "a__direct__json__raw__constrained-off",
                                        "a__direct__json__chat__constrained-on", "a__direct__json__chat__constrained-off"]
-    argv = cells[1].bench_argv(spec, Path("/tmp/x"))
-    assert argv[argv.index("--chat-format") + 1] == "raw" and argv[argv.index("--constrained") + 1] == "off"
+    values = cells[1].run_values(spec, Path("/tmp/x"))
+    assert values["chat_format"] == "raw" and values["constrained"] == "off" and values["output_dir"] == "/tmp/x"
     assert len({c.agent_key for c in cells}) == 1            # one model: one agent for all four cells
     plain = GridSpec.parse({"models": ["a"]}).cells()[0]       # no values: no suffix, no flag
-    assert plain.name == "a__direct__json" and "--constrained" not in plain.bench_argv(spec, Path("/x"))
+    assert plain.name == "a__direct__json" and "constrained" not in plain.run_values(spec, Path("/x"))
     with pytest.raises(GridError) as err:
         GridSpec.parse({"models": ["a"], "constrained": ["maybe"], "chat_formats": ["xml"]})
     assert len(err.value.args) == 2 and "constrained: expected on and/or off" in err.value.args[0]

@@ -57,7 +57,7 @@ def test_a_full_disk_loses_no_finished_case_and_leaves_no_tmp(tmp_path):
 
 
 def test_a_rerun_reuses_an_empty_bag_dir(tmp_path):
-    from slm_agent.cli import free_bag_dir
+    from slm_agent.launcher.processes import free_bag_dir
 
     (tmp_path / "bag").mkdir()
     (tmp_path / "bag" / "metadata.yaml").write_text("x")
@@ -68,7 +68,7 @@ def test_a_rerun_reuses_an_empty_bag_dir(tmp_path):
 
 
 def test_the_cli_names_the_path_and_the_os_error_of_a_full_disk(tmp_path):
-    from slm_agent.cli import write_problem
+    from slm_agent.launcher.processes import write_problem
 
     assert write_problem(tmp_path) == ""
     code = textwrap.dedent("""
@@ -76,7 +76,7 @@ def test_the_cli_names_the_path_and_the_os_error_of_a_full_disk(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
         from pathlib import Path
-        from slm_agent.cli import write_problem
+        from slm_agent.launcher.processes import write_problem
         print(write_problem(Path(sys.argv[1])))
     """)
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,

@@ -508,6 +508,6 @@ def test_executable_script_and_cli_entry():
     script = REPO / "scripts" / "telemetry_node"
     assert os.access(script, os.X_OK)
     assert "from slm_agent.nodes.telemetry_node import main" in script.read_text()
-    from slm_agent.cli import NODES
+    from slm_agent.launcher.processes import NODES
 
     assert NODES["telemetry_node"] == MODULE

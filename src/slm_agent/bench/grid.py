@@ -2,14 +2,14 @@
 
 A grid file names the axes; every combination is a *cell*, a normal run
 directory ``DIR/cells/<name>`` run by the same code as ``slm-agent bench``
-(:func:`slm_agent.cli.cmd_bench`, in-process), so a cell resumes exactly as a
+(:func:`slm_agent.launcher.bench.run_bench`, in-process), so a cell resumes exactly as a
 run directory does (no case lost or repeated after Ctrl-C or ``kill -9``);
 the grid reruns the cells not marked finished in ``DIR/grid_state.json``.
 
 A model is loaded once per run of consecutive cells with the same model and
 power mode: the grid starts one agent node (and one telemetry node) and every
 cell's benchmark sends its strategy, serialization, chat format and
-constrained switch in each RunTask goal (see :mod:`slm_agent.bench.grid_nodes`).
+constrained switch in each RunTask goal (see :mod:`slm_agent.launcher.grid`).
 
 Grid file (YAML)::
 
@@ -84,27 +84,22 @@ class GridCell:
         """Cells with the same key share one agent node (one model load)."""
         return self.power_mode, self.model
 
-    def bench_argv(self, spec: "GridSpec", out: Path) -> list[str]:
-        argv = ["bench", "--output-dir", str(out), "--suite", spec.suite, "--strategy", self.strategy,
-                "--serialization", self.serialization, "--seed", str(self.seed), "--protocol", spec.protocol,
-                "--limit", str(spec.limit), "--quiet"]
-        argv += ["--ids", ",".join(spec.ids)] if spec.ids else ["--categories", ",".join(spec.categories)]
-        argv += ["--agent", "gold"] if spec.agent == "gold" else ["--model", self.model]
-        if self.chat_format or self.constrained:   # flags as declared for the benchmark node
-            from slm_agent.settings import BenchmarkSettings, flag_of
-
-            if self.chat_format:
-                argv += [flag_of(BenchmarkSettings, "chat_format"), self.chat_format]
-            if self.constrained:
-                argv += [flag_of(BenchmarkSettings, "constrained"), self.constrained]
+    def run_values(self, spec: "GridSpec", out: Path) -> dict[str, Any]:
+        """This cell's run settings by name (what :class:`slm_agent.launcher.bench.BenchRun`
+        is built from), with ``output_dir`` = ``out``; the grid's ``bench_args`` come on top."""
+        values: dict[str, Any] = {"output_dir": str(out), "suite": spec.suite, "strategy": self.strategy,
+                                  "serialization": self.serialization, "seed": self.seed,
+                                  "protocol": spec.protocol, "limit": spec.limit, "power_mode": self.power_mode}
+        values.update({"ids": ",".join(spec.ids)} if spec.ids else {"categories": ",".join(spec.categories)})
+        if spec.agent != "gold":
+            values["model"] = self.model
+        if self.chat_format:   # "": the agent's default, nothing sent
+            values["chat_format"] = self.chat_format
+        if self.constrained:
+            values["constrained"] = self.constrained
         if spec.case_timeout_s:
-            argv += ["--case-timeout", str(spec.case_timeout_s)]
-        if not spec.record:
-            argv.append("--no-record")
-        if self.power_mode:
-            argv += ["--power-mode", self.power_mode]
-        # the grid's own telemetry node serves power (and modes) to every cell and its agent
-        return argv + ["--no-telemetry"] + list(spec.bench_args)
+            values["case_timeout_s"] = spec.case_timeout_s
+        return values
 
 
 def _list(value: Any, key: str, errors: list[str], default: Sequence[Any] = ()) -> list[Any]:
@@ -402,8 +397,8 @@ def check_grid_dir(spec: GridSpec, out: Path) -> None:
     write_json_atomic(spec_path, now)
 
 
-#: runs one cell: (cell, its ``slm-agent bench`` argv) -> exit status
-CellRunner = Callable[[GridCell, list[str]], int]
+#: runs one cell: (cell, its run directory) -> exit status
+CellRunner = Callable[[GridCell, Path], int]
 
 
 def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[int, int] = (1, 1),
@@ -411,7 +406,7 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
     """Run the (shard of the) grid; returns the exit status (0, 2, 3, 130).
 
     ``run_cell`` runs one cell's benchmark against the grid's nodes
-    (:meth:`slm_agent.bench.grid_nodes.GridNodes.run_cell`: one agent node
+    (:meth:`slm_agent.launcher.grid.GridNodes.run_cell`: one agent node
     per model and power mode, one telemetry node); ``set_mode`` switches the
     power mode.  Plain Python: the nodes are the caller's."""
     from slm_agent.bench.runner import select_scenarios
@@ -449,7 +444,7 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
                 mode_now = cell.power_mode
             print_fn(f"grid: cell {k}/{len(cells)} {cell.name}")
             progress.cell_started(cell)
-            code = run_cell(cell, cell.bench_argv(spec, out / "cells" / cell.name))
+            code = run_cell(cell, out / "cells" / cell.name)
             if code != 0:
                 if code == 2:   # could not start: the same command would fail the same way
                     print_fn(f"grid: cell {cell.name} could not start (status 2, its reason above); "
