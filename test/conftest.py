@@ -10,6 +10,7 @@ import itertools
 import os
 import random
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,40 @@ def pytest_configure(config):
     """Modules marked ``isolated`` (real models loaded in-process) run in a
     child pytest, so a native crash fails one test, not the run."""
     crash_isolation.register(config)
+
+
+# ------------------------------------------------------------------ fast / slow (issue 22)
+TEST_DIR = Path(__file__).resolve().parent
+#: directories whose every test starts ROS node processes (an interpreter, rclpy and DDS
+#: discovery per node: seconds each on 2 cores): marked ``ros_procs`` and ``slow``
+ROS_PROC_DIRS = ("bench_ros", "nodes")
+#: other modules left out of ``make test-fast``, each with why (measured with --durations)
+SLOW_MODULES = {
+    "test_interfaces_cross_process.py": "a peer interpreter with rclpy per interface",
+    "test_crash_isolation.py": "crashes and restarts child pytest processes",
+    "test_bench_ros_tool_server.py": "a BFCL tool-server node process",
+    "test_bench_tau2.py": "imports tau2 (~20 s on 2 loaded cores)",
+    "test_bench_tau2_judge.py": "imports tau2 and loads a model",
+    "test_bench_grid.py": "runs grids of bench runs with node processes",
+    "test_bench_write_failures.py": "bench runs through the real CLI",
+    "test_finetune_cli.py": "fine-tunes a model",
+    "test_training_lora.py": "fine-tunes a model",
+    "test_bootstrap.py": "runs the bootstrap in fresh interpreters",
+}
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m deselects: the marks must be there to select on
+def pytest_collection_modifyitems(config, items):
+    """``slow`` and ``ros_procs`` set by directory, module or the ``isolated`` mark (a real
+    model loaded in-process), so no test is marked by hand and a new test in a slow place
+    is slow too."""
+    for item in items:
+        try:
+            rel = Path(str(item.fspath)).resolve().relative_to(TEST_DIR)
+        except ValueError:
+            continue
+        if rel.parts[0] in ROS_PROC_DIRS:
+            item.add_marker(pytest.mark.ros_procs)
+            item.add_marker(pytest.mark.slow)
+        elif rel.name in SLOW_MODULES or item.get_closest_marker("isolated") is not None:
+            item.add_marker(pytest.mark.slow)
