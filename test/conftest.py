@@ -61,7 +61,6 @@ SLOW_MODULES = {
     "test_bench_tau2_judge.py": "imports tau2 and loads a model",
     "test_bench_grid.py": "runs grids of bench runs with node processes",
     "test_bench_write_failures.py": "bench runs through the real CLI",
-    "test_finetune_cli.py": "fine-tunes a model",
     "test_training_lora.py": "fine-tunes a model",
     "test_bootstrap.py": "runs the bootstrap in fresh interpreters",
 }

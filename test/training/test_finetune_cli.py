@@ -39,3 +39,20 @@ def test_qlora_on_without_cuda_is_one_line(tmp_path, capsys):
         pytest.skip("CUDA present: QLoRA would run (covered by test_training_lora)")
     assert main(["finetune", str(_dataset(tmp_path)), "-o", str(tmp_path / "out"), "--qlora", "on"]) == 2
     assert "QLoRA (4-bit) needs CUDA" in capsys.readouterr().err
+
+
+def test_finetune_flags_are_generated_from_the_declared_options():
+    """Every flag's default is the declaration's (FinetuneOptions, declared once: issue 22), and
+    a value given reaches the option of that name."""
+    from slm_agent.cli import build_parser
+    from slm_agent.training.commands import finetune_options
+    from slm_agent.training.sft import FinetuneOptions
+
+    args = build_parser().parse_args(["finetune", "ds", "-o", "out"])
+    assert finetune_options(args) == FinetuneOptions(dataset="ds", out="out")
+    args = build_parser().parse_args(["finetune", "ds", "-o", "out", "--lr", "0.01", "--targets", "q_proj, v_proj",
+                                      "--qlora", "off", "--quiet"])
+    opts = finetune_options(args)
+    assert (opts.learning_rate, opts.targets, opts.qlora, opts.progress) == (0.01, ("q_proj", "v_proj"), "off", False)
+    assert FinetuneOptions(rank=0, dropout=1.0).problems() == ["--rank: must be an integer >= 1 (got 0)",
+                                                               "--dropout: must be a number in [0, 1) (got 1.0)"]

@@ -17,11 +17,17 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from slm_agent.agent.strategies import Strategy, make_strategy
+from slm_agent.agent.serializers import SERIALIZERS
+from slm_agent.agent.strategies import STRATEGIES, Strategy, make_strategy
 from slm_agent.agent.types import FINAL_ANSWER_TOOL, Status, ToolResult, ToolSpec
 from slm_agent.dataset.records import Sample
 
 NATIVE = "native"
+#: strategies a record can be rendered in: the canonical messages (native) or an agent strategy
+RENDER_STRATEGIES: tuple[str, ...] = (NATIVE, *STRATEGIES)
+#: serializations of the agent's own reply syntax (not native/bfcl, whose call format belongs to the
+#: model's template or BFCL's prompt, which a dataset rendered without a profile cannot reproduce)
+RENDER_SERIALIZATIONS: tuple[str, ...] = tuple(n for n, cls in SERIALIZERS.items() if not cls.reply_format)
 _STATUS = {"ok": Status.OK, "refused": Status.REFUSED, "invalid_arguments": Status.INVALID_ARGUMENTS,
            "timeout": Status.TIMEOUT, "failed": Status.FAILED}
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from slm_agent.training.sft import DEFAULT_TARGETS
+from slm_agent.training.sft import FinetuneOptions
 
 
 def _clusters(text: str) -> int:
@@ -53,40 +54,29 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
+    """The options of ``slm-agent finetune``'s flags (dest = the option's name)."""
+    values = {f.name: getattr(args, f.name) for f in FinetuneOptions.flags()}
+    values["targets"] = tuple(t.strip() for t in str(args.targets).split(","))
+    return FinetuneOptions(dataset=args.dataset, out=args.output, progress=not args.quiet, **values)
+
+
 def finetune_input_problems(args: argparse.Namespace) -> list[str]:
     """Every finetune option and the dataset, checked before any model is loaded
-    (one line per problem): ranges, the profile, and that the training set has
-    at least one example (an assistant step after a prompt)."""
+    (one line per problem): the declared checks of :class:`FinetuneOptions`, the
+    before/after run's numbers, the profile, and that the training set has at least one
+    example (an assistant step after a prompt)."""
     import math
 
-    problems: list[str] = []
-
-    def need(ok: bool, flag: str, rule: str, value) -> None:
-        if not ok:
-            problems.append(f"{flag}: must be {rule} (got {value!r})")
-
-    def finite(v) -> bool:
-        return isinstance(v, (int, float)) and math.isfinite(v)
-
-    need(args.max_steps >= 0, "--max-steps", "an integer >= 0 (0 = --epochs)", args.max_steps)
-    need(finite(args.epochs) and args.epochs > 0, "--epochs", "a number > 0", args.epochs)
-    need(finite(args.lr) and args.lr > 0, "--lr", "a number > 0", args.lr)
-    need(args.batch_size >= 1, "--batch-size", "an integer >= 1", args.batch_size)
-    need(args.grad_accum >= 1, "--grad-accum", "an integer >= 1", args.grad_accum)
-    need(args.rank >= 1, "--rank", "an integer >= 1", args.rank)
-    need(finite(args.alpha) and args.alpha > 0, "--alpha", "a number > 0", args.alpha)
-    need(finite(args.dropout) and 0 <= args.dropout < 1, "--dropout", "a number in [0, 1)", args.dropout)
-    targets = [t.strip() for t in args.targets.split(",")]
-    need(all(targets), "--targets", "comma-separated module names, none empty", args.targets)
-    need(args.max_length >= 1, "--max-length", "an integer >= 1", args.max_length)
-    need(args.save_steps >= 1, "--save-steps", "an integer >= 1", args.save_steps)
-    need(args.threads >= 0, "--threads", "an integer >= 0 (0 = default)", args.threads)
-    need(args.eval_limit >= 0, "--eval-limit", "an integer >= 0 (0 = all)", args.eval_limit)
-    need(finite(args.lora_scale), "--lora-scale", "a finite number", args.lora_scale)
+    problems = finetune_options(args).problems()
+    if args.eval_limit < 0:
+        problems.append(f"--eval-limit: must be an integer >= 0 (0 = all) (got {args.eval_limit!r})")
+    if not math.isfinite(args.lora_scale):
+        problems.append(f"--lora-scale: must be a finite number (got {args.lora_scale!r})")
     try:
         from slm_agent.profiles import load_profile
 
-        load_profile(args.model)
+        load_profile(args.profile)
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line
         problems.append(f"--model: {'; '.join(x.strip() for x in str(exc).splitlines() if x.strip())}")
     if not args.eval_only:
@@ -106,7 +96,7 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from slm_agent.profiles import ProfileError
     from slm_agent.training.base_model import TrainingError
-    from slm_agent.training.sft import FinetuneOptions, finetune
+    from slm_agent.training.sft import finetune
 
     problems = finetune_input_problems(args)
     if problems:
@@ -114,12 +104,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             print(f"slm-agent finetune: {line}", file=sys.stderr)
         return 2
 
-    opts = FinetuneOptions(profile=args.model, dataset=args.dataset, out=args.output, max_steps=args.max_steps,
-                           epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
-                           grad_accum=args.grad_accum, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
-                           targets=tuple(args.targets.split(",")), max_length=args.max_length,
-                           save_steps=args.save_steps, seed=args.seed, threads=args.threads, qlora=args.qlora,
-                           progress=not args.quiet)
+    opts = finetune_options(args)
     try:
         if args.eval_only:
             result = None
@@ -134,8 +119,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if args.eval_ids or args.eval_categories:
             from slm_agent.training.evaluate import before_after
 
-            table = before_after(args.model, Path(args.output), ids=args.eval_ids, categories=args.eval_categories,
-                                 limit=args.eval_limit, scale=args.lora_scale, dataset=args.dataset)
+            table = before_after(args.profile, Path(args.output), ids=args.eval_ids,
+                                 categories=args.eval_categories, limit=args.eval_limit, scale=args.lora_scale,
+                                 dataset=args.dataset)
             print(table)
     except (TrainingError, ProfileError, ValueError) as exc:
         print(f"slm-agent finetune: {exc}", file=sys.stderr)
@@ -151,6 +137,8 @@ def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from slm_agent.dataset.render import RENDER_SERIALIZATIONS, RENDER_STRATEGIES
+
     p = sub.add_parser("dataset", help="build a fine-tuning set (JSONL messages+tools) from runs, ToolMind, tau2 train",
                        description="Curate logged LLM calls into an SFT dataset: keep passed cases only, "
                                    "scrub personal data, de-duplicate, cluster into tasks (TF-IDF + k-means), "
@@ -163,9 +151,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau2-limit", type=int, default=0, help="tasks per tau2 domain (0 = all)")
     p.add_argument("--allow-bfcl", action="store_true",
                    help="keep BFCL cases from run directories (off: BFCL is the held-out judge)")
-    p.add_argument("--strategy", default="", choices=["", "native", "direct", "react", "reflact"],
+    p.add_argument("--strategy", default="", choices=["", *RENDER_STRATEGIES],
                    help="render records in this strategy (default: each run's own; native for other sources)")
-    p.add_argument("--serialization", default="", choices=["", "json", "toon", "natural"],
+    p.add_argument("--serialization", default="", choices=["", *RENDER_SERIALIZATIONS],
                    help="tool-spec serialization (default: each run's own, else json)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
     p.add_argument("--clusters", type=_clusters, default=0, help="number of task clusters (0 = about sqrt(n/2))")
@@ -180,24 +168,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "OUTPUT/checkpoints. With --eval-ids/--eval-categories it then runs the "
                                    "benchmark on base and adapter and writes the comparison.")
     _one_line_usage_errors(p)
-    p.add_argument("dataset", help="dataset directory from slm-agent dataset (or a JSONL file)")
-    p.add_argument("--model", default="gemma3-270m-q4km", help="llama_cpp profile whose GGUF is the base")
-    p.add_argument("--output", "-o", required=True, help="output directory (adapter/, adapter.gguf, checkpoints/)")
-    p.add_argument("--max-steps", type=int, default=100, help="optimizer steps (0 = --epochs)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=16.0)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated module names for LoRA")
-    p.add_argument("--max-length", type=int, default=1024, help="longer examples are dropped (counted)")
-    p.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    p.add_argument("--qlora", choices=["auto", "on", "off"], default="auto",
-                   help="4-bit QLoRA: auto = when CUDA is present; on without CUDA is refused")
-    p.add_argument("--seed", type=int, default=0)
+    declared = {f.name: f for f in fields(FinetuneOptions)}
+    p.add_argument("dataset", help=declared["dataset"].metadata["help"])
+    p.add_argument("--output", "-o", required=True, help=declared["out"].metadata["help"])
+    for f in FinetuneOptions.flags():   # flag, default, help and choices from the declaration
+        meta, default = f.metadata, f.default
+        if f.name == "targets":
+            default = ",".join(default)
+        p.add_argument(meta["flag"], dest=f.name, type=type(default), default=default, choices=meta["choices"] or None,
+                       metavar=None if meta["choices"] else meta["flag"].lstrip("-").replace("-", "_").upper(),
+                       help=f"{meta['help']} (default {default})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--eval-ids", default="", help="BFCL case ids (comma-separated) for the before/after run")
     p.add_argument("--eval-categories", default="", help="BFCL categories for the before/after run")

@@ -18,11 +18,13 @@ llama.cpp engine.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from slm_agent.profiles import DEFAULT_PROFILE
 from slm_agent.training.base_model import TrainingError
 
 ADAPTER_DIR = "adapter"
@@ -30,29 +32,76 @@ GGUF_ADAPTER = "adapter.gguf"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "finetune.json"
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: auto: 4-bit NF4 base weights when CUDA is present
+QLORA_CHOICES = ("auto", "on", "off")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def option(default: Any, help: str, *, flag: str = "", rule: str = "", check: Any = None,
+           choices: Sequence[str] = ()) -> Any:
+    """A fine-tuning option declared once: its default, and for ``slm-agent finetune`` its
+    ``flag`` (none: not a flag), help, ``choices``, and the ``check`` a value must pass with
+    the ``rule`` a refusal names (``--rank: must be an integer >= 1 (got 0)``)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "rule": rule, "check": check,
+                                            "choices": tuple(choices)})
 
 
 @dataclass
 class FinetuneOptions:
-    profile: str = "gemma3-270m-q4km"
-    dataset: str = ""                 # a dataset directory (train.jsonl [+ validation.jsonl]) or a JSONL file
-    out: str = ""
-    max_steps: int = 100
-    epochs: float = 1.0               # used when max_steps is 0
-    learning_rate: float = 2e-4
-    batch_size: int = 1
-    grad_accum: int = 1
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: Sequence[str] = DEFAULT_TARGETS
-    max_length: int = 1024
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 0
-    threads: int = 0                  # torch CPU threads, 0 = torch's default
-    qlora: str = "auto"               # auto (4-bit when CUDA is present) | on | off
-    progress: bool = True
+    """Every option of a LoRA run; ``slm-agent finetune``'s flags, defaults, help and checks
+    are generated from these declarations (:mod:`slm_agent.training.commands`)."""
+
+    profile: str = option(DEFAULT_PROFILE, "llama_cpp profile whose GGUF is the base", flag="--model")
+    #: a dataset directory (train.jsonl [+ validation.jsonl]) or a JSONL file (the positional argument)
+    dataset: str = option("", "dataset directory from slm-agent dataset (or a JSONL file)")
+    out: str = option("", "output directory (adapter/, adapter.gguf, checkpoints/)")
+    max_steps: int = option(100, "optimizer steps (0 = --epochs)", flag="--max-steps",
+                            rule="an integer >= 0 (0 = --epochs)", check=lambda v: v >= 0)
+    epochs: float = option(1.0, "epochs, used when --max-steps is 0", flag="--epochs", rule="a number > 0",
+                           check=lambda v: _finite(v) and v > 0)
+    learning_rate: float = option(2e-4, "learning rate", flag="--lr", rule="a number > 0",
+                                  check=lambda v: _finite(v) and v > 0)
+    batch_size: int = option(1, "examples per step", flag="--batch-size", rule="an integer >= 1",
+                             check=lambda v: v >= 1)
+    grad_accum: int = option(1, "gradient accumulation steps", flag="--grad-accum", rule="an integer >= 1",
+                             check=lambda v: v >= 1)
+    rank: int = option(8, "LoRA rank", flag="--rank", rule="an integer >= 1", check=lambda v: v >= 1)
+    alpha: float = option(16.0, "LoRA alpha", flag="--alpha", rule="a number > 0",
+                          check=lambda v: _finite(v) and v > 0)
+    dropout: float = option(0.0, "LoRA dropout", flag="--dropout", rule="a number in [0, 1)",
+                            check=lambda v: _finite(v) and 0 <= v < 1)
+    targets: Sequence[str] = option(DEFAULT_TARGETS, "comma-separated module names for LoRA", flag="--targets",
+                                    rule="comma-separated module names, none empty",
+                                    check=lambda v: bool(v) and all(t.strip() for t in v))
+    max_length: int = option(1024, "longer examples are dropped (counted)", flag="--max-length",
+                             rule="an integer >= 1", check=lambda v: v >= 1)
+    save_steps: int = option(50, "checkpoint every N steps", flag="--save-steps", rule="an integer >= 1",
+                             check=lambda v: v >= 1)
+    logging_steps: int = option(1, "log the loss every N steps")
+    seed: int = option(0, "seed of the data order and LoRA initialisation", flag="--seed")
+    threads: int = option(0, "torch CPU threads (0 = default)", flag="--threads",
+                          rule="an integer >= 0 (0 = default)", check=lambda v: v >= 0)
+    qlora: str = option("auto", "4-bit QLoRA: auto = when CUDA is present; on without CUDA is refused",
+                        flag="--qlora", choices=QLORA_CHOICES)
+    progress: bool = option(True, "progress bar (off: --quiet)")
+
+    @classmethod
+    def flags(cls) -> list[Any]:
+        """The declared options that are ``slm-agent finetune`` flags (dataclass fields)."""
+        return [f for f in fields(cls) if f.metadata.get("flag")]
+
+    def problems(self) -> list[str]:
+        """One line per option that fails its check, naming its flag."""
+        out = []
+        for f in self.flags():
+            check, value = f.metadata["check"], getattr(self, f.name)
+            if check is not None and not check(value):
+                shown = ",".join(value) if f.name == "targets" else value
+                out.append(f"{f.metadata['flag']}: must be {f.metadata['rule']} (got {shown!r})")
+        return out
 
 
 @dataclass
@@ -87,7 +136,7 @@ def cuda_available() -> bool:
 
 def use_qlora(mode: str) -> bool:
     """Whether to train 4-bit QLoRA: ``on`` needs CUDA (:class:`TrainingError` without it)."""
-    if mode not in ("auto", "on", "off"):
+    if mode not in QLORA_CHOICES:
         raise TrainingError(f"qlora must be auto, on or off, got {mode!r}")
     if mode == "off":
         return False
