@@ -7,6 +7,7 @@ slot, every output the one a single engine gives (greedy, same prefill chunks) -
 the embedded SmolLM2 135M (small vocabulary: cheap constrained sampling)."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from engines_fixtures import SYSTEM, TOOL_CALL_SCHEMA, tool_specs
 from slm_agent.engines import ChatRequest, EngineError, create_engine, parallel_calls_problem
-from slm_agent.engines.threads import thread_policy, usable_cpus
+from slm_agent.engines.threads import choose, decode_candidates, thread_policy, usable_cpus
 from slm_agent.profiles import load_profile
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.isolated]
@@ -55,9 +56,38 @@ def test_policy_leaves_one_cpu_for_decode_and_splits_between_slots() -> None:
 
 
 def test_profile_values_win_over_the_policy() -> None:
-    p = thread_policy(8, 12, cpus=2, slots=2)
+    p = thread_policy(8, 12, cpus=2, slots=2, key="k", measure=lambda n: pytest.fail("measured"))
     assert (p.n_threads, p.n_threads_batch) == (8, 12)
     assert "from the profile" in p.reason
+
+
+def test_candidates_and_choice_prefer_fewer_threads_when_as_fast() -> None:
+    assert decode_candidates(1) == [1]
+    assert decode_candidates(4) == [1, 2, 3, 4]
+    assert decode_candidates(16) == [1, 4, 8, 15, 16]
+    assert choose({1: 41.5, 2: 32.4}) == 1          # Gemma 3 270M on this VM
+    assert choose({1: 10.8, 2: 13.6}) == 2          # Qwen2.5-Coder 1.5B on this VM
+    assert choose({1: 10.0, 2: 10.2}) == 1          # within 3 %: the CPU is left to the rest
+
+
+def test_decode_threads_are_measured_once_per_machine_key_then_cached(tmp_path: Path) -> None:
+    cache = tmp_path / "threads.json"
+    calls: list[int] = []
+
+    def measure(n: int) -> float:
+        calls.append(n)
+        return {1: 10.0, 2: 14.0}[n]
+
+    p = thread_policy(cpus=2, key="m1", measure=measure, cache=cache)
+    assert (p.n_threads, p.n_threads_batch, calls) == (2, 2, [1, 2])
+    assert p.decode_rates == {1: 10.0, 2: 14.0} and "measured now" in p.reason
+    again = thread_policy(cpus=2, key="m1", measure=measure, cache=cache)
+    assert again.n_threads == 2 and calls == [1, 2] and "cached" in again.reason, "not measured twice"
+    other = thread_policy(cpus=2, key="m2", measure=lambda n: {1: 5.0, 2: 4.0}[n], cache=cache)
+    assert other.n_threads == 1, "another model (key) is measured on its own"
+    assert set(json.loads(cache.read_text())) == {"m1", "m2"}
+    cache.write_text("not json")
+    assert thread_policy(cpus=2, key="m1", measure=measure, cache=cache).n_threads == 2, "a bad cache is remeasured"
 
 
 def test_usable_cpus_honours_a_cgroup_quota(tmp_path: Path) -> None:
@@ -87,11 +117,13 @@ def pool() -> Iterator:
     eng.close()
 
 
-def test_the_single_engine_records_its_threads(single) -> None:
+def test_the_single_engine_measures_and_records_its_threads(single) -> None:
     _, counters = _text(single, _request(QUESTIONS[0]))
-    policy = thread_policy()
+    policy = single.threads
+    assert set(policy.decode_rates) == set(decode_candidates(usable_cpus())), policy
+    assert policy.n_threads == choose(policy.decode_rates)
     assert counters["llama_threads"] == policy.n_threads
-    assert counters["llama_threads_batch"] == policy.n_threads_batch
+    assert counters["llama_threads_batch"] == policy.n_threads_batch == usable_cpus()
 
 
 def test_calls_at_once_give_the_single_engines_outputs(single, pool) -> None:
@@ -115,8 +147,8 @@ def test_calls_at_once_give_the_single_engines_outputs(single, pool) -> None:
     assert [got[i][0] for i in range(len(QUESTIONS))] == expected
     assert {got[i][1]["slot"] for i in got} == {0.0, 1.0}, "both slots served calls"
     assert all(got[i][1]["slots"] == 2.0 for i in got)
-    policy = thread_policy(slots=2)
-    assert all(got[i][1]["llama_threads"] == policy.n_threads for i in got)
+    assert pool.threads.slots == 2 and pool.threads.n_threads_batch == max(1, usable_cpus() // 2)
+    assert all(got[i][1]["llama_threads"] == pool.threads.n_threads for i in got)
 
 
 def test_gpu_offload_with_slots_is_refused_before_loading() -> None:

@@ -171,12 +171,15 @@ class RunSession:
 
 
 def llama_threads_info(profile_info: dict[str, Any], slots: int) -> dict[str, Any]:
-    """The thread policy of a llama_cpp model at ``slots`` cases in flight, as run.json records
-    it; {} for other backends or a label that is not a profile."""
-    backend = (profile_info.get("backend") or {}).get("type")
-    cpu = profile_info.get("cpu") or {}
-    if backend != "llama_cpp":
+    """The thread policy of a llama_cpp model at ``slots`` cases in flight on this machine, as
+    run.json records it (the agent's measurement if cached, else the rule); {} for other
+    backends, a label that is not a profile, or no llama.cpp here."""
+    if (profile_info.get("backend") or {}).get("type") != "llama_cpp":
         return {}
-    from slm_agent.engines.threads import thread_policy
+    try:
+        from slm_agent.engines.llama_cpp import threads_for
+        from slm_agent.profiles import load_profile
 
-    return thread_policy(cpu.get("n_threads"), cpu.get("n_threads_batch"), slots=max(1, slots)).as_dict()
+        return threads_for(load_profile(profile_info["profile"]), max(1, slots)).as_dict()
+    except Exception as exc:  # noqa: BLE001 - information only: say why it is missing
+        return {"note": f"not computed: {exc}"}

@@ -73,7 +73,7 @@ import numpy as np
 
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
 from slm_agent.engines._streaming import StopFilter
-from slm_agent.engines.threads import ThreadPolicy, thread_policy
+from slm_agent.engines.threads import ThreadPolicy, machine_key, thread_policy, usable_cpus
 from slm_agent.profiles import Profile
 
 # llama.cpp's CPU backend runs on OpenMP, whose default (active) wait policy
@@ -95,7 +95,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the whe
 else:
     _IMPORT_ERROR = None
 
-__all__ = ["LlamaCppEngine", "moe_override_patterns", "prompt_lookup"]
+__all__ = ["LlamaCppEngine", "build_id", "moe_override_patterns", "prompt_lookup", "threads_for"]
 
 _KV_TYPES = {
     "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
@@ -112,6 +112,19 @@ def moe_override_patterns(n_cpu_moe: int, cpu_moe: bool) -> list[tuple[str, str]
     if cpu_moe:
         return [(_EXPERT_TENSORS, "CPU")]
     return [(rf"^blk\.{i}{_EXPERT_TENSORS}", "CPU") for i in range(n_cpu_moe)]
+
+
+def build_id() -> str:
+    """This llama.cpp build as thread measurements are keyed by: version and compiled-in CPU features."""
+    return f"{llama_cpp.__version__}:{llama_cpp.llama_print_system_info().decode(errors='replace')}"
+
+
+def threads_for(profile: Profile, slots: int) -> ThreadPolicy:
+    """The thread policy an engine for ``profile`` at ``slots`` would load with on this machine,
+    without loading it: the cached measurement, else the unmeasured rule (run.json records it)."""
+    cpu = profile.cpu
+    return thread_policy(cpu.n_threads, cpu.n_threads_batch, slots=slots,
+                         key=machine_key(profile.resolved_model_path(), build_id(), usable_cpus(), slots))
 
 
 class _BuftOverride(ctypes.Structure):
@@ -189,6 +202,7 @@ class LlamaCppEngine(Engine):
         super().__init__(model=profile.model.name, engine_name=f"llama_cpp:{profile.name}")
         self.profile = profile
         self.model_path = model_path or profile.resolved_model_path()
+        #: the provisional policy to load with; measured below unless given or set in the profile
         self.threads = threads or thread_policy(profile.cpu.n_threads, profile.cpu.n_threads_batch)
         self._lock = threading.Lock()
         self._grammars: "OrderedDict[str, LlamaGrammar]" = OrderedDict()
@@ -209,6 +223,47 @@ class LlamaCppEngine(Engine):
         self._grammar_fallbacks = 0
         #: where the cached prompt's prefill batches started (reusable bit-exactly up to each)
         self._starts: list[int] = []
+        if threads is None and profile.cpu.n_threads is None:
+            self.threads = self.measure_threads(slots=1)
+
+    def measure_threads(self, slots: int) -> ThreadPolicy:
+        """The thread policy for ``slots`` contexts of this model, decode threads measured on this
+        context (or taken from the per-machine cache, :mod:`slm_agent.engines.threads`); applied
+        to this context."""
+        cpu = self.profile.cpu
+        policy = thread_policy(cpu.n_threads, cpu.n_threads_batch, slots=slots,
+                               key=machine_key(self.model_path, build_id(), usable_cpus(), slots),
+                               measure=lambda n: self._decode_rate(n, cpu.n_threads_batch or 1))
+        self.set_threads(policy)
+        return policy
+
+    def set_threads(self, policy: ThreadPolicy) -> None:
+        """Run this context with ``policy``'s thread counts from the next call on."""
+        llama_cpp.llama_set_n_threads(self.llama.ctx, policy.n_threads, policy.n_threads_batch)
+        self.threads = policy
+
+    def _decode_rate(self, n_threads: int, n_threads_batch: int) -> float:
+        """Single-token decode tok/s with ``n_threads`` (after a 16-token prompt and 2 warm-up steps;
+        best of two runs of 8).  Leaves the KV cache empty."""
+        llm = self.llama
+        llama_cpp.llama_set_n_threads(llm.ctx, n_threads, max(n_threads_batch, n_threads))
+        toks = llm.tokenize(b"def area(width: float, height: float) -> float:\n    return width * height\n",
+                            add_bos=True)[:16]
+        best = 0.0
+        try:
+            for _ in range(2):
+                llm.reset()
+                llm.eval(toks)
+                llm.eval([toks[-1]])
+                llm.eval([toks[-2]])
+                t0 = time.perf_counter()
+                for i in range(8):
+                    llm.eval([toks[i]])
+                best = max(best, 8 / (time.perf_counter() - t0))
+        finally:
+            llm.reset()
+            self._starts = []
+        return best
 
     # ------------------------------------------------------------------ load
 

@@ -59,6 +59,10 @@ class LlamaCppPool(Engine):
         try:
             for _ in range(slots):
                 self._slots.append(LlamaCppEngine(profile, model_path=model_path, threads=self.threads))
+            if profile.cpu.n_threads is None:  # measured on the first slot, applied to all
+                self.threads = self._slots[0].measure_threads(slots)
+                for s in self._slots[1:]:
+                    s.set_threads(self.threads)
         except BaseException:
             self.close()
             raise
