@@ -258,8 +258,8 @@ def install_llama(py: Path, venv: Path, stamps: Stamps, logdir: Path, variant: s
 SMOKE_CODE = r"""
 import json, sys
 import llama_cpp
-from slm_agent.profiles import load_profile
-path = load_profile("gemma3-270m-q4km").resolved_model_path()
+from slm_agent.profiles import DEFAULT_PROFILE, load_profile
+path = load_profile(DEFAULT_PROFILE).resolved_model_path()
 out = {}
 for extra in (True, False):
     llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=2, verbose=False)

@@ -102,6 +102,14 @@ class GridCell:
         return values
 
 
+def _bench_default(name: str) -> Any:
+    """A grid axis or value not given is the bench run's default: the benchmark node's
+    declaration (:class:`slm_agent.settings.BenchmarkSettings`), not a copy of it."""
+    from slm_agent.settings import BenchmarkSettings
+
+    return BenchmarkSettings.model_fields[name].default
+
+
 def _list(value: Any, key: str, errors: list[str], default: Sequence[Any] = ()) -> list[Any]:
     if value is None:
         return list(default)
@@ -124,17 +132,17 @@ def _switch(value: Any) -> str:
 class GridSpec:
     agent: str = "model"
     models: list[str] = field(default_factory=list)
-    strategies: list[str] = field(default_factory=lambda: ["direct"])
-    serializations: list[str] = field(default_factory=lambda: ["json"])
+    strategies: list[str] = field(default_factory=lambda: [_bench_default("strategy")])
+    serializations: list[str] = field(default_factory=lambda: [_bench_default("serialization")])
     chat_formats: list[str] = field(default_factory=list)
     constrained: list[str] = field(default_factory=list)
     power_modes: list[str] = field(default_factory=list)
-    suite: str = "bfcl"
-    categories: list[str] = field(default_factory=lambda: ["simple_python"])
+    suite: str = field(default_factory=lambda: _bench_default("suite"))
+    categories: list[str] = field(default_factory=lambda: _bench_default("categories").split(","))
     ids: list[str] = field(default_factory=list)
-    limit: int = 0
-    seeds: list[int] = field(default_factory=lambda: [0])
-    protocol: str = "suite"
+    limit: int = field(default_factory=lambda: _bench_default("limit"))
+    seeds: list[int] = field(default_factory=lambda: [_bench_default("seed")])
+    protocol: str = field(default_factory=lambda: _bench_default("protocol"))
     record: bool = False
     bench_args: list[str] = field(default_factory=list)
     telemetry: dict[str, Any] = field(default_factory=dict)
@@ -175,15 +183,15 @@ class GridSpec:
             bad = [v for v in s.chat_formats if v not in known]
             if bad:
                 errors.append(f"chat_formats: unknown {', '.join(map(repr, bad))} (known: {', '.join(known)})")
-        s.seeds = []
-        for v in _list(data.get("seeds"), "seeds", errors, [0]):
+        seeds, s.seeds = s.seeds, []
+        for v in _list(data.get("seeds"), "seeds", errors, seeds):
             if isinstance(v, bool) or not isinstance(v, int):
                 errors.append(f"seeds: expected integers, got {v!r}")
             else:
                 s.seeds.append(v)
-        s.suite = str(data.get("suite", "bfcl"))
-        s.protocol = str(data.get("protocol", "suite"))
-        limit = data.get("limit", 0)
+        s.suite = str(data.get("suite", s.suite))
+        s.protocol = str(data.get("protocol", s.protocol))
+        limit = data.get("limit", s.limit)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             errors.append(f"limit: expected an integer >= 0, got {limit!r}")
         else:
