@@ -38,7 +38,8 @@ from typing import Any, Callable, Optional
 from slm_agent.bench.grid import GridCell, GridError, GridSpec
 from slm_agent.bench.rundir import RunDirError, RunDirLocked, RunLock, pid_alive
 from slm_agent.isolation import DomainLease
-from slm_agent.launcher.bench import BenchError, BenchRun, SharedNodes, check_run, parse_run_flags, run_bench
+from slm_agent.launcher.bench import (SWITCHES, BenchError, BenchRun, SharedNodes, check_run, parse_run_flags,
+                                     run_bench)
 from slm_agent.launcher.processes import NodeProcess, node_command
 from slm_agent.settings import AgentSettings, GoldAgentSettings, params_yaml
 
@@ -57,7 +58,7 @@ def cell_run(spec: GridSpec, cell: GridCell, cell_dir: Path) -> BenchRun:
     ``bench_args`` on top; quiet, no telemetry node of its own (the grid's serves).
     :class:`BenchError` (one line each) for a bad value."""
     extra = parse_run_flags(spec.bench_args)
-    switches = {k: extra.pop(k) for k in ("record", "agent", "telemetry", "no_report", "quiet") if k in extra}
+    switches = {k: extra.pop(k) for k in SWITCHES if k in extra}
     return BenchRun.from_values({**cell.run_values(spec, cell_dir), **extra},
                                 agent=switches.get("agent", spec.agent), record=switches.get("record", spec.record),
                                 telemetry=False, report=not switches.get("no_report", False),
