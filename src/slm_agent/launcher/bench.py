@@ -129,8 +129,10 @@ class BenchRun:
                 parsed[klass] = klass.parse(given)
             except SettingsError as exc:
                 errors += [p.for_flag(flag_of(klass, p.name)) if p.name in names else str(p) for p in exc.items]
-        if errors:
-            raise BenchError(*errors)
+        if errors:   # the profile too, so one attempt shows every problem
+            model = parsed.get(AgentSettings)
+            raise BenchError(*errors, *(_profile_problem(model.model) if model is not None and agent == "model"
+                                        else []))
         label = parsed[AgentSettings].model if agent == "model" else "gold"
         # with a recorder: start only once it is matched, so the bag has every case
         bench = parsed[BenchmarkSettings].model_copy(update={"model": label, "min_subscribers": 1 if record else 0})
@@ -213,17 +215,19 @@ def _other_suite_settings(settings: BenchmarkSettings) -> list[str]:
             if name.split("_", 1)[0] in others and getattr(settings, name) != field.default]
 
 
-def _profile_errors(run: BenchRun) -> list[str]:
-    """The model profile, loaded as the agent will load it (one line per problem)."""
-    if run.gold:
-        return []
+def _profile_problem(model: str) -> list[str]:
+    """Model profile ``model``, loaded as the agent will load it: [] or its one line."""
     from slm_agent.profiles import load_profile
 
     try:
-        load_profile(run.model)
+        load_profile(model)
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line each
         return [f"--model: {_one_line(str(exc))}"]
     return []
+
+
+def _profile_errors(run: BenchRun) -> list[str]:
+    return [] if run.gold else _profile_problem(run.model)
 
 
 def _prompt_errors(run: BenchRun) -> list[str]:
