@@ -9,8 +9,11 @@ benchmark path (agent, benchmark node as separate processes over DDS) in these s
 * ``before``: the profile with ``cpu.n_threads`` = ``cpu.n_threads_batch`` = every usable
   CPU (the default before the thread policy), concurrency 1;
 * ``policy``: the profile as shipped (threads computed by engines/threads.py), concurrency 1;
-* ``c2`` / ``c4``: as shipped, ``--concurrency 2`` / ``4``: the agent loads that many
-  llama.cpp contexts (engines/llama_pool.py) and runs that many cases at once.
+* ``c2`` / ``c3`` / ``c4``: as shipped, ``--concurrency 2`` / ``3`` / ``4``: the agent runs that
+  many cases at once on one llama.cpp context holding that many sequences, decoded together
+  (``backend.llama_cpp.parallel: batched``, engines/llama_pool.py);
+* ``x2`` / ``x4``: the same with ``parallel: contexts``: that many whole contexts over the
+  mmapped weights (outputs as at concurrency 1).
 
 The cases run in blocks of ``--block``, the settings in a rotating order each block, each
 block one ``slm-agent bench`` call resuming its setting's run directory, so all see the same
@@ -23,7 +26,7 @@ cases/min to ``before``.
 
 Keep other work off the cores while it measures.
 
-Usage:  .venv/bin/python benchmarks/bench_concurrency.py [--n 40] [--block 20] [--model gemma3-270m-q4km]
+Usage:  .venv/bin/python benchmarks/bench_concurrency.py [--n 40] [--block 20] [--model <profile>, default profiles.DEFAULT_PROFILE]
         [--settings before,policy,c2,c4] [--out /tmp/bench_concurrency] [-- more slm-agent bench flags]
 """
 from __future__ import annotations
@@ -49,11 +52,13 @@ from slm_agent.engines.threads import usable_cpus  # noqa: E402
 from slm_agent.profiles import DEFAULT_PROFILE, find_profile, load_profile  # noqa: E402
 
 CATEGORIES = ("simple_python", "multiple")
-SETTINGS = {"before": 1, "policy": 1, "c2": 2, "c3": 3, "c4": 4}
+#: setting -> (profile copy, concurrency)
+SETTINGS = {"before": ("before", 1), "policy": ("shipped", 1), "c2": ("shipped", 2), "c3": ("shipped", 3),
+            "c4": ("shipped", 4), "x2": ("contexts", 2), "x4": ("contexts", 4)}
 
 
 def write_profiles(model: str, out: Path) -> dict[str, Path]:
-    """``before`` (every CPU for decode and batch) and ``shipped`` copies of ``model``'s profile."""
+    """``before`` (every CPU for decode and batch), ``shipped`` and ``contexts`` copies of ``model``'s profile."""
     src = find_profile(model)
     base = yaml.safe_load(src.read_text(encoding="utf-8"))
     chat = base.setdefault("chat", {})
@@ -63,11 +68,13 @@ def write_profiles(model: str, out: Path) -> dict[str, Path]:
     if model_spec.get("path") and not Path(os.path.expandvars(os.path.expanduser(model_spec["path"]))).is_absolute():
         model_spec["path"] = str((src.parent / model_spec["path"]).resolve())
     paths = {}
-    for name in ("before", "shipped"):
+    for name in ("before", "shipped", "contexts"):
         prof = json.loads(json.dumps(base))
         if name == "before":
             n = usable_cpus()
             prof.setdefault("cpu", {}).update(n_threads=n, n_threads_batch=n)
+        if name == "contexts":
+            prof.setdefault("backend", {}).setdefault("llama_cpp", {})["parallel"] = "contexts"
         prof["name"] = f"{base.get('name', model)}-{name}"
         path = out / "profiles" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +181,8 @@ def main() -> int:
         order = settings[b % len(settings):] + settings[:b % len(settings)]
         for name in order:
             t0 = time.monotonic()
-            run_block(profiles["before" if name == "before" else "shipped"], block, SETTINGS[name], out / name,
-                      env, out / f"{name}.log", extra)
+            profile, concurrency = SETTINGS[name]
+            run_block(profiles[profile], block, concurrency, out / name, env, out / f"{name}.log", extra)
             print(f"block {b + 1}/{len(blocks)} {name}: {len(block)} cases in {time.monotonic() - t0:.1f} s "
                   "(with node start-up)", flush=True)
     recs = {name: records(out / name) for name in settings}

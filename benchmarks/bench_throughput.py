@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from slm_agent.bench.suite import get_suite  # noqa: E402
-from slm_agent.profiles import find_profile, load_profile  # noqa: E402
+from slm_agent.profiles import DEFAULT_PROFILE, find_profile, load_profile  # noqa: E402
 
 CATEGORIES = ("simple_python", "multiple")
 
@@ -157,7 +157,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=40, help="cases, half per category (>= 2)")
     ap.add_argument("--block", type=int, default=10, help="cases per slm-agent bench call")
-    ap.add_argument("--model", default="gemma3-270m-q4km")
+    ap.add_argument("--model", default=DEFAULT_PROFILE)
     ap.add_argument("--prompt-lookup", type=int, default=0, help="drafts per step in the 'on' profile (0 = off)")
     ap.add_argument("--out", default="/tmp/bench_throughput", help="output directory (must not exist)")
     args = ap.parse_args()

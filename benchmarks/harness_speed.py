@@ -16,11 +16,14 @@
    (``prefill_tokens_per_s``: evaluated prompt tokens / TTFT;
    ``decode_tokens_per_s``), medians over calls, in both settings and their
    ratios, the last line ``in-harness/alone prefill <r1> decode <r2>``.
+   Before that, the CPU seconds each process of the harness run used (agent,
+   benchmark node, telemetry, recorder, the CLI; sampled with psutil every
+   0.25 s): where the cores went besides the model.
 
 Keep other work off the cores while it measures: it compares two settings on
 one machine, minutes apart.
 
-Usage: .venv/bin/python benchmarks/harness_speed.py [--model gemma3-270m-q4km] [--n 8] [--rounds 3]
+Usage: .venv/bin/python benchmarks/harness_speed.py [--model <profile>, default profiles.DEFAULT_PROFILE] [--n 8] [--rounds 3]
        [--out /tmp/harness_speed] [-- more slm-agent bench flags]
 """
 from __future__ import annotations
@@ -60,13 +63,53 @@ def rates(metrics: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def watch_cpu(proc: "subprocess.Popen[bytes]", every_s: float = 0.25) -> dict[str, float]:
+    """User+system CPU seconds of ``proc`` and each descendant (last value seen before it
+    exited), summed per program: which node takes the cores while the model runs."""
+    import psutil
+
+    last: dict[int, tuple[str, float]] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                last[p.pid] = (last[p.pid][0] if p.pid in last else _label(p.cmdline()), t.user + t.system)
+            except psutil.Error:
+                continue
+        time.sleep(every_s)
+    out: dict[str, float] = {}
+    for name, secs in last.values():
+        out[name] = out.get(name, 0.0) + secs
+    return out
+
+
+def _label(cmdline: list[str]) -> str:
+    """``slm_agent.nodes.agent_node`` -> ``agent_node``; else the program's name."""
+    for i, arg in enumerate(cmdline):
+        if arg == "-m" and i + 1 < len(cmdline):
+            return cmdline[i + 1].rsplit(".", 1)[-1]
+    return Path(cmdline[1] if len(cmdline) > 1 and cmdline[0].endswith("python") else (cmdline or ["?"])[0]).name
+
+
 def run_harness(args: argparse.Namespace, out: Path, extra: list[str]) -> list[dict[str, Any]]:
     cmd = [str(Path(sys.executable).with_name("slm-agent")), "bench", "--model", args.model,
            "--categories", args.category, "--limit", str(args.n), "--output-dir", str(out / "run"),
            "--no-report", "--quiet", *extra]  # telemetry and recorder on: the harness as a run has it
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    t0 = time.monotonic()
     with (out / "bench.log").open("w", encoding="utf-8") as log:
-        rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cpu = watch_cpu(proc)
+        rc = proc.wait()
+    wall = time.monotonic() - t0
+    print(f"CPU time per process of the harness run ({wall:.0f} s wall, {os.cpu_count()} CPUs):")
+    for name, secs in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:28s} {secs:7.1f} s  {100 * secs / wall:5.1f} % of one CPU")
     if rc != 0:
         raise SystemExit(f"harness_speed: slm-agent bench exited {rc}; see {out / 'bench.log'}")
     with (out / "run" / "results.jsonl").open(encoding="utf-8") as fh:

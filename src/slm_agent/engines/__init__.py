@@ -7,10 +7,10 @@ tensorrt_llm can still use the others.
 
 Typical use from the agent / nodes::
 
-    from slm_agent.profiles import load_profile
+    from slm_agent.profiles import DEFAULT_PROFILE, load_profile
     from slm_agent.engines import create_engine
 
-    profile = load_profile("gemma3-270m-q4km")          # or a YAML path
+    profile = load_profile(DEFAULT_PROFILE)              # a profile name or a YAML path
     engine = create_engine(profile)                      # loads the model once
     req = profile.make_request(messages=msgs, tools=tools)   # sampling defaults
     for chunk in engine.stream(req):                     # text deltas ...

@@ -73,6 +73,7 @@ import numpy as np
 
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
 from slm_agent.engines._streaming import StopFilter
+from slm_agent.engines.llama_seq import SharedContext, SharedSeq, SoloSeq
 from slm_agent.engines.threads import ThreadPolicy, machine_key, thread_policy, usable_cpus
 from slm_agent.profiles import Profile
 
@@ -123,6 +124,8 @@ def threads_for(profile: Profile, slots: int) -> ThreadPolicy:
     """The thread policy an engine for ``profile`` at ``slots`` would load with on this machine,
     without loading it: the cached measurement, else the unmeasured rule (run.json records it)."""
     cpu = profile.cpu
+    if profile.backend.llama_cpp.parallel == "batched":
+        slots = 1  # one context whatever the calls in flight (engines/llama_pool.py)
     return thread_policy(cpu.n_threads, cpu.n_threads_batch, slots=slots,
                          key=machine_key(profile.resolved_model_path(), build_id(), usable_cpus(), slots))
 
@@ -159,15 +162,30 @@ def _buffer_types() -> dict[str, int]:
 
 @contextlib.contextmanager
 def _model_params_patched(*, tensor_buft_overrides: Optional[int] = None,
-                          use_extra_bufts: Optional[bool] = None) -> Iterator[None]:
-    """Make the next ``Llama(...)`` load use these ``llama_model_params`` fields.
+                          use_extra_bufts: Optional[bool] = None, n_seq_max: int = 0) -> Iterator[None]:
+    """Make the next ``Llama(...)`` load use these ``llama_model_params`` fields (and, with
+    ``n_seq_max``, a context for that many sequences with a KV stream each).
 
     llama-cpp-python 0.3.x builds ``llama_model_params`` and loads the model
     inside ``Llama.__init__`` without exposing ``tensor_buft_overrides`` or
     ``use_extra_bufts``, so for the load only, ``_internals.LlamaModel`` is
-    swapped for a subclass that sets them (None leaves llama.cpp's default).
+    swapped for a subclass that sets them (None leaves llama.cpp's default);
+    ``n_seq_max`` likewise through ``_internals.LlamaContext`` (llama-cpp-python
+    sets it only for embedding models).  The KV cache is unified (one stream, cells
+    tagged by sequence): with a stream per sequence llama.cpp splits a batch into
+    ubatches that hold the same number of tokens of every sequence (``split_equal``),
+    so a 64-token prefill chunk next to another sequence's one decode token would
+    not run as one ubatch; with one stream any mix does.  The price: attention runs
+    over every sequence's cells, masked.
     """
     original = _llama_internals.LlamaModel
+    original_ctx = _llama_internals.LlamaContext
+
+    class _LlamaContextWithSeqs(original_ctx):  # type: ignore[misc, valid-type]
+        def __init__(self, *, model: Any, params: Any, verbose: bool = True) -> None:
+            params.n_seq_max = n_seq_max
+            params.kv_unified = True
+            super().__init__(model=model, params=params, verbose=verbose)
 
     class _LlamaModelWithParams(original):  # type: ignore[misc, valid-type]
         def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
@@ -179,10 +197,13 @@ def _model_params_patched(*, tensor_buft_overrides: Optional[int] = None,
 
     with _PATCH_LOCK:
         _llama_internals.LlamaModel = _LlamaModelWithParams
+        if n_seq_max > 1:
+            _llama_internals.LlamaContext = _LlamaContextWithSeqs
         try:
             yield
         finally:
             _llama_internals.LlamaModel = original
+            _llama_internals.LlamaContext = original_ctx
 
 
 class LlamaCppEngine(Engine):
@@ -191,9 +212,14 @@ class LlamaCppEngine(Engine):
     backend = "llama_cpp"
 
     def __init__(self, profile: Profile, *, model_path: Optional[str] = None,
-                 threads: Optional[ThreadPolicy] = None) -> None:
-        """``threads``: the thread policy to load with (default: computed for one slot on this
-        machine from the profile's ``cpu`` group, :func:`slm_agent.engines.threads.thread_policy`)."""
+                 threads: Optional[ThreadPolicy] = None,
+                 shared: Optional[tuple["llama_cpp.Llama", SharedContext, int]] = None, n_seq: int = 1) -> None:
+        """``threads``: the thread policy to load with (default: measured for one slot on this
+        machine from the profile's ``cpu`` group, :func:`slm_agent.engines.threads.thread_policy`).
+        ``shared``: (model, shared context, sequence id) -- this engine then decodes on that
+        sequence of a context loaded by :class:`slm_agent.engines.llama_pool.LlamaCppPool`
+        instead of loading its own.  ``n_seq`` > 1: load a context for that many sequences of
+        ``context.n_ctx`` each (the pool's loader; it measures threads, then streams nothing)."""
         if llama_cpp is None:
             raise EngineError(
                 f"llama_cpp: llama-cpp-python is not installed ({_IMPORT_ERROR}); "
@@ -210,7 +236,10 @@ class LlamaCppEngine(Engine):
         #: control tokens the current request renders as text (ChatRequest.preserve)
         self._preserved: set[int] = set()
         self._keepalive: list[Any] = []
-        self._llm = self._load()
+        self._shared = shared[1] if shared else None
+        self._llm = shared[0] if shared else self._load(n_seq)
+        self._seq: Any = (SharedSeq(shared[1], shared[2], profile.context.n_ctx) if shared
+                          else SoloSeq(self._llm))
         self._vocab = self._llm._model.vocab
         self._bos = self._llm.token_bos()
         self._formatter: Any = None  # built lazily on the first messages request
@@ -223,7 +252,7 @@ class LlamaCppEngine(Engine):
         self._grammar_fallbacks = 0
         #: where the cached prompt's prefill batches started (reusable bit-exactly up to each)
         self._starts: list[int] = []
-        if threads is None and profile.cpu.n_threads is None:
+        if threads is None and shared is None and profile.cpu.n_threads is None:
             self.threads = self.measure_threads(slots=1)
 
     def measure_threads(self, slots: int) -> ThreadPolicy:
@@ -267,11 +296,11 @@ class LlamaCppEngine(Engine):
 
     # ------------------------------------------------------------------ load
 
-    def _load(self) -> "llama_cpp.Llama":
+    def _load(self, n_seq: int = 1) -> "llama_cpp.Llama":
         p = self.profile
         c, cpu, gpu = p.context, p.cpu, p.gpu
         kwargs: dict[str, Any] = dict(
-            n_ctx=c.n_ctx,
+            n_ctx=c.n_ctx * n_seq,
             n_batch=c.n_batch,
             n_ubatch=c.n_ubatch,
             n_threads=self.threads.n_threads,
@@ -300,6 +329,8 @@ class LlamaCppEngine(Engine):
             patch["tensor_buft_overrides"] = self._override_array(overrides)
         if not cpu.use_extra_bufts:
             patch["use_extra_bufts"] = False
+        if n_seq > 1:
+            patch["n_seq_max"] = n_seq
         guard: Any = _model_params_patched(**patch) if patch else contextlib.nullcontext()
         try:
             with guard:
@@ -339,7 +370,7 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
-        if llm is not None:
+        if llm is not None and self._shared is None:  # a shared model is the pool's to close
             llm.close()
 
     def reset_cache(self) -> None:
@@ -348,7 +379,7 @@ class LlamaCppEngine(Engine):
             raise EngineError("llama_cpp: reset_cache() while a stream is still open")
         try:
             if self._llm is not None:
-                self._llm.reset()
+                self._seq.reset()
                 self._starts = []
         finally:
             self._lock.release()
@@ -417,22 +448,26 @@ class LlamaCppEngine(Engine):
         # once the model is ours, so time spent queueing is not TTFT.
         if not self._lock.acquire(timeout=self.profile.backend.llama_cpp.busy_timeout_s):
             raise EngineError("llama_cpp: engine busy (another stream did not finish in time)")
+        if self._shared is not None:
+            self._shared.enter()
         try:
             yield from self._stream_locked(request)
         finally:
+            if self._shared is not None:
+                self._shared.leave()
             self._lock.release()
 
     def _stream_locked(self, request: ChatRequest) -> Iterator[StreamChunk]:
         timer = StreamTimer()
         timer.start()  # templating + tokenization count towards TTFT
         llm = self.llama
-        ctx = llm.ctx
+        ctx = self._seq.perf_ctx  # None: a shared context's counters mix sequences
         prompt_text, add_bos, format_stops = self._render(request)
         tokens = self._tokenize(prompt_text, add_bos)
         starts, anchor_at = self._chunk_starts(prompt_text, add_bos, tokens, request.cache_anchor)
         prep_ms = (time.perf_counter() - timer.start_mono) * 1e3
         n_prompt = len(tokens)
-        n_ctx = llm.n_ctx()
+        n_ctx = self._seq.n_ctx
         if n_prompt >= n_ctx:
             raise EngineError(
                 f"llama_cpp: prompt has {n_prompt} tokens, context.n_ctx is {n_ctx}"
@@ -446,13 +481,14 @@ class LlamaCppEngine(Engine):
         if self.profile.context.prefix_reuse:
             predicted = self._predict_reuse(tokens, starts)
         else:
-            llm.reset()
+            self._seq.reset()
             self._starts = []
             predicted = 0
         if request.seed is not None:
             llm.set_seed(request.seed)
         fallbacks_before = self._grammar_fallbacks
-        llama_cpp.llama_perf_context_reset(ctx)
+        if ctx is not None:
+            llama_cpp.llama_perf_context_reset(ctx)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopFilter(stop_texts)
@@ -469,7 +505,7 @@ class LlamaCppEngine(Engine):
             for tok in gen:
                 timer.token()
                 n += 1
-                if n == 1:
+                if n == 1 and ctx is not None:
                     first_perf = llama_cpp.llama_perf_context(ctx)
                 if tok in stop_ids or llama_cpp.llama_vocab_is_eog(self._vocab, tok):
                     finish = "stop"
@@ -495,8 +531,10 @@ class LlamaCppEngine(Engine):
                 finish = "stop"
             else:
                 tail += stops.flush()
-        perf = llama_cpp.llama_perf_context(ctx)
-        counters, evaluated = _perf_counters(first_perf, perf)
+        if ctx is not None:
+            counters, evaluated = _perf_counters(first_perf, llama_cpp.llama_perf_context(ctx))
+        else:
+            counters, evaluated = {}, None
         cached = predicted
         if evaluated is not None and evaluated != n_prompt - predicted:
             # llama.cpp re-evaluated more than predicted (e.g. recurrent state
@@ -544,18 +582,17 @@ class LlamaCppEngine(Engine):
         Generated tokens are never reused this way: they were evaluated one
         at a time.
         """
-        llm = self.llama
-        cached = llm.n_tokens
+        cached = self._seq.n_tokens
         if cached == 0:
             return 0
-        prev = llm.input_ids[:cached].tolist()
+        prev = self._seq.tokens()
         lcp = 0
         for a, b in zip(prev, tokens):
             if a != b:
                 break
             lcp += 1
         chunk = self.profile.context.prefill_chunk
-        if (lcp == len(tokens) == cached and not getattr(llm, "_requires_eval", True)
+        if (lcp == len(tokens) == cached and self._seq.live
                 and (chunk <= 0 or self._starts == starts)):
             return lcp
         limit = min(lcp, len(tokens) - 1)
@@ -571,17 +608,17 @@ class LlamaCppEngine(Engine):
     def _prefill(self, todo: list[int], starts: list[int]) -> None:
         """Evaluate prompt tokens after the cache in batches that start at
         ``starts`` (one batch per n_batch if ``context.prefill_chunk`` is 0)."""
-        llm = self.llama
+        seq = self._seq
         if self.profile.context.prefill_chunk <= 0:
             if todo:
-                llm.eval(todo)
+                seq.eval(todo)
             return
         self._starts = []  # until the prefill completed
-        base = pos = llm.n_tokens
+        base = pos = seq.n_tokens
         end = base + len(todo)
         for cut in [b for b in starts if base < b < end] + [end]:
             if cut > pos:
-                llm.eval(todo[pos - base: cut - base])
+                seq.eval(todo[pos - base: cut - base])
                 pos = cut
         self._starts = list(starts)
 
@@ -605,15 +642,14 @@ class LlamaCppEngine(Engine):
         the token greedy decoding picks from the logits before it, and the KV
         cells of the first rejected draft onwards are removed.
         """
-        llm = self.llama
+        seq = self._seq
         opts = self.profile.backend.llama_cpp
         todo = self._keep_prefix(tokens, reuse)
         gram = self._grammar_sampler(grammar)
-        n_vocab = llm.n_vocab()
         history = list(tokens)
         try:
             self._prefill(todo, starts)
-            row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
+            row = seq.last_row()
             tok = self._pick_greedy(row, gram, spec)
             while True:
                 if tok < 0:
@@ -621,9 +657,9 @@ class LlamaCppEngine(Engine):
                 self._accept(gram, tok)
                 yield tok
                 history.append(tok)
-                room = llm.n_ctx() - llm.n_tokens - 1
+                room = seq.n_ctx - seq.n_tokens - 1
                 drafts = prompt_lookup(history, opts.prompt_lookup_ngram, min(opts.prompt_lookup_tokens, room))
-                rows = self._eval_rows([tok] + drafts, n_vocab)
+                rows = seq.eval_rows([tok] + drafts)
                 if drafts:
                     spec.steps += 1
                     spec.drafted += len(drafts)
@@ -636,43 +672,21 @@ class LlamaCppEngine(Engine):
                     history.append(tok)
                     j += 1
                     tok = self._pick_greedy(rows[j], gram, spec)
-                if j < len(drafts):  # drafts[j:] were wrong: forget their KV cells
-                    keep = llm.n_tokens - (len(drafts) - j)
-                    llm._ctx.kv_cache_seq_rm(-1, keep, -1)
-                    llm.n_tokens = keep
-                    llm._requires_eval = True  # the context's last logits row is a removed draft's
+                if j < len(drafts):  # drafts[j:] were wrong: forget their KV cells (the last row is theirs)
+                    seq.truncate(seq.n_tokens - (len(drafts) - j))
         finally:
             if gram is not None:
                 llama_cpp.llama_sampler_free(gram)
 
     def _keep_prefix(self, tokens: list[int], reuse: int) -> list[int]:
         """Keep ``reuse`` tokens of the KV cache; the prompt tokens still to evaluate."""
-        llm = self.llama
         if reuse == len(tokens) and reuse > 0:
             return []  # exact cache hit with live logits
-        if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-            llm.n_tokens = reuse
-            llm._requires_eval = True
+        if reuse > 0 and self._seq.truncate(reuse):
             return tokens[reuse:]
-        llm.reset()
+        self._seq.reset()
         self._starts = []
         return list(tokens)
-
-    def _eval_rows(self, seq: list[int], n_vocab: int) -> list[np.ndarray]:
-        """Evaluate ``seq`` after the cache in one batch; the logits row of every position."""
-        llm = self.llama
-        if len(seq) == 1:
-            llm.eval(seq)
-            return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()]
-        n_past = llm.n_tokens
-        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-        llm._batch.set_batch(batch=seq, n_past=n_past, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        llm.input_ids[n_past: n_past + len(seq)] = seq
-        llm.n_tokens = n_past + len(seq)
-        llm._requires_eval = False
-        return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, i), shape=(n_vocab,)).copy()
-                for i in range(len(seq))]
 
     def _accept(self, gram: Any, tok: int) -> None:
         if gram is not None:
@@ -754,7 +768,7 @@ class LlamaCppEngine(Engine):
                 yield tok
                 if lazy is not None:
                     gram = lazy.step(self, gram, self._piece(tok))
-                llm.eval([tok])
+                self._seq.eval([tok])
         finally:
             chain.close()
             if gram is not None:
@@ -763,9 +777,8 @@ class LlamaCppEngine(Engine):
     def _sample_lazy(self, chain: Any, gram: Any) -> int:
         """Sample with ``chain``; apply ``gram`` (if any) to the full
         vocabulary only if the chosen token violates it."""
-        llm = self.llama
         cand = self._candidates
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+        logits = self._seq.last_row(copy=False)
         cand.copy_logits(logits)
         cand.candidates.selected = -1
         llama_cpp.llama_sampler_apply(chain, ctypes.byref(cand.candidates))

@@ -1,24 +1,26 @@
-"""Several cases at once on one local GGUF: N llama.cpp contexts over one set of weights.
+"""Several cases at once on one local GGUF (``--concurrency N`` with a llama_cpp profile).
 
-Why slots of whole contexts and not several sequences in one batch: every
-guarantee of :class:`~slm_agent.engines.llama_cpp.LlamaCppEngine` -- exact
-prefix reuse in fixed prefill chunks (bit-identical to a cold prefill), the
-greedy/grammar loop, exact token accounting -- is per context, and llama.cpp's
-CPU kernels are not batch invariant (a row is rounded differently in a batch
-of 4 than of 1, benchmarks/prefix_exactness.py), so sequences decoded
-together could change greedy outputs.  A slot is a full single-sequence
-engine; ggml splits work between threads by output rows, so a slot running
-with fewer threads computes the same numbers, and every case's result is the
-one it has at concurrency 1 (benchmarks/bench_concurrency.py counts
-differences).  The weights are memory-mapped, so the slots share them in the
-page cache; each slot adds its KV cache, compute buffers and any weights the
-CPU backend repacks at load (``cpu.use_extra_bufts``).
+Two ways, chosen by the profile's ``backend.llama_cpp.parallel``:
 
-The CPUs are split between the slots (:func:`slm_agent.engines.threads.thread_policy`):
-on 2 CPUs two slots decode on one CPU each instead of two threads meeting at
-a barrier after every op, which is where the gain comes from.  GPU offload
-is refused with slots (each would load its own copy of the offloaded layers):
-use a server backend with parallel slots there.
+* ``batched`` (default): ONE context holding N sequences (a KV stream each); every decode
+  step of every call in flight runs in one ``llama_decode`` (engines/llama_seq.py).  On
+  memory-bound hardware -- this 2-CPU VM, a Jetson -- a step reads every weight once for all
+  rows: measured here with Gemma 3 270M (every row's logits), 34 tok/s for one row, 51 for 4,
+  62 for 8.  llama.cpp's CPU kernels are not batch invariant, so a row decoded next to others
+  may round differently and a greedy choice between two logits within rounding can flip:
+  benchmarks/bench_concurrency.py counts the cases whose output changed.
+* ``contexts``: N whole single-sequence contexts over the memory-mapped weights (the page
+  cache shares them; each slot adds its KV cache, compute buffers and the weights the CPU
+  backend repacks at load).  Each slot is a full :class:`LlamaCppEngine` -- exact prefix
+  reuse, the same prefill batches -- and ggml splits work between threads by output rows, so
+  every output is the one it has at concurrency 1.  It gains only where more cores help:
+  on this 2-CPU VM two 1-thread contexts shared the same ~40 tok/s one context reached.
+
+Either way each call takes a free slot (a sequence or a context); the CPUs are split between
+contexts (:func:`slm_agent.engines.threads.thread_policy`; one context with N sequences uses
+them all).  GPU offload is refused with slots: each context would load its own copy of the
+offloaded layers, and a server with parallel slots (llama-server -np N, backend
+openai_http) is the tool there.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Iterator, Optional
 
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk
 from slm_agent.engines.llama_cpp import LlamaCppEngine
+from slm_agent.engines.llama_seq import SharedContext
 from slm_agent.engines.threads import ThreadPolicy, thread_policy
 from slm_agent.profiles import Profile
 
@@ -53,21 +56,41 @@ class LlamaCppPool(Engine):
             raise EngineError(f"llama_cpp: {problem}")
         super().__init__(model=profile.model.name, engine_name=f"llama_cpp:{profile.name}")
         self.profile = profile
-        self.threads: ThreadPolicy = thread_policy(profile.cpu.n_threads, profile.cpu.n_threads_batch,
-                                                   slots=slots)
+        self.mode = profile.backend.llama_cpp.parallel
         self._slots: list[LlamaCppEngine] = []
+        self._loader: Optional[LlamaCppEngine] = None
+        self._shared: Optional[SharedContext] = None
         try:
-            for _ in range(slots):
-                self._slots.append(LlamaCppEngine(profile, model_path=model_path, threads=self.threads))
-            if profile.cpu.n_threads is None:  # measured on the first slot, applied to all
-                self.threads = self._slots[0].measure_threads(slots)
-                for s in self._slots[1:]:
-                    s.set_threads(self.threads)
+            if self.mode == "batched":
+                self._load_batched(profile, slots, model_path)
+            else:
+                self._load_contexts(profile, slots, model_path)
         except BaseException:
             self.close()
             raise
         self._free = list(range(slots))
         self._cond = threading.Condition()
+
+    def _load_contexts(self, profile: Profile, slots: int, model_path: Optional[str]) -> None:
+        self.threads: ThreadPolicy = thread_policy(profile.cpu.n_threads, profile.cpu.n_threads_batch,
+                                                   slots=slots)
+        for _ in range(slots):
+            self._slots.append(LlamaCppEngine(profile, model_path=model_path, threads=self.threads))
+        if profile.cpu.n_threads is None:  # measured on the first slot, applied to all
+            self.threads = self._slots[0].measure_threads(slots)
+            for s in self._slots[1:]:
+                s.set_threads(self.threads)
+
+    def _load_batched(self, profile: Profile, slots: int, model_path: Optional[str]) -> None:
+        # the loader loads the N-sequence context and measures the threads on it while it holds
+        # nothing; then the slots decode on its sequences and the loader streams nothing
+        self._loader = LlamaCppEngine(profile, model_path=model_path, n_seq=slots)
+        self.threads = self._loader.threads
+        llm = self._loader.llama
+        self._shared = SharedContext(llm, slots, profile.context.n_batch)
+        for i in range(slots):
+            self._slots.append(LlamaCppEngine(profile, model_path=model_path, threads=self.threads,
+                                              shared=(llm, self._shared, i)))
 
     @property
     def slots(self) -> int:
@@ -92,8 +115,13 @@ class LlamaCppPool(Engine):
         try:
             for chunk in self._slots[i].stream(request):
                 if chunk.metrics is not None:
-                    chunk.metrics.engine_counters["slot"] = float(i)
-                    chunk.metrics.engine_counters["slots"] = float(len(self._slots))
+                    c = chunk.metrics.engine_counters
+                    c["slot"] = float(i)
+                    c["slots"] = float(len(self._slots))
+                    c["slots_batched"] = 1.0 if self._shared is not None else 0.0
+                    if self._shared is not None:  # rows per llama_decode so far (how full the rounds ran)
+                        c["batched_rounds"] = float(self._shared.rounds)
+                        c["batched_rows"] = float(self._shared.rows)
                 yield chunk
         finally:
             self._give(i)
@@ -109,6 +137,12 @@ class LlamaCppPool(Engine):
         slots, self._slots = self._slots, []
         for s in slots:
             s.close()
+        shared, self._shared = getattr(self, "_shared", None), None
+        if shared is not None:
+            shared.close()
+        loader, self._loader = getattr(self, "_loader", None), None
+        if loader is not None:
+            loader.close()
         cond = getattr(self, "_cond", None)
         if cond is not None:
             with cond:
