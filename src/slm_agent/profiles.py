@@ -197,12 +197,12 @@ class LlamaCppOptions(_Group):
     prompt_lookup_tokens: int = 0
     #: longest n-gram matched for prompt lookup (shorter ones are tried after).
     prompt_lookup_ngram: int = 3
-    #: several calls at once (``--concurrency N``): ``batched`` = N sequences of one context
-    #: decoded together in one llama_decode per step (memory-bound hardware reads the weights
-    #: once for all; a row may round differently next to others), ``contexts`` = N whole
-    #: contexts over the mmapped weights (every output as at concurrency 1; gains only where
-    #: more cores help).  engines/llama_pool.py.
-    parallel: Literal["batched", "contexts"] = "batched"
+    #: several calls at once (``--concurrency N``): ``contexts`` = N whole contexts over the
+    #: mmapped weights, the CPUs split between them (every output as at concurrency 1);
+    #: ``batched`` = N sequences of one context decoded together in one llama_decode per step
+    #: (a row may round differently next to others; slower on the 2-CPU VM measured, see
+    #: engines/llama_pool.py and README "Throughput").
+    parallel: Literal["contexts", "batched"] = "contexts"
 
 
 @dataclass(frozen=True, config=_CONFIG)

@@ -287,9 +287,10 @@ class AgentSettings(NodeSettings):
                                            "spanning such a gap gets energy_j NaN", ge=0.01, le=60.0, unit="s")
     max_queued_goals: int = setting(4, "goals accepted at once (running + waiting); more are rejected",
                                     ge=1, le=64)
-    max_parallel_goals: int = setting(1, "goals run at once (the rest wait in FIFO order); > 1 only for a server "
-                                         "backend (openai_http), refused at configure for an in-process engine; "
-                                         "at most max_queued_goals", ge=1, le=64)
+    max_parallel_goals: int = setting(1, "goals run at once (the rest wait in FIFO order); > 1 for a server "
+                                         "backend (openai_http) or llama_cpp (that many contexts or sequences, "
+                                         "backend.llama_cpp.parallel); refused at configure for tensorrt_llm and "
+                                         "GPU-offloaded llama_cpp; at most max_queued_goals", ge=1, le=64)
 
     @model_validator(mode="after")
     def _parallel_within_queue(self) -> "AgentSettings":
@@ -344,8 +345,9 @@ class BenchmarkSettings(NodeSettings):
     NODE: ClassVar[str] = "benchmark"
 
     suite: str = setting("bfcl", "benchmark suite", choices="suite", run=True)
-    categories: str = setting("simple_python", "comma-separated suite categories (BFCL aliases simple, "
-                                               "java, js accepted); ignored when ids is set", run=True)
+    categories: str = setting("", "comma-separated suite categories (BFCL aliases simple, java, js accepted); "
+                                  "empty = the suite's default categories (BFCL: simple_python, tau2: mock); "
+                                  "ignored when ids is set", run=True)
     ids: str = setting("", "comma-separated case ids to run (empty: all cases of the categories)", run=True)
     limit: int = setting(0, "cases per category, 0 = all", ge=0, run=True)
     strategy: str = setting("direct", "prompt strategy sent in each goal", choices="strategy", run=True)
@@ -389,10 +391,11 @@ class BenchmarkSettings(NodeSettings):
                                        "first sample", ge=0.0, unit="s")
     allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
                                                "set (else refused)", run=True)
-    concurrency: int = setting(1, "cases in flight at once, for server backends (an OpenAI-compatible server "
-                                  "with parallel slots); 1 = one case after the other, what the seed's table "
-                                  "measures; > 1: case energy_j is NaN (not attributable), refused for an "
-                                  "in-process model and for cases whose tools this node hosts", ge=1, le=64, run=True)
+    concurrency: int = setting(1, "cases in flight at once: a server backend with parallel slots, or a local "
+                                  "GGUF (N llama.cpp contexts, backend.llama_cpp.parallel); 1 = one case after the "
+                                  "other, what the seed's table measures; > 1: case energy_j is NaN (not "
+                                  "attributable), refused for TensorRT-LLM in-process, GPU-offloaded llama.cpp and "
+                                  "cases whose tools this node hosts", ge=1, le=64, run=True)
     tau2_user: str = setting("auto", "tau2: who plays the user: auto = solo where tau2 allows it (mock, telecom), "
                                      "else simulated; solo = no user, the agent works from the task's ticket; "
                                      "simulated = tau2's UserSimulator on tau2_user_model; scripted = the task's "
@@ -409,6 +412,9 @@ class BenchmarkSettings(NodeSettings):
                                   "pass^k over them", ge=1, run=True)
     tau2_max_user_turns: int = setting(30, "tau2: user messages per case at most (then the case ends as "
                                            "max_steps)", ge=1, run=True)
+    suite_options: str = setting("", "the suite's own settings that are not benchmark settings, as comma-separated "
+                                     "name=value pairs, checked against the suite's settings model (robot: "
+                                     "tolerance_m=0.1)", run=True)
 
     @field_validator("categories", "ids")
     @classmethod
@@ -442,6 +448,8 @@ class GoldAgentSettings(NodeSettings):
 
     NODE: ClassVar[str] = "gold_agent"
 
+    suite: str = setting("bfcl", "suite whose gold answers are given (Suite.gold_answer); slm-agent bench "
+                                 "sets the run's suite", choices="suite")
     action_name: str = setting("/agent/run_task", "RunTask action served")
     metrics_topic: str = setting("/agent/metrics", "InferenceMetrics topic")
     tool_calls_topic: str = setting("/agent/tool_calls", "ToolCallRecord topic")
@@ -452,6 +460,16 @@ class GoldAgentSettings(NodeSettings):
                                   "timing and energy)", ge=0.0, unit="s", cli="--gold-delay", run=True)
     tool_timeout_s: float = setting(10.0, "InvokeTool call timeout when the goal's ToolSpec has none",
                                     gt=0.0, unit="s")
+
+
+def settings_subset(cls: type[NodeSettings], names: Sequence[str], model_name: str) -> type[NodeSettings]:
+    """A model of the settings ``names`` of ``cls``, with their declarations (the fields
+    themselves, not copies): a suite's own settings that are node parameters of the benchmark
+    (``Tau2Suite.settings_model``), declared once here and claimed by the suite there."""
+    from pydantic import create_model
+
+    return create_model(model_name, __base__=NodeSettings,  # type: ignore[call-overload]
+                        **{n: (cls.model_fields[n].annotation, cls.model_fields[n]) for n in names})
 
 
 #: every node's settings by ROS node name

@@ -192,17 +192,7 @@ def test_gold_concurrency_3_ctrl_c_then_resume_writes_each_case_once(tmp_path):
 
 def _gpu_profile(path: Path) -> Path:
     """The embedded SmolLM2 profile with every layer offloaded to a GPU (never loaded here)."""
-    import yaml
-
-    from slm_agent.profiles import load_profile
-
-    prof = load_profile("smollm2-135m-q4_1")
-    data = yaml.safe_load(Path(prof.source).read_text())
-    data["name"] = "smollm2-gpu-test"
-    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
-    data.setdefault("gpu", {})["n_gpu_layers"] = -1
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return _smollm2_profile(path, gpu={"n_gpu_layers": -1})
 
 
 def test_concurrency_is_refused_for_gpu_offload_in_process_and_for_hosted_tools(tmp_path):
@@ -232,32 +222,58 @@ def test_agent_refuses_parallel_goals_with_a_gpu_offloaded_in_process_engine(tmp
     assert "loaded in" not in out, "refused before the model was loaded"
 
 
-def test_in_process_model_at_concurrency_2_gives_each_case_its_concurrency_1_result(tmp_path):
-    """The embedded SmolLM2 in the agent's process: at --concurrency 2 the agent loads two
-    llama.cpp contexts (engines/llama_pool.py) and each case's output equals concurrency 1."""
+def _smollm2_profile(path: Path, **changes: dict) -> Path:
+    """The embedded SmolLM2 profile with ``changes`` merged into its groups (skips if not installed)."""
+    import yaml
+
     from slm_agent.profiles import load_profile
 
     try:
-        load_profile("smollm2-135m-q4_1").resolved_model_path()
+        prof = load_profile("smollm2-135m-q4_1")
+        prof.resolved_model_path()
     except Exception as exc:  # noqa: BLE001 - not installed: say so
         pytest.skip(f"smollm2-135m-q4_1 not installed: {exc}")
+    data = yaml.safe_load(Path(prof.source).read_text())
+    data["name"] = path.stem
+    data["chat"]["template_file"] = str(Path(prof.source).parent / data["chat"]["template_file"])
+    for group, values in changes.items():
+        node = data.setdefault(group, {})
+        for key, val in values.items():
+            if isinstance(val, dict):
+                node.setdefault(key, {}).update(val)
+            else:
+                node[key] = val
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("parallel", ["contexts", "batched"])
+def test_in_process_model_at_concurrency_2(tmp_path, parallel):
+    """The embedded SmolLM2 in the agent's process at --concurrency 2 (engines/llama_pool.py):
+    with ``parallel: contexts`` two contexts, each case's output equal to concurrency 1; with
+    ``batched`` one context whose two sequences decode together (outputs may flip a near-tie:
+    not compared), each case once, both sequences used, the calls overlapping."""
+    profile = _smollm2_profile(tmp_path / f"smollm2-{parallel}.yaml", backend={"llama_cpp": {"parallel": parallel}})
     runs = {}
     for n in (1, 2):
         out = tmp_path / f"c{n}"
-        res = _bench(out, "--model", "smollm2-135m-q4_1", "--serialization", "json", "--concurrency", str(n))
+        res = _bench(out, "--model", str(profile), "--serialization", "json", "--concurrency", str(n))
         logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted((out / "logs").glob("*.log")))
         assert res.returncode == 0, f"concurrency {n}: exit {res.returncode}\n{res.stderr[-2000:]}\n{logs}"
         runs[n] = _by_case(out)
         threads = json.loads((out / "run.json").read_text())["llama_cpp_threads"]
-        assert threads["slots"] == n and threads["n_threads"] >= 1, threads
+        contexts = n if parallel == "contexts" else 1
+        assert threads["slots"] == contexts and threads["n_threads"] >= 1, threads
     one, two = runs[1], runs[2]
-    for case in CASES:
-        a, b = one[case], two[case]
-        assert b["raw_output"] == a["raw_output"], case
-        assert (b["passed"], b["valid"], b["error_type"]) == (a["passed"], a["valid"], a["error_type"]), case
+    if parallel == "contexts":
+        for case in CASES:
+            a, b = one[case], two[case]
+            assert b["raw_output"] == a["raw_output"], case
+            assert (b["passed"], b["valid"], b["error_type"]) == (a["passed"], a["valid"], a["error_type"]), case
     counters = [dict(zip(m["engine_counter_names"], m["engine_counter_values"])) for r in two.values()
                 for m in r["metrics"]]
     assert {c["slot"] for c in counters} == {0.0, 1.0}, "both slots served calls"
+    assert {c["slots_batched"] for c in counters} == {1.0 if parallel == "batched" else 0.0}
     windows = sorted((_stamp(m["header"]["stamp"]), _stamp(m["end_stamp"])) for r in two.values()
                      for m in r["metrics"])
     assert any(y[0] < x[1] for i, x in enumerate(windows) for y in windows[i + 1:]), windows

@@ -70,7 +70,8 @@ def test_candidates_and_choice_prefer_fewer_threads_when_as_fast() -> None:
     assert choose({1: 10.0, 2: 10.2}) == 1          # within 3 %: the CPU is left to the rest
 
 
-def test_decode_threads_are_measured_once_per_machine_key_then_cached(tmp_path: Path) -> None:
+def test_decode_threads_are_measured_once_per_machine_key_then_cached(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("slm_agent.engines.threads.busy_load", lambda: 0.0)
     cache = tmp_path / "threads.json"
     calls: list[int] = []
 
@@ -88,6 +89,17 @@ def test_decode_threads_are_measured_once_per_machine_key_then_cached(tmp_path: 
     assert set(json.loads(cache.read_text())) == {"m1", "m2"}
     cache.write_text("not json")
     assert thread_policy(cpus=2, key="m1", measure=measure, cache=cache).n_threads == 2, "a bad cache is remeasured"
+
+
+def test_a_measurement_under_load_is_used_but_not_cached(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "threads.json"
+    monkeypatch.setattr("slm_agent.engines.threads.busy_load", lambda: 1.5)
+    busy = thread_policy(cpus=2, key="m", measure=lambda n: {1: 44.0, 2: 39.0}[n], cache=cache)
+    assert busy.n_threads == 1 and "not cached: load 1.5" in busy.reason
+    assert not cache.exists()
+    monkeypatch.setattr("slm_agent.engines.threads.busy_load", lambda: 0.2)
+    quiet = thread_policy(cpus=2, key="m", measure=lambda n: {1: 43.0, 2: 72.0}[n], cache=cache)
+    assert quiet.n_threads == 2 and "m" in json.loads(cache.read_text())
 
 
 def test_usable_cpus_honours_a_cgroup_quota(tmp_path: Path) -> None:

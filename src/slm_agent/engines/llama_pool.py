@@ -2,25 +2,26 @@
 
 Two ways, chosen by the profile's ``backend.llama_cpp.parallel``:
 
-* ``batched`` (default): ONE context holding N sequences (a KV stream each); every decode
-  step of every call in flight runs in one ``llama_decode`` (engines/llama_seq.py).  On
-  memory-bound hardware -- this 2-CPU VM, a Jetson -- a step reads every weight once for all
-  rows: measured here with Gemma 3 270M (every row's logits), 34 tok/s for one row, 51 for 4,
-  62 for 8.  llama.cpp's CPU kernels are not batch invariant, so a row decoded next to others
-  may round differently and a greedy choice between two logits within rounding can flip:
-  benchmarks/bench_concurrency.py counts the cases whose output changed.
-* ``contexts``: N whole single-sequence contexts over the memory-mapped weights (the page
-  cache shares them; each slot adds its KV cache, compute buffers and the weights the CPU
-  backend repacks at load).  Each slot is a full :class:`LlamaCppEngine` -- exact prefix
-  reuse, the same prefill batches -- and ggml splits work between threads by output rows, so
-  every output is the one it has at concurrency 1.  It gains only where more cores help:
-  on this 2-CPU VM two 1-thread contexts shared the same ~40 tok/s one context reached.
+* ``contexts`` (default): N whole single-sequence contexts over the memory-mapped weights
+  (the page cache shares them; each slot adds its KV cache, compute buffers and the weights
+  the CPU backend repacks at load), the CPUs split between them.  Each slot is a full
+  :class:`LlamaCppEngine` -- exact prefix reuse, the same prefill batches -- and ggml
+  splits work between threads by output rows, so every output is the one it has at
+  concurrency 1.  Measured through ``slm-agent bench`` on a 2-CPU VM (Gemma 3 270M, 40 BFCL
+  cases, benchmarks/bench_concurrency.py): 29.5 cases/min at concurrency 2 against 24.1 at
+  concurrency 1 with both CPUs (1.22x), 0 of 40 outputs changed.
+* ``batched``: ONE context holding N sequences; every decode step of every call in flight
+  runs in one ``llama_decode`` (engines/llama_seq.py), so a step reads the weights once for
+  all rows (bare decode, Gemma, every row's logits: 34 tok/s for 1 row, 51 for 4, 62 for 8).
+  In the harness it lost: 15.0 cases/min at concurrency 2 and 4 (0.62x), and since
+  llama.cpp's CPU kernels are not batch invariant (a row next to another differed by up to
+  1.1 in logits) 21-25 of 40 raw outputs and 9 verdicts changed.  Kept for hardware where
+  decode is memory-bound and a round is cheap; a sequence alone in its rounds gives the
+  single engine's outputs token for token.
 
-Either way each call takes a free slot (a sequence or a context); the CPUs are split between
-contexts (:func:`slm_agent.engines.threads.thread_policy`; one context with N sequences uses
-them all).  GPU offload is refused with slots: each context would load its own copy of the
-offloaded layers, and a server with parallel slots (llama-server -np N, backend
-openai_http) is the tool there.
+Either way each call takes a free slot.  GPU offload is refused with slots: each context
+would load its own copy of the offloaded layers, and a server with parallel slots
+(llama-server -np N, backend openai_http) is the tool there.
 """
 from __future__ import annotations
 

@@ -5,20 +5,23 @@ fixed rule either.  llama.cpp's threads meet at a barrier after every op of the 
 a decode thread that loses its CPU to anything else -- the ROS executor, DDS, telemetry,
 the recorder, the benchmark node, the engine's own Python loop between two
 ``llama_decode`` calls -- stalls the others; but whether a second thread pays depends on
-the model.  Measured on a 2-CPU x86 VM (AMD EPYC, AVX2), bare single-token decode:
+the model and on what else runs.  Measured on a 2-CPU x86 VM (AMD EPYC, AVX2), single-token
+decode through the engine on an otherwise idle machine:
 
-* Gemma 3 270M (tiny ops, 262k-entry output layer): 1 thread 41 tok/s, 2 threads 32;
-* Qwen2.5-Coder 1.5B: 1 thread 11 tok/s, 2 threads 14;
+* Gemma 3 270M: 1 thread 43 tok/s, 2 threads 72;
+* Qwen2.5-Coder 0.5B: 26 vs 44; Qwen2.5-Coder 1.5B: 13 vs 22;
 
-and inside ``slm-agent bench`` (benchmarks/harness_speed.py) Gemma with 1 decode thread ran
-at 0.98 of the same requests alone, with 2 at 0.93.  So the decode thread count is
-*measured*: at load, a few single-token decode steps at each candidate count (1 .. the
-CPUs per slot), the fastest wins, and a count within 3 % of it that uses fewer threads
-wins over it (it leaves a CPU to the rest of the system for nothing).  The result is
-cached per machine, llama.cpp build, model file and slot count in
-``~/.cache/slm_agent/threads.json`` (``$SLM_AGENT_THREADS_CACHE``; delete it to measure
-again), recorded in every run.json (``llama_cpp_threads``) and in each call's
-``engine_counters`` (``llama_threads``, ``llama_threads_batch``).
+but with another job on the cores the same Gemma measurement gave 1 thread 44, 2 threads 39
+(the two threads wait for each other).  So the decode thread count is *measured*: at load, a
+few single-token decode steps at each candidate count (1 .. the CPUs per slot), the fastest
+wins, and a count within 3 % of it that uses fewer threads wins over it (it leaves a CPU to
+the rest of the system for nothing).  A measurement is cached per machine, llama.cpp build,
+model file and slot count in ``~/.cache/slm_agent/threads.json``
+(``$SLM_AGENT_THREADS_CACHE``; delete it to measure again) only when the machine was quiet
+while measuring (1-minute load average, less this process, under half the CPUs): one taken
+under a passing load is used for that load only, so a busy moment is not remembered as the
+machine's answer.  The policy is recorded in every run.json (``llama_cpp_threads``) and the
+counts in each call's ``engine_counters`` (``llama_threads``, ``llama_threads_batch``).
 
 Prompt processing is compute-bound in large batches: batch threads = every usable CPU,
 split between the model's slots.  ``cpus`` is what this process may really use (its
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 __all__ = ["ThreadPolicy", "thread_policy", "usable_cpus", "decode_candidates", "choose", "cache_path",
-           "machine_key"]
+           "machine_key", "busy_load"]
 
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 #: a thread count this close to the fastest (relative) counts as just as fast
@@ -60,6 +63,15 @@ def usable_cpus(cgroup_cpu_max: Path = _CGROUP_CPU_MAX) -> int:
     except (OSError, ValueError):
         pass
     return max(1, n)
+
+
+def busy_load() -> float:
+    """The 1-minute load average less this process's own runnable threads (at most 1 while it
+    measures): how much else wanted the CPUs."""
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:
+        return 0.0
 
 
 def decode_candidates(per_slot: int) -> list[int]:
@@ -173,10 +185,15 @@ def thread_policy(n_threads: Optional[int] = None, n_threads_batch: Optional[int
     if key and measure is not None:
         rates = {n: measure(n) for n in decode_candidates(per_slot)}
         n = choose(rates)
-        _write_cache(path, key, {"rates": {str(k): v for k, v in rates.items()},
-                                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        load = busy_load()
+        quiet = load < cpus / 2
+        if quiet:
+            _write_cache(path, key, {"rates": {str(k): v for k, v in rates.items()}, "load": round(load, 2),
+                                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return ThreadPolicy(cpus, slots, n, batch, f"decode {n}: fastest measured now "
-                            f"({', '.join(f'{k}: {v:.1f} tok/s' for k, v in rates.items())}); {batch_why}", rates)
+                            f"({', '.join(f'{k}: {v:.1f} tok/s' for k, v in rates.items())}; "
+                            + ("cached" if quiet else f"not cached: load {load:.1f} on {cpus} CPUs")
+                            + f"); {batch_why}", rates)
     n = max(1, per_slot - 1) if per_slot > 1 else 1
     return ThreadPolicy(cpus, slots, n, batch, f"decode {n} = {per_slot} CPUs per slot - 1 (not measured: "
                         f"the engine measures at load); {batch_why}")

@@ -32,8 +32,9 @@ Lifecycle (``rclpy.lifecycle``)
 Action ``~/run_task`` (slm_agent/action/RunTask)
     Rejected unless active.  Goals run one at a time, in order (the engine
     holds one KV cache; ``max_parallel_goals`` > 1 runs that many at once,
-    for a server backend only: refused at configure for an in-process
-    engine), on one dedicated worker thread (one per parallel goal): llama.cpp's OpenMP
+    on a server backend or a llama.cpp model with that many contexts --
+    engines/llama_pool.py; refused at configure for tensorrt_llm and
+    GPU-offloaded llama.cpp), on one dedicated worker thread (one per parallel goal): llama.cpp's OpenMP
     runtime keeps a thread team per calling thread, so calling it from
     whichever executor thread took the goal would grow a team per executor
     thread and change its spin-wait behaviour from goal to goal.  At most
