@@ -24,6 +24,10 @@ setup(
     packages=find_packages("src"),
     data_files=[share(d) for d in ("launch", "config", "config/models", "config/models/templates",
                                     "config/tool_sets")],
+    # Benchmark suites of other distributions register in the group "slm_agent.suites"
+    # ("name = package.module:SuiteClass"); this package's own suites are registered in
+    # code (slm_agent.bench.suite.BUILTIN_SUITES), so an editable install made before a
+    # suite was added still finds it.
     entry_points={
         "console_scripts": [
             "slm-agent = slm_agent.cli:main",

@@ -24,7 +24,7 @@ def test_a_run_from_values_is_typed_and_labelled():
     assert set(params[BenchmarkSettings]) == {*run_flags()[BenchmarkSettings], "model", "min_subscribers"}
     gold = BenchRun.from_values({"delay_s": 0.5}, agent="gold", record=False, telemetry=False)
     assert gold.gold and gold.benchmark.model == "gold" and gold.benchmark.min_subscribers == 0
-    assert gold.params()[GoldAgentSettings] == {"corrupt": False, "delay_s": 0.5}
+    assert gold.params()[GoldAgentSettings] == {"suite": "bfcl", "corrupt": False, "delay_s": 0.5}  # the run's suite
     assert set(gold.params()) == {BenchmarkSettings, GoldAgentSettings}
 
 

@@ -92,8 +92,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _add_bench_parser(sub) -> None:
     p = sub.add_parser(
-        "bench", help="benchmark a model on a suite (BFCL, tau2) through the ROS nodes (telemetry, agent, "
-                     "recorder, benchmark)",
+        "bench", help="benchmark a model on a suite (BFCL, tau2 or any registered one: --suite) through the ROS "
+                     "nodes (telemetry, agent, recorder, benchmark)",
         description="Run telemetry_node, the agent (agent_node, or gold_agent_node with --agent gold), "
                     "recorder_node and benchmark_node as separate processes, wait for the benchmark to finish, "
                     "stop the others (bag closed) and write the report. Ctrl-C stops everything cleanly.",

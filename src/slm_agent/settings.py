@@ -413,8 +413,8 @@ class BenchmarkSettings(NodeSettings):
     tau2_max_user_turns: int = setting(30, "tau2: user messages per case at most (then the case ends as "
                                            "max_steps)", ge=1, run=True)
     suite_options: str = setting("", "the suite's own settings that are not benchmark settings, as comma-separated "
-                                     "name=value pairs, checked against the suite's settings model (robot: "
-                                     "tolerance_m=0.1)", run=True)
+                                     "name=value pairs, checked against the suite's settings model "
+                                     "(Suite.settings_model)", run=True)
 
     @field_validator("categories", "ids")
     @classmethod
@@ -463,8 +463,8 @@ class GoldAgentSettings(NodeSettings):
 
 
 def settings_subset(cls: type[NodeSettings], names: Sequence[str], model_name: str) -> type[NodeSettings]:
-    """A model of the settings ``names`` of ``cls``, with their declarations (the fields
-    themselves, not copies): a suite's own settings that are node parameters of the benchmark
+    """A model of the settings ``names`` of ``cls``, with their declarations (type, default,
+    bounds, description: the same field infos): a suite's own settings that are node parameters of the benchmark
     (``Tau2Suite.settings_model``), declared once here and claimed by the suite there."""
     from pydantic import create_model
 

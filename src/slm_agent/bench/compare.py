@@ -19,9 +19,10 @@ action is n/a from a bag without results.jsonl):
   the report, and a pair is called significant when its *adjusted* p-value is
   below 0.05; both p-values are reported;
 * token accounting per cell: prompt and output tokens per LLM call,
-  tool-spec tokens of the cases the cell ran, rendered with the cell's
-  serializer, and reasoning tokens per step (each recorded reply read back by
-  the cell's strategy), both counted with the cell's model's own tokenizer
+  tool-spec tokens of the cases the cell ran (their first turn's tools, as
+  the cell's suite gives them), rendered with the cell's serializer, and
+  reasoning tokens per step (each recorded reply read back by the cell's
+  strategy), both counted with the cell's model's own tokenizer
   (GGUF loaded with ``llama_cpp.Llama(vocab_only=True)``; n/a for other
   backends);
 * time to first action (case start -> end of the first LLM call that produced
@@ -245,21 +246,29 @@ def model_tokenizer(profile_name: str):
 
 
 def spec_texts(case_ids: Sequence[str], serialization: str, suite: str = "bfcl") -> list[str]:
-    """The rendered tool specs (first turn) of BFCL cases with ``serialization``."""
+    """The first-turn tool specs of the cases ``case_ids`` of ``suite``, rendered with
+    ``serialization``; the tools are the suite's (:meth:`~slm_agent.bench.suite.Suite.first_turn_tools`),
+    so this holds for any suite.  A case (or a suite) not known here is left out."""
     from slm_agent.agent.serializers import get_serializer
     from slm_agent.agent.types import ToolSpec
-    from slm_agent.bench.bfcl.loader import load_scenario, tools_for
+    from slm_agent.bench.suite import get_suite
 
+    try:
+        owner = get_suite(suite or "bfcl")
+    except ValueError:   # a suite of a package not installed here: no token count
+        return []
     ser = get_serializer(serialization)
     out = []
     for cid in case_ids:
         try:
-            ts = tools_for(load_scenario(cid), 0)
+            tools = owner.first_turn_tools(cid)
         except Exception:  # noqa: BLE001 - a case this suite version does not have
+            continue
+        if not tools:
             continue
         specs = [ToolSpec(name=t["name"], description=t.get("description", ""),
                           parameters=t.get("parameters") or {"type": "object", "properties": {}})
-                 for t in ts.tools]
+                 for t in tools]
         out.append(ser.tools(specs))
     return out
 
@@ -352,8 +361,9 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
             if model not in tokenizers:
                 tokenizers[model] = model_tokenizer(model)
             tok = tokenizers[model]
-            if tok is not None and cell.label("suite") in ("bfcl", ""):
-                texts = spec_texts([r["case_id"] for r in cell.records], cell.label("serialization") or "json")
+            if tok is not None:
+                texts = spec_texts([r["case_id"] for r in cell.records], cell.label("serialization") or "json",
+                                   cell.label("suite") or "bfcl")
                 spec = toolspec_token_stats(tok, texts)["median"]
         for (mode,), recs in sorted(group(cell.records, lambda r: (r.get("power_mode") or "unknown",)).items()):
             rows.append(cell_row(cell, mode, recs, spec, tok))

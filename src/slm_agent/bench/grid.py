@@ -138,7 +138,7 @@ class GridSpec:
     constrained: list[str] = field(default_factory=list)
     power_modes: list[str] = field(default_factory=list)
     suite: str = field(default_factory=lambda: _bench_default("suite"))
-    categories: list[str] = field(default_factory=lambda: _bench_default("categories").split(","))
+    categories: list[str] = field(default_factory=lambda: [c for c in _bench_default("categories").split(",") if c])
     ids: list[str] = field(default_factory=list)
     limit: int = field(default_factory=lambda: _bench_default("limit"))
     seeds: list[int] = field(default_factory=lambda: [_bench_default("seed")])

@@ -61,9 +61,11 @@ class BenchConfig:
     """
 
     #: fields that must match when a run directory is resumed (slm_agent.bench.rundir);
-    #: the case set (categories, ids, limit) must match unless explicitly allowed
+    #: the case set (categories, ids, limit) must match unless explicitly allowed.
+    #: ``suite_options`` holds any suite's own settings that are not benchmark settings, so a
+    #: suite added later (a plug-in) is covered without a name here
     IDENTITY = ("suite", "model", "strategy", "serialization", "chat_format", "constrained", "max_steps",
-                "protocol", "tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials")
+                "protocol", "tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials", "suite_options")
 
     def __init__(self, settings: Optional["BenchmarkSettings"] = None, **values: Any) -> None:
         from slm_agent.settings import BenchmarkSettings
@@ -86,7 +88,15 @@ class BenchConfig:
 
     @property
     def categories(self) -> list[str]:
-        return split_list(self.settings.categories)
+        """The categories given, else (no ids either) the suite's default ones
+        (:meth:`~slm_agent.bench.suite.Suite.default_categories`): what run.json records."""
+        cats = split_list(self.settings.categories)
+        if cats or self.ids:
+            return cats
+        try:
+            return list(get_suite(self.settings.suite).default_categories())
+        except ValueError:   # an unknown suite is refused by its declaration
+            return []
 
     @property
     def ids(self) -> list[str]:

@@ -34,6 +34,27 @@ names to put in the turn's tool specs.
 
 Suites are found by name in a registry (:func:`get_suite`, :func:`suite_names`,
 :func:`register_suite`); a registered suite is imported only when first used.
+The built-in suites are registered here, in code (:data:`BUILTIN_SUITES`), so
+they resolve from a source tree whose installed metadata is stale; another
+Python distribution adds a suite with an entry point in the group
+``slm_agent.suites`` (:data:`ENTRY_POINT_GROUP`), ``name = "module:Class"``,
+found with :mod:`importlib.metadata` without editing this package.
+
+Hooks a suite may fill in besides playing and scoring (each has a default, so
+a suite only writes what it needs):
+
+* its own run settings (:attr:`Suite.settings_model`, a pydantic model): the
+  launcher accepts a setting only on a run of the suite that declares it, and
+  :meth:`Suite.suite_settings` validates the values (from benchmark settings
+  of the same name, or ``name=value`` pairs of the benchmark setting
+  ``suite_options`` for settings that are not node parameters);
+* the gold answer of a goal (:meth:`Suite.gold_answer`), which the gold agent
+  plays instead of guessing the suite from the case id;
+* a world the run owns and every case reads and resets
+  (:meth:`Suite.make_world` -> :attr:`CaseContext.world`, a :class:`World`):
+  a case scored by a system's final state (a robot's) reads it there;
+* the first-turn tools of a case (:meth:`Suite.first_turn_tools`), from which
+  ``slm-agent compare`` counts tool-spec tokens for any suite.
 
 A suite owns its protocol (:attr:`Suite.protocol`): the agent-loop rules
 (:mod:`slm_agent.agent.protocol` preset) under which its own scores were
@@ -112,6 +133,20 @@ def tool_spec(name: str, description: str, parameters: Mapping[str, Any], *, ser
 
 # --------------------------------------------------------------------------- one case
 
+class World(Protocol):
+    """State that outlives a case and that cases are scored on (a simulated robot, say).
+    The run owns it (:meth:`Suite.make_world`) and hands it to every case in
+    :attr:`CaseContext.world`: an episode resets it to the case's initial state at the start
+    and reads it to score, so a score is the world's final state, not what the agent said."""
+
+    def read(self) -> dict[str, Any]:
+        """The world's state now, as plain JSON-able data."""
+
+    def reset(self, state: Optional[Mapping[str, Any]] = None) -> None:
+        """Put the world in ``state`` (a :meth:`read`-shaped mapping, missing keys at their
+        initial values; None: the initial state)."""
+
+
 @dataclass(frozen=True)
 class CaseContext:
     """What the run gives an episode."""
@@ -120,6 +155,21 @@ class CaseContext:
     tool_timeout_s: float = 10.0             # per-call timeout to put in served tools' specs
     seed: int = 0
     protocol: str = ""                       # loop rules every goal carries (agent/protocol.py); "" = robot
+    world: Optional[World] = None            # the run's world (Suite.make_world); None: the suite has none
+
+
+@dataclass(frozen=True)
+class GoldAnswer:
+    """What the gold agent answers to one goal (:meth:`Suite.gold_answer`).
+
+    ``calls``: ``(tool name as the goal names it, arguments)``, in order.  ``execute``: the
+    calls are run one per agent-loop step through the goal's tool services (when the goal
+    executes tools) and ``text`` closes the answer; otherwise they are returned as the first
+    response's calls, unexecuted, and ``text`` is the answer when there are none."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+    text: str = ""
+    execute: bool = False
 
 
 @dataclass
@@ -256,15 +306,68 @@ class Suite(ABC):
     distributions: ClassVar[tuple[str, ...]] = ()
     #: the agent-loop rules (an ``agent/protocol.py`` preset) the suite's own scores assume
     protocol: ClassVar[str] = ROBOT_PROTOCOL
+    #: the suite's own run settings, a pydantic model (None: it has none).  A field named like a
+    #: benchmark setting (tau2's ``tau2_trials``: a node parameter with its own flag) takes that
+    #: setting's value; any other field is given in the benchmark setting ``suite_options``
+    #: (``name=value,...``), so a suite from another package declares settings without editing
+    #: ``slm_agent.settings``.  Only a run of this suite may set them (the launcher refuses the
+    #: rest): which suite owns a setting is read from here, never guessed from its name.
+    settings_model: ClassVar[Optional[type]] = None
+    #: this suite's settings in a configured suite (:meth:`configure`); None before
+    settings: Any = None
 
     # ------------------------------------------------------------------ run settings
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """Names of the suite's own settings (the fields of :attr:`settings_model`)."""
+        return tuple(cls.settings_model.model_fields) if cls.settings_model is not None else ()
+
+    def suite_settings(self, settings: Mapping[str, Any]) -> Any:
+        """The suite's own settings for a run whose benchmark settings are ``settings``: each
+        field from the benchmark setting of its name, else from ``suite_options``, else its
+        default; None for a suite without :attr:`settings_model`.  :class:`SuiteError` (one line
+        naming every bad value) for an unknown option, a bad value, or options given to a suite
+        that has none."""
+        from pydantic import ValidationError
+
+        options = parse_suite_options(settings.get("suite_options", ""))
+        label = self.title or self.name
+        model = self.settings_model
+        if model is None:
+            if options:
+                raise SuiteError(f"suite_options: the {label} suite has no settings of its own "
+                                 f"(got {', '.join(options)})")
+            return None
+        fields = list(model.model_fields)
+        bad = [f"{k!r} is not a {label} setting{did_you_mean(k, fields)}" for k in options if k not in fields]
+        bad += [f"{k!r} is a benchmark setting of its own: set it as {k}" for k in options
+                if k in fields and k in settings]
+        if bad:
+            raise SuiteError(f"suite_options: {'; '.join(bad)} ({label} settings: {', '.join(fields) or 'none'})")
+        values = {k: settings[k] for k in fields if k in settings}
+        values.update(options)
+        try:   # not strict: suite_options values are text ("0.1", "true")
+            return model.model_validate(values, strict=False)
+        except ValidationError as exc:
+            raise SuiteError(f"{label} settings: " + "; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}={values.get(e['loc'][0], '') if e['loc'] else ''!r}: "
+                f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())) from None
+
     def configure(self, settings: Mapping[str, Any]) -> "Suite":
         """This suite set up for a run whose benchmark settings are ``settings``
         (``BenchmarkSettings`` as a dict), for a suite whose cases or play depend
         on them (tau2: trials per task, who plays the user).  Returns the suite
-        to use (may be a new instance); :class:`SuiteError` (one line) for a bad
-        value.  Default: ``self``."""
-        return self
+        to use (may be a new instance: the registered one is shared);
+        :class:`SuiteError` (one line) for a bad value.  Default: a copy holding
+        :meth:`suite_settings` in :attr:`settings` (``self`` when it has none)."""
+        own = self.suite_settings(settings)
+        if own is None:
+            return self
+        import copy
+
+        configured = copy.copy(self)
+        configured.settings = own
+        return configured
 
     # ------------------------------------------------------------------ cases
     @abstractmethod
@@ -274,6 +377,11 @@ class Suite(ABC):
     def aliases(self) -> Mapping[str, str]:
         """Short names accepted on input -> canonical category."""
         return {}
+
+    def default_categories(self) -> Sequence[str]:
+        """The categories a run of this suite plays when it names none (no categories, no ids),
+        so ``slm-agent bench --suite <name>`` runs something sensible.  Default: all of them."""
+        return tuple(self.categories())
 
     def resolve_category(self, name: str) -> str:
         """The canonical category for ``name``; :class:`SuiteError` (one line, did-you-mean) otherwise."""
@@ -307,7 +415,10 @@ class Suite(ABC):
         """
 
     def select(self, categories: Sequence[str] = (), ids: Sequence[str] = (), limit: int = 0) -> list[Scenario]:
-        """Cases of a run: ``limit`` per category (0 = all), in the suite's order."""
+        """Cases of a run: ``limit`` per category (0 = all), in the suite's order; neither
+        categories nor ids: the suite's :meth:`default_categories`."""
+        if not categories and not ids:
+            categories = self.default_categories()
         cats = [self.resolve_category(c) for c in categories]
         if not ids:
             return self.load(cats, (), limit)
@@ -339,6 +450,27 @@ class Suite(ABC):
         (one set of services per run: such cases cannot be in flight together).  Default: no."""
         return False
 
+    def make_world(self) -> Optional[World]:
+        """The world of a run (called once per run on the configured suite; the run puts it in
+        every case's :attr:`CaseContext.world`), for a suite scored on a system's final state.
+        Default: None (BFCL and tau2 build their state per case)."""
+        return None
+
+    def gold_answer(self, case_id: str, turn: int, tools: Sequence[str], corrupt: bool = False) -> GoldAnswer:
+        """What the gold agent answers to turn ``turn`` of case ``case_id`` (``tools``: the tool
+        names the goal offers, in order); with ``corrupt`` a deliberately wrong answer that the
+        checker must fail.  Called on the registered suite, not a configured one (the gold agent
+        does not know the run's settings), so it depends on the case id alone.  The gold agent
+        makes a goal it cannot answer a failed goal (any exception).  Default: no gold answers."""
+        raise SuiteError(f"the {self.title or self.name} suite has no gold answers")
+
+    def first_turn_tools(self, case_id: str) -> list[dict[str, Any]]:
+        """The tools the first goal of ``case_id`` offers, as ``{"name", "description",
+        "parameters"}`` dicts: ``slm-agent compare`` renders them with a cell's serialization to
+        count tool-spec tokens.  Default: the case's :attr:`Scenario.functions` (empty: n/a)."""
+        found = self.load((), [case_id], 0)
+        return [dict(f) for f in (found[0].functions if found else [])]
+
     # ------------------------------------------------------------------ summaries
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         """End-of-run log lines.  Default: accuracy per category."""
@@ -368,41 +500,121 @@ def comparable_with_suite(suite: Suite, protocol: str) -> bool:
     return (protocol or ROBOT_PROTOCOL) == suite.protocol
 
 
+# --------------------------------------------------------------------------- suite options
+
+def parse_suite_options(text: Any) -> dict[str, str]:
+    """``"a=1, b=x"`` -> ``{"a": "1", "b": "x"}`` (the benchmark setting ``suite_options``);
+    :class:`SuiteError` (one line) for an item without ``=`` or a name given twice."""
+    out: dict[str, str] = {}
+    for item in str(text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SuiteError(f"suite_options: {item.strip()!r} is not name=value")
+        if name in out:
+            raise SuiteError(f"suite_options: {name!r} given twice")
+        out[name] = value.strip()
+    return out
+
+
 # --------------------------------------------------------------------------- registry
 
-#: name -> ``"module:Class"`` (imported on first use) or a factory
-_REGISTRY: dict[str, Union[str, Callable[[], Suite]]] = {
+#: the suites of this package, registered in code so they resolve from a source tree whose
+#: installed entry-point metadata is stale (an editable install made before a suite was added)
+BUILTIN_SUITES: dict[str, str] = {
     "bfcl": "slm_agent.bench.bfcl.suite:BfclSuite",
     "tau2": "slm_agent.bench.tau2.suite:Tau2Suite",
 }
+#: the entry-point group through which another distribution adds a suite:
+#: ``entry_points={"slm_agent.suites": ["name = package.module:SuiteClass"]}``
+ENTRY_POINT_GROUP = "slm_agent.suites"
+
+#: name -> ``"module:Class"`` (imported on first use) or a factory: the built-ins and
+#: :func:`register_suite`'s; they win over an entry point of the same name
+_REGISTRY: dict[str, Union[str, Callable[[], Suite]]] = dict(BUILTIN_SUITES)
 _INSTANCES: dict[str, Suite] = {}
+_ENTRY_POINTS: Optional[dict[str, Any]] = None
+
+
+def _entry_points() -> dict[str, Any]:
+    """name -> EntryPoint of the group :data:`ENTRY_POINT_GROUP`, read once per process
+    (:func:`refresh_entry_points` reads them again)."""
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        from importlib.metadata import entry_points
+
+        _ENTRY_POINTS = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return _ENTRY_POINTS
+
+
+def refresh_entry_points() -> None:
+    """Read the installed entry points again (after installing a distribution in this process)."""
+    global _ENTRY_POINTS
+    for name in list(_ENTRY_POINTS or ()):
+        if name not in _REGISTRY:
+            _INSTANCES.pop(name, None)
+    _ENTRY_POINTS = None
 
 
 def register_suite(name: str, factory: Union[str, Callable[[], Suite]]) -> None:
-    """Add (or replace) a suite: a factory, or ``"module:Class"`` imported on first use."""
+    """Add (or replace) a suite in this process: a factory, or ``"module:Class"`` imported on
+    first use (a distribution uses the entry-point group instead)."""
     _REGISTRY[name] = factory
     _INSTANCES.pop(name, None)
 
 
 def unregister_suite(name: str) -> None:
+    """Forget a suite registered in code (an entry point of that name becomes visible again)."""
     _REGISTRY.pop(name, None)
     _INSTANCES.pop(name, None)
 
 
 def suite_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every suite name: the built-ins, those registered in code, those of entry points."""
+    return sorted({*_REGISTRY, *_entry_points()})
 
 
 def get_suite(name: str) -> Suite:
-    """The suite registered as ``name`` (one instance per name); :class:`SuiteError` otherwise."""
+    """The suite registered as ``name`` (one instance per name); :class:`SuiteError` (one line
+    listing the known names) for an unknown name or an entry point that does not load."""
     if name in _INSTANCES:
         return _INSTANCES[name]
-    factory = _REGISTRY.get(name)
+    factory: Any = _REGISTRY.get(name)
     if factory is None:
-        raise SuiteError(f"unknown suite {name!r}{did_you_mean(name, _REGISTRY)}; valid: {', '.join(suite_names())}")
+        ep = _entry_points().get(name)
+        if ep is None:
+            raise SuiteError(f"unknown suite {name!r}{did_you_mean(name, suite_names())}; "
+                             f"valid: {', '.join(suite_names())}")
+        where = f"entry point {ep.name} = {ep.value}" + (f" of {ep.dist.name}" if getattr(ep, "dist", None) else "")
+        try:
+            factory = ep.load()
+            suite = factory()
+        except Exception as exc:  # noqa: BLE001 - another package's suite: one line, not a traceback
+            raise SuiteError(f"suite {name!r} ({where}) does not load: {type(exc).__name__}: {exc}") from None
+        if not isinstance(suite, Suite):
+            raise SuiteError(f"suite {name!r} ({where}) is a {type(suite).__name__}, not a "
+                             "slm_agent.bench.suite.Suite")
+        _INSTANCES[name] = suite
+        return suite
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
     suite = factory()
     _INSTANCES[name] = suite
     return suite
+
+
+def setting_owners() -> dict[str, list[str]]:
+    """Setting name -> the suites that declare it (:attr:`Suite.settings_model`), over every
+    suite that loads here (one that does not is skipped: it can own nothing on this run)."""
+    owners: dict[str, list[str]] = {}
+    for name in suite_names():
+        try:
+            suite = get_suite(name)
+        except Exception:  # noqa: BLE001 - a broken plug-in must not block runs of other suites
+            continue
+        for setting_name in suite.setting_names():
+            owners.setdefault(setting_name, []).append(name)
+    return owners

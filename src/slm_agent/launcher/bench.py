@@ -72,7 +72,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record the topics to a rosbag2 MCAP bag in OUTPUT_DIR/bag (default)")
     parser.add_argument("--no-record", dest="record", action="store_false", help="do not record a bag")
     parser.add_argument("--agent", choices=["model", "gold"], default="model",
-                        help="model: agent_node with --model; gold: BFCL's gold answers (harness fidelity run)")
+                        help="model: agent_node with --model; gold: the suite's gold answers (harness fidelity run)")
     parser.add_argument("--no-telemetry", dest="telemetry", action="store_false",
                         help="do not start telemetry_node")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
@@ -163,8 +163,9 @@ class BenchRun:
             BenchmarkSettings: {n: getattr(self.benchmark, n) for n in bench_names}}
         if self.telemetry is not None:
             sections[TelemetrySettings] = {n: getattr(self.telemetry, n) for n in flags[TelemetrySettings]}
-        if self.gold:
-            sections[GoldAgentSettings] = {n: getattr(self.agent, n) for n in flags[GoldAgentSettings]}
+        if self.gold:   # the gold agent answers with the run's suite's gold answers
+            sections[GoldAgentSettings] = {"suite": self.benchmark.suite,
+                                           **{n: getattr(self.agent, n) for n in flags[GoldAgentSettings]}}
         else:
             sections[AgentSettings] = {"model": self.model, "autostart": True,   # as many goals at once as cases
                                        **agent_for_concurrency(self.benchmark.concurrency,
@@ -204,15 +205,16 @@ def _one_line(text: str) -> str:
 
 
 def _other_suite_settings(settings: BenchmarkSettings) -> list[str]:
-    """A setting named ``<suite>_...`` belongs to that suite: given a value on a run of
-    another suite it would be ignored silently, so it is refused instead."""
-    from slm_agent.bench.suite import suite_names
+    """A setting that a suite declares as its own (``Suite.settings_model``: tau2's ``tau2_*``)
+    given a value on a run of another suite would be ignored silently, so it is refused
+    instead.  Ownership is read from the suites' declarations, never from the name."""
+    from slm_agent.bench.suite import setting_owners
 
-    others = set(suite_names()) - {settings.suite}
-    return [f"{flag_of(BenchmarkSettings, name)}: only for --suite {name.split('_', 1)[0]} "
+    owners = setting_owners()
+    return [f"{flag_of(BenchmarkSettings, name)}: only for --suite {' or '.join(owners[name])} "
             f"(this run is --suite {settings.suite})"
             for name, field in type(settings).model_fields.items()
-            if name.split("_", 1)[0] in others and getattr(settings, name) != field.default]
+            if name in owners and settings.suite not in owners[name] and getattr(settings, name) != field.default]
 
 
 def _profile_problem(model: str) -> list[str]:
@@ -286,6 +288,10 @@ def check_run(run: BenchRun) -> list:
     if not any(e.startswith(("--suite", "--categories", "--limit")) for e in errors):
         try:
             suite = runner.get_suite(cfg.suite).configure(cfg.settings.model_dump())
+        except (KeyError, ValueError) as exc:   # the suite's own settings (its SuiteError names them)
+            errors.append(f"--suite {cfg.suite}: {exc.args[0] if exc.args else exc}")
+            raise BenchError(*errors) from None
+        try:
             scenarios = suite.select([] if cfg.ids else cfg.categories, cfg.ids, cfg.limit)
         except (KeyError, ValueError) as exc:
             errors.append(f"{'--ids' if cfg.ids else '--categories'}: {exc.args[0] if exc.args else exc}")

@@ -119,7 +119,7 @@ class GridNodes:
         self.domain: Optional[DomainLease] = None
         self.telemetry: Optional[NodeProcess] = None
         self.agent: Optional[NodeProcess] = None
-        self.agent_key: Optional[tuple[str, str]] = None
+        self.agent_key: Optional[tuple[str, ...]] = None
         self._graph: Any = None          # launcher.ready.RosGraph in the grid's domain
         self._mode_client: Any = None
 
@@ -204,7 +204,9 @@ class GridNodes:
     def ensure_agent(self, cell: GridCell, run: BenchRun) -> NodeProcess:
         """The agent for ``cell``: the running one when it has the cell's model and power mode,
         else a new one (the old one stopped first: one model in memory at a time)."""
-        if self.agent is not None and self.agent_key == cell.agent_key and self.agent.alive():
+        # the gold agent answers for one suite (its parameter): cells of another suite need their own
+        key = (*cell.agent_key, run.benchmark.suite) if run.gold else cell.agent_key
+        if self.agent is not None and self.agent_key == key and self.agent.alive():
             return self.agent
         self.stop_agent()
         cls = GoldAgentSettings if run.gold else AgentSettings
@@ -233,7 +235,7 @@ class GridNodes:
             fh.write(json.dumps({"model": cell.model, "power_mode": cell.power_mode, "pid": child.pid,
                                  "first_cell": cell.name, "ready_s": round(ready_s, 3),
                                  "started_at": time.time()}) + "\n")
-        self.agent, self.agent_key = child, cell.agent_key
+        self.agent, self.agent_key = child, key
         return child
 
     def run_cell(self, cell: GridCell, cell_dir: Path) -> int:

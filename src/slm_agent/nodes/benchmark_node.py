@@ -126,6 +126,7 @@ class BenchmarkNode(Node):
         self.allow_different_run = self.cfg.allow_different_run
         self.suite: Optional[Suite] = None
         self.protocol = ""                      # loop rules every goal carries (set with the suite)
+        self.world: Any = None                  # the suite's world for this run (Suite.make_world), if any
         self.session: Optional[RunSession] = None
         random.seed(self.cfg.seed)
 
@@ -208,6 +209,7 @@ class BenchmarkNode(Node):
         try:
             self.suite = get_suite(self.cfg.suite).configure(self.cfg.settings.model_dump())
             self.protocol = loop_protocol(self.suite, self.cfg.protocol)
+            self.world = self.suite.make_world()   # the run's world, read and reset by each case
             self.get_logger().info(f"loop protocol: {self.protocol} (protocol={self.cfg.protocol}; the suite's "
                                    f"own: {self.suite.protocol})")
             scenarios = self.suite.select([] if self.cfg.ids else self.cfg.categories, self.cfg.ids, self.cfg.limit)
@@ -437,7 +439,7 @@ class BenchmarkNode(Node):
         deadline = t0_wall + self.cfg.case_timeout_s
         t0 = self._now_s()
         ctx = CaseContext(tool_host=self._tools(), tool_timeout_s=self.cfg.tool_timeout_s, seed=self.cfg.seed,
-                          protocol=self.protocol)
+                          protocol=self.protocol, world=self.world)
         play = play_case(self.suite, sc, ctx, lambda turn: self._send_turn(sc, turn, deadline),
                          lambda turn: self._publish_scenario(sc, turn), case_timeout_s=self.cfg.case_timeout_s,
                          log_error=self.get_logger().error)

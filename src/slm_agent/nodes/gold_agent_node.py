@@ -1,20 +1,22 @@
-"""Gold agent: a RunTask action server that answers with BFCL's ground truth.
+"""Gold agent: a RunTask action server that answers with a suite's gold answers.
 
 It stands in for the agent node so the harness can be checked end to end
 *through ROS* without a model: scenario message -> RunTask goal -> ToolCall
-messages -> BFCL checker -> ScenarioResult message and results.jsonl.  Gold
-answers must score 100 %; with ``corrupt:=true`` one argument value is
+messages -> the suite's checker -> ScenarioResult message and results.jsonl.
+Gold answers must score 100 %; with ``corrupt:=true`` one argument value is
 changed and they must fail.
 
-The goal's ``task_id`` is ``<case_id>#<turn>`` (``slm_agent.bench.runner.task_id``).
+The goal's ``task_id`` is ``<case_id>#<turn>`` (``slm_agent.bench.runner.task_id``);
+the answer is the suite's (parameter ``suite``, set by ``slm-agent bench`` to
+the run's; :meth:`slm_agent.bench.suite.Suite.gold_answer`):
 
-* Single-turn: the gold calls (``slm_agent.bench.bfcl.gold.gold_calls``, tool
-  names as the goal's tools name them) as step-0 ToolCallRecords, nothing
-  executed; irrelevance cases answer with text and no call.
-* Multi-turn: the gold calls of that turn, one per step, each **executed**
-  through the InvokeTool service named by the goal's ToolSpec
+* calls returned unexecuted (BFCL single-turn): step-0 ToolCallRecords;
+  without calls (irrelevance) a text answer;
+* calls to execute (BFCL multi-turn, tau2): one per step, each
+  **executed** through the InvokeTool service named by the goal's ToolSpec
   (``service_name``), so the calls cross DDS like a real agent's; the
-  transcript (goal messages + assistant tool calls + tool results) is returned.
+  transcript (goal messages + assistant tool calls + tool results + the
+  answer's closing text) is returned.
 
 Publishes ``/agent/metrics`` (InferenceMetrics: one per "response", engine
 and backend ``gold``, measured wall times, no tokens) and ``/agent/tool_calls``
@@ -23,7 +25,6 @@ and backend ``gold``, measured wall times, no tokens) and ``/agent/tool_calls``
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import sys
@@ -36,8 +37,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from slm_agent.action import RunTask
-from slm_agent.bench.corrupt import corrupt_calls, corrupt_turns
 from slm_agent.bench.runner import parse_task_id
+from slm_agent.bench.suite import get_suite
 from slm_agent.msg import ChatMessage, InferenceMetrics, ToolCall, ToolCallRecord, ToolResult
 from slm_agent.ros.clients import ServiceCallError, wait_future
 from slm_agent.ros.params import declare_settings, read_settings
@@ -62,6 +63,7 @@ class GoldAgentNode(Node):
             self.get_logger().error(f"bad gold_agent configuration: {'; '.join(exc.problems)}")
             self.destroy_node()
             raise GoldAgentConfigError(str(exc)) from exc
+        self.suite_name = p.suite
         self.corrupt = p.corrupt
         self.corrupt_ids = {t.strip() for t in p.corrupt_ids.split(",") if t.strip()}
         self.delay_s = p.delay_s
@@ -77,37 +79,6 @@ class GoldAgentNode(Node):
                                    callback_group=self._group)
         self.get_logger().info(f"gold agent ready at {p.action_name}"
                                + (" (CORRUPTED answers)" if self.corrupt else ""))
-
-    # ------------------------------------------------------------------ data
-    @staticmethod
-    @functools.lru_cache(maxsize=64)
-    def scenario(case_id: str):
-        from slm_agent.bench.bfcl.loader import load_scenario
-
-        return load_scenario(case_id)
-
-    def _gold_calls(self, sc, turn: int, tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        from slm_agent.bench.bfcl.environment import class_method_signatures
-        from slm_agent.bench.bfcl.gold import gold_calls, gold_turns
-        from slm_agent.bench.bfcl.loader import MULTI_TURN_CATEGORIES, RELEVANCE_CATEGORIES, tools_for
-
-        corrupt = self.corrupt or sc.case_id in self.corrupt_ids
-        if sc.category in MULTI_TURN_CATEGORIES:
-            sanitized: dict[str, str] = {}
-            for t in range(sc.num_turns):
-                sanitized.update(tools_for(sc, t).to_sanitized)
-            turns = [[(sanitized.get(n, n), a) for n, a in calls]
-                     for calls in gold_turns(sc, class_method_signatures(sc.involved_classes).__getitem__)]
-            if corrupt:
-                turns = corrupt_turns(turns)
-            return turns[turn]
-        if sc.category in RELEVANCE_CATEGORIES:
-            calls = [] if "irrelevance" in sc.category else [(tool_names[0], {})]
-        else:
-            calls = [(c["name"], c["arguments"]) for c in gold_calls(sc, tools_for(sc, 0))]
-        if corrupt:
-            calls = corrupt_calls(calls, tool_names[0] if tool_names else "")
-        return calls
 
     # ------------------------------------------------------------------ tools
     def _client(self, service: str, clients: dict[str, Any]):
@@ -184,27 +155,25 @@ class GoldAgentNode(Node):
         result = RunTask.Result()
         result.messages = list(goal.messages)
         case_id, turn = parse_task_id(goal.task_id)
-        if "/" in case_id:
-            return self._execute_tau2(goal_handle, goal, result, case_id, turn, clients)
-        try:
-            sc = self.scenario(case_id)
-            calls = self._gold_calls(sc, turn, [t.name for t in goal.tools])
+        try:   # the suite says what its gold answer is (no guessing the suite from the case id)
+            answer = get_suite(self.suite_name).gold_answer(case_id, turn, [t.name for t in goal.tools],
+                                                            self.corrupt or case_id in self.corrupt_ids)
         except Exception as exc:  # noqa: BLE001 - unknown case: a failed goal, not a dead node
             goal_handle.succeed()
             result.success, result.error = False, f"gold answer unavailable for {goal.task_id!r}: {exc}"
             return result
         specs = {t.name: t for t in goal.tools}
-        multi = bool(sc.involved_classes)
         records: list[ToolCallRecord] = []
         metrics: list[InferenceMetrics] = []
-        if multi and goal.execute_tools:
-            if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics, clients):
+        if answer.execute and goal.execute_tools:
+            if not self._execute_calls(goal_handle, goal, result, answer.calls, specs, records, metrics, clients):
                 return result
-            result.final_text = "Done."
-            result.messages.append(ChatMessage(role="assistant", content=result.final_text))
+            result.final_text = answer.text
+            if answer.text:
+                result.messages.append(ChatMessage(role="assistant", content=answer.text))
         else:
             start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
-            call_msgs = [self._call(name, args, 0) for name, args in calls]
+            call_msgs = [self._call(name, args, 0) for name, args in answer.calls]
             metrics.append(self._metrics(goal.task_id, 0, start, t0, "tool_calls" if call_msgs else "stop"))
             for call in call_msgs:
                 rec = ToolCallRecord(task_id=goal.task_id, call=call,
@@ -215,7 +184,7 @@ class GoldAgentNode(Node):
             if call_msgs:
                 result.messages.append(ChatMessage(role="assistant", content="", tool_calls=call_msgs))
             else:
-                result.final_text = "None of the available functions is relevant to this request."
+                result.final_text = answer.text
                 result.messages.append(ChatMessage(role="assistant", content=result.final_text))
         result.tool_calls = records
         result.metrics = metrics
@@ -247,31 +216,6 @@ class GoldAgentNode(Node):
         start, t0 = self.get_clock().now().to_msg(), time.perf_counter()
         metrics.append(self._metrics(goal.task_id, len(calls), start, t0, "stop"))
         return True
-
-    def _execute_tau2(self, goal_handle, goal, result: RunTask.Result, case_id: str, turn: int,
-                      clients: dict[str, Any]) -> RunTask.Result:
-        """tau2: the task's gold actions (``slm_agent.bench.tau2.data.gold_answer``), each executed
-        through the goal's InvokeTool service, then the text that tells the user what was done."""
-        from slm_agent.bench.tau2 import data as tau2_data
-
-        specs = {t.name: t for t in goal.tools}
-        solo = tau2_data.STOP_TOOL_NAME in specs
-        try:
-            calls, text = tau2_data.gold_answer(case_id, turn, solo, self.corrupt or case_id in self.corrupt_ids)
-        except Exception as exc:  # noqa: BLE001 - unknown case: a failed goal, not a dead node
-            goal_handle.succeed()
-            result.success, result.error = False, f"gold answer unavailable for {goal.task_id!r}: {exc}"
-            return result
-        records: list[ToolCallRecord] = []
-        metrics: list[InferenceMetrics] = []
-        if not self._execute_calls(goal_handle, goal, result, calls, specs, records, metrics, clients):
-            return result
-        result.final_text = text
-        if text:
-            result.messages.append(ChatMessage(role="assistant", content=text))
-        result.tool_calls, result.metrics, result.success = records, metrics, True
-        goal_handle.succeed()
-        return result
 
     def _call(self, name: str, args: dict[str, Any], step: int) -> ToolCall:
         with self._clients_lock:

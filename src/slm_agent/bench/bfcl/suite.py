@@ -31,12 +31,13 @@ the registry can list it cheaply.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional, Sequence
 
 from slm_agent.bench.runner import (call_dict, carry_conversation, chat_message, first_response_calls,
                                     group_steps, raw_model_output)
 from slm_agent.bench.scenario import CaseResult, Scenario
-from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, Suite, SuiteError, Turn,
+from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, GoldAnswer, Suite, SuiteError, Turn,
                                    TurnOutcome, did_you_mean, tool_spec)
 
 
@@ -199,6 +200,9 @@ class BfclSuite(Suite):
 
         return CATEGORY_ALIASES
 
+    def default_categories(self) -> Sequence[str]:
+        return ("simple_python",)   # the category every published BFCL table has
+
     def resolve_category(self, name: str) -> str:
         from slm_agent.bench.bfcl.loader import resolve_category
 
@@ -245,3 +249,44 @@ class BfclSuite(Suite):
 
     def hosts_tools(self, scenario: Scenario) -> bool:
         return is_multi_turn(scenario)   # MultiTurnEpisode serves the case's classes as InvokeTool services
+
+    def gold_answer(self, case_id: str, turn: int, tools: Sequence[str], corrupt: bool = False) -> GoldAnswer:
+        """BFCL's ground truth.  Single-turn: the gold calls (tool names as the goal names them)
+        returned unexecuted; relevance cases call the first tool, irrelevance cases answer in
+        text.  Multi-turn: the gold calls of ``turn``, executed one per step."""
+        from slm_agent.bench.bfcl.environment import class_method_signatures
+        from slm_agent.bench.bfcl.gold import gold_calls, gold_turns
+        from slm_agent.bench.bfcl.loader import MULTI_TURN_CATEGORIES, RELEVANCE_CATEGORIES, tools_for
+        from slm_agent.bench.corrupt import corrupt_calls, corrupt_turns
+
+        sc = _scenario(case_id)
+        if sc.category in MULTI_TURN_CATEGORIES:
+            sanitized: dict[str, str] = {}
+            for t in range(sc.num_turns):
+                sanitized.update(tools_for(sc, t).to_sanitized)
+            turns = [[(sanitized.get(n, n), a) for n, a in calls]
+                     for calls in gold_turns(sc, class_method_signatures(sc.involved_classes).__getitem__)]
+            if corrupt:
+                turns = corrupt_turns(turns)
+            return GoldAnswer(turns[turn], "Done.", execute=True)
+        if sc.category in RELEVANCE_CATEGORIES:
+            calls = [] if "irrelevance" in sc.category else [(tools[0], {})]
+        else:
+            calls = [(c["name"], c["arguments"]) for c in gold_calls(sc, tools_for(sc, 0))]
+        if corrupt:
+            calls = corrupt_calls(calls, tools[0] if tools else "")
+        return GoldAnswer(calls, "" if calls else "None of the available functions is relevant to this request.")
+
+    def first_turn_tools(self, case_id: str) -> list[dict[str, Any]]:
+        """The first turn's tools as the agent sees them (sanitized names, JSON schemas)."""
+        from slm_agent.bench.bfcl.loader import tools_for
+
+        return [dict(t) for t in tools_for(_scenario(case_id), 0).tools]
+
+
+@functools.lru_cache(maxsize=64)
+def _scenario(case_id: str) -> Scenario:
+    """One BFCL case by id (the gold agent asks for each turn of a case; loading is not free)."""
+    from slm_agent.bench.bfcl.loader import load_scenario
+
+    return load_scenario(case_id)

