@@ -526,6 +526,7 @@ def parse_suite_options(text: Any) -> dict[str, str]:
 BUILTIN_SUITES: dict[str, str] = {
     "bfcl": "slm_agent.bench.bfcl.suite:BfclSuite",
     "tau2": "slm_agent.bench.tau2.suite:Tau2Suite",
+    "robot": "slm_agent.bench.robot.suite:RobotSuite",
 }
 #: the entry-point group through which another distribution adds a suite:
 #: ``entry_points={"slm_agent.suites": ["name = package.module:SuiteClass"]}``
