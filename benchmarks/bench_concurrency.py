@@ -13,7 +13,12 @@ benchmark path (agent, benchmark node as separate processes over DDS) in these s
   many cases at once on one llama.cpp context holding that many sequences, decoded together
   (``backend.llama_cpp.parallel: batched``, engines/llama_pool.py);
 * ``x2`` / ``x4``: the same with ``parallel: contexts``: that many whole contexts over the
-  mmapped weights (outputs as at concurrency 1).
+  mmapped weights (outputs as at concurrency 1);
+* ``old``: the code of another checkout (``--old-src``, e.g. a ``git worktree`` of the commit
+  before issue 21) with that checkout's profile of the model, concurrency 1: "today's" harness.
+
+``--full`` keeps telemetry and the recorder on (what ``slm-agent bench`` runs by default);
+without it they are off, which isolates the engine.
 
 The cases run in blocks of ``--block``, the settings in a rotating order each block, each
 block one ``slm-agent bench`` call resuming its setting's run directory, so all see the same
@@ -21,13 +26,13 @@ machine load.  Throughput is the cases of a block over its busy span (first case
 last case finished, from results.jsonl; node start-up is left out, the grid pays it once per
 cell).  Printed per setting: cases/min, mean case wall time, LLM time per case, llama.cpp's
 prefill and decode rates, the threads it loaded with, passed cases; then how many verdicts,
-raw outputs and parsed calls differ from ``before``; LAST the ratios of every setting's
-cases/min to ``before``.
+raw outputs and parsed calls differ from the first setting (the reference); LAST the ratios
+of every setting's cases/min to the reference's.
 
 Keep other work off the cores while it measures.
 
 Usage:  .venv/bin/python benchmarks/bench_concurrency.py [--n 40] [--block 20] [--model <profile>, default profiles.DEFAULT_PROFILE]
-        [--settings before,policy,c2,c4] [--out /tmp/bench_concurrency] [-- more slm-agent bench flags]
+        [--settings before,policy,c2,x2] [--old-src DIR] [--full] [--out /tmp/bench_concurrency] [-- more slm-agent bench flags]
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ from slm_agent.profiles import DEFAULT_PROFILE, find_profile, load_profile  # no
 CATEGORIES = ("simple_python", "multiple")
 #: setting -> (profile copy, concurrency)
 SETTINGS = {"before": ("before", 1), "policy": ("shipped", 1), "c2": ("shipped", 2), "c3": ("shipped", 3),
-            "c4": ("shipped", 4), "x2": ("contexts", 2), "x4": ("contexts", 4)}
+            "c4": ("shipped", 4), "x2": ("contexts", 2), "x4": ("contexts", 4), "old": ("old", 1)}
 
 
 def write_profiles(model: str, out: Path) -> dict[str, Path]:
@@ -86,9 +91,11 @@ def write_profiles(model: str, out: Path) -> dict[str, Path]:
 
 def run_block(profile: Path, ids: list[str], concurrency: int, out_dir: Path, env: dict[str, str], log: Path,
               extra: list[str]) -> None:
-    cmd = [str(Path(sys.executable).with_name("slm-agent")), "bench", "--model", str(profile),
-           "--ids", ",".join(ids), "--output-dir", str(out_dir), "--concurrency", str(concurrency),
-           "--allow-different-run", "--no-record", "--no-telemetry", "--no-report", "--quiet", *extra]
+    cmd = [sys.executable, "-m", "slm_agent.cli", "bench", "--model", str(profile),
+           "--ids", ",".join(ids), "--output-dir", str(out_dir), "--allow-different-run", "--no-report", "--quiet",
+           *extra]
+    if concurrency > 1:
+        cmd += ["--concurrency", str(concurrency)]
     with log.open("a", encoding="utf-8") as fh:
         proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
@@ -156,15 +163,23 @@ def main() -> int:
     ap.add_argument("--block", type=int, default=20, help="cases per slm-agent bench call")
     ap.add_argument("--model", default=DEFAULT_PROFILE)
     ap.add_argument("--settings", default="before,policy,c2,c4",
-                    help=f"comma-separated, from {', '.join(SETTINGS)}; 'before' is the reference")
+                    help=f"comma-separated, from {', '.join(SETTINGS)}; the first is the reference")
     ap.add_argument("--out", default="/tmp/bench_concurrency", help="output directory (must not exist)")
+    ap.add_argument("--old-src", default="", help="source tree (its src/) run by the 'old' setting")
+    ap.add_argument("--full", action="store_true", help="telemetry and recorder on, as slm-agent bench runs")
     args = ap.parse_args(argv)
     settings = [s for s in args.settings.split(",") if s]
     bad = [s for s in settings if s not in SETTINGS]
-    if bad or "before" not in settings:
-        ap.error(f"--settings: unknown {bad}" if bad else "--settings must include 'before' (the reference)")
+    if bad or len(settings) < 2:
+        ap.error(f"--settings: unknown {bad}" if bad else "--settings: at least two (the first is the reference)")
     if args.n < 2 or args.block < 1:
         ap.error("--n must be >= 2 and --block >= 1")
+    if ("old" in settings) != bool(args.old_src):
+        ap.error("the 'old' setting and --old-src go together")
+    if args.old_src and not (Path(args.old_src) / "src" / "slm_agent").is_dir():
+        ap.error(f"--old-src {args.old_src}: no src/slm_agent there")
+    if not args.full:
+        extra = ["--no-record", "--no-telemetry", *extra]
     out = Path(args.out)
     if out.exists():
         ap.error(f"{out} exists; give a fresh --out")
@@ -174,6 +189,8 @@ def main() -> int:
     per_cat = [[s.case_id for s in suite.select([cat], [], k)] for cat, k in zip(CATEGORIES, (half, args.n - half))]
     ids = [i for pair in zip(*per_cat) for i in pair] + per_cat[1][len(per_cat[0]):]  # both categories in every block
     profiles = write_profiles(args.model, out)
+    if args.old_src:
+        profiles["old"] = Path(args.old_src) / "config" / "models" / find_profile(args.model).name
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(150, 230)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
     blocks = [ids[i:i + args.block] for i in range(0, len(ids), args.block)]
@@ -182,7 +199,8 @@ def main() -> int:
         for name in order:
             t0 = time.monotonic()
             profile, concurrency = SETTINGS[name]
-            run_block(profiles[profile], block, concurrency, out / name, env, out / f"{name}.log", extra)
+            run_env = dict(env, PYTHONPATH=str(Path(args.old_src).resolve() / "src")) if name == "old" else env
+            run_block(profiles[profile], block, concurrency, out / name, run_env, out / f"{name}.log", extra)
             print(f"block {b + 1}/{len(blocks)} {name}: {len(block)} cases in {time.monotonic() - t0:.1f} s "
                   "(with node start-up)", flush=True)
     recs = {name: records(out / name) for name in settings}
@@ -195,22 +213,23 @@ def main() -> int:
     print(f"{'':24s}" + "".join(f"{n:>10s}" for n in settings))
     for key, fmt in rows:
         print(f"{key:24s}" + "".join(f"{fmt.format(stats[n][key]):>10s}" for n in settings))
-    ref = recs["before"]
+    first = settings[0]
+    ref = recs[first]
     diffs = {}
-    for name in settings[1:] if settings[0] == "before" else [s for s in settings if s != "before"]:
+    for name in settings[1:]:
         diffs[name] = {
             "verdicts": sum(1 for i in ids if recs[name][i]["passed"] != ref[i]["passed"]),
             "raw_outputs": sum(1 for i in ids if recs[name][i]["raw_output"] != ref[i]["raw_output"]),
             "parsed_calls": sum(1 for i in ids if parsed_calls(recs[name][i]) != parsed_calls(ref[i])),
         }
         d = diffs[name]
-        print(f"{name} vs before: verdicts differ {d['verdicts']}, raw outputs {d['raw_outputs']}, "
+        print(f"{name} vs {first}: verdicts differ {d['verdicts']}, raw outputs {d['raw_outputs']}, "
               f"parsed calls {d['parsed_calls']} of {len(ids)}")
-    (out / "summary.json").write_text(json.dumps({"stats": stats, "differences": diffs, "ids": ids}, indent=1),
+    (out / "summary.json").write_text(json.dumps({"stats": stats, "differences": diffs, "ids": ids,
+                                                  "reference": first, "full": args.full}, indent=1),
                                       encoding="utf-8")
-    base = stats["before"]["cases_per_min"]
-    print("cases/min vs before: " + ", ".join(f"{n} {stats[n]['cases_per_min'] / base:.2f}" for n in settings
-                                               if n != "before"))
+    base = stats[first]["cases_per_min"]
+    print(f"cases/min vs {first}: " + ", ".join(f"{n} {stats[n]['cases_per_min'] / base:.2f}" for n in settings[1:]))
     return 0
 
 

@@ -320,7 +320,8 @@ class TelemetrySettings(NodeSettings):
                              "(tests use a fixture tree)")
     rate_hz: float = setting(2.0, "publish rate of ~/system, ~/thermal and /diagnostics", ge=0.01, le=100.0,
                              unit="Hz")
-    power_rate_hz: float = setting(10.0, "publish rate of ~/power and energy integration samples",
+    power_rate_hz: float = setting(10.0, "publish rate of ~/power and energy integration samples (rate_hz "
+                                         "when the machine has no power sensor: nothing to integrate)",
                                    ge=0.1, le=1000.0, unit="Hz")
     temp_warn_c: float = setting(85.0, "diagnostics WARN when any thermal zone reaches this; < temp_error_c",
                                  ge=-40.0, le=200.0, live=True, unit="degC")

@@ -472,6 +472,34 @@ def test_energy_between_integrates_fixture_power(tmp_path):
         context.try_shutdown()
 
 
+def test_power_goes_out_at_the_state_rate_without_a_power_sensor(tmp_path):
+    """Nothing to integrate: 10 Hz of empty power messages would only wake the benchmark node
+    and the recorder (on 2 CPUs they cost the model's threads ~10 %, harness_speed.py)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = []
+    try:
+        bare_root = tmp_path / "bare"  # a Linux tree with /proc/stat and no powercap (RAPL)
+        (bare_root / "proc").mkdir(parents=True)
+        (bare_root / "proc" / "stat").write_text("cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 10 0 10 100 0 0 0 0 0 0\n")
+        bare = TelemetryNode(context=context, parameter_overrides=[
+            Parameter("reader", value="linux"), Parameter("root", value=str(bare_root)),
+            Parameter("rate_hz", value=2.0), Parameter("power_rate_hz", value=10.0)])
+        nodes.append(bare)
+        assert bare.last_power is None and bare.power_hz == 2.0
+        spec = build_jetson_tree(tmp_path / "orin")
+        board = TelemetryNode(context=context, namespace="board", parameter_overrides=[
+            Parameter("reader", value="jetson_sysfs"), Parameter("root", value=str(spec.root)),
+            Parameter("rate_hz", value=2.0), Parameter("power_rate_hz", value=10.0)])
+        nodes.append(board)
+        assert board.power_hz == 10.0, "rails present: power keeps its own rate"
+    finally:
+        for node in nodes:
+            node.close()
+            node.destroy_node()
+        context.try_shutdown()
+
+
 def _thermal(temps: dict[str, float], throttling: bool = False) -> ThermalSample:
     return ThermalSample(1, "linux", [ThermalZone(n, t, math.isfinite(t)) for n, t in temps.items()],
                          throttling, True)

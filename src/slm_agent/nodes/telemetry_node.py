@@ -121,7 +121,13 @@ class TelemetryNode(Node):
 
         sampling = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0 / s.power_rate_hz, self._on_power_timer, callback_group=sampling)
+        # A machine without power sensors has nothing to integrate: ~/power then goes out at the
+        # state rate, not power_rate_hz.  Each message wakes this node, the benchmark node and
+        # the recorder; on 2 CPUs those wake-ups cost the model's two threads ~10 % of their
+        # speed (benchmarks/harness_speed.py, with and without telemetry).
+        first = self.reader.read_power()
+        self.power_hz = s.power_rate_hz if (first.total_available or first.rails) else min(s.power_rate_hz, s.rate_hz)
+        self.create_timer(1.0 / self.power_hz, self._on_power_timer, callback_group=sampling)
         self.create_timer(1.0 / s.rate_hz, self._on_state_timer, callback_group=sampling)
         self.create_service(PowerMode, "~/power_mode", self._on_power_mode, callback_group=control)
         if s.power_mode_poll_s > 0 and self._mode_info.supported:
@@ -130,7 +136,9 @@ class TelemetryNode(Node):
         mode = self._mode_info
         self.get_logger().info(
             f"telemetry ready: reader={self.reader_name} root={self.root!r} rate={s.rate_hz} Hz "
-            f"power={s.power_rate_hz} Hz; power mode: "
+            f"power={self.power_hz} Hz" + ("" if self.power_hz == s.power_rate_hz else
+                                           f" (no power sensor: {first.message or 'no rails'})")
+            + "; power mode: "
             + (f"{mode.current_id} ({mode.current_name})" if mode.supported else mode.message))
 
     # ------------------------------------------------------------ parameters
