@@ -51,6 +51,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_records import counters, parsed_calls, records  # noqa: E402
 
 from slm_agent.bench.suite import get_suite  # noqa: E402
 from slm_agent.engines.threads import usable_cpus  # noqa: E402
@@ -102,20 +105,6 @@ def run_block(profile: Path, ids: list[str], concurrency: int, out_dir: Path, en
         raise SystemExit(f"bench_concurrency: slm-agent bench failed (exit {proc.returncode}), see {log}")
 
 
-def records(out_dir: Path) -> dict[str, dict[str, Any]]:
-    out = {}
-    with (out_dir / "results.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                r = json.loads(line)
-                out[r["case_id"]] = r
-    return out
-
-
-def counters(metric: dict[str, Any]) -> dict[str, float]:
-    return dict(zip(metric.get("engine_counter_names") or [], metric.get("engine_counter_values") or []))
-
-
 def summary(recs: dict[str, dict[str, Any]], blocks: list[list[str]]) -> dict[str, float]:
     spans = []
     for block in blocks:
@@ -141,17 +130,6 @@ def summary(recs: dict[str, dict[str, Any]], blocks: list[list[str]]) -> dict[st
         "busy_s": sum(spans),
         "cases_per_min": 60.0 * len(rs) / sum(spans),
     }
-
-
-def parsed_calls(r: dict[str, Any]) -> list[tuple[str, Any]]:
-    out = []
-    for c in r.get("calls") or []:
-        try:
-            args = json.loads(c.get("arguments") or "{}")
-        except ValueError:
-            args = c.get("arguments")
-        out.append((c.get("name"), args))
-    return out
 
 
 def main() -> int:

@@ -49,6 +49,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_records import counters, parsed_calls, records  # noqa: E402
 
 from slm_agent.bench.suite import get_suite  # noqa: E402
 from slm_agent.profiles import DEFAULT_PROFILE, find_profile, load_profile  # noqa: E402
@@ -93,20 +96,6 @@ def run_block(profile: Path, ids: list[str], out_dir: Path, env: dict[str, str],
     return time.monotonic() - t0
 
 
-def records(out_dir: Path) -> dict[str, dict[str, Any]]:
-    out = {}
-    with (out_dir / "results.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                r = json.loads(line)
-                out[r["case_id"]] = r
-    return out
-
-
-def counters(metric: dict[str, Any]) -> dict[str, float]:
-    return dict(zip(metric.get("engine_counter_names") or [], metric.get("engine_counter_values") or []))
-
-
 def summary(recs: list[dict[str, Any]], e2e_s: float) -> dict[str, float]:
     wall = [r["wall_time_s"] for r in recs]
     llm = [sum(m["total_ms"] for m in r["metrics"]) / 1e3 for r in recs]
@@ -140,17 +129,6 @@ def summary(recs: list[dict[str, Any]], e2e_s: float) -> dict[str, float]:
         "accepted_per_spec_step": acc / steps if steps else float("nan"),
         "passed": sum(1 for r in recs if r["passed"]),
     }
-
-
-def parsed_calls(r: dict[str, Any]) -> list[tuple[str, Any]]:
-    out = []
-    for c in r.get("calls") or []:
-        try:
-            args = json.loads(c.get("arguments") or "{}")
-        except ValueError:
-            args = c.get("arguments")
-        out.append((c.get("name"), args))
-    return out
 
 
 def main() -> int:

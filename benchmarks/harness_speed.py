@@ -40,10 +40,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def counters(metric: dict[str, Any]) -> dict[str, float]:
-    return dict(zip(metric.get("engine_counter_names") or [], metric.get("engine_counter_values") or []))
+from bench_records import counters  # noqa: E402
 
 
 def rates(metrics: list[dict[str, Any]]) -> dict[str, float]:
