@@ -56,3 +56,63 @@ def test_finetune_flags_are_generated_from_the_declared_options():
     assert (opts.learning_rate, opts.targets, opts.qlora, opts.progress) == (0.01, ("q_proj", "v_proj"), "off", False)
     assert FinetuneOptions(rank=0, dropout=1.0).problems() == ["--rank: must be an integer >= 1 (got 0)",
                                                                "--dropout: must be a number in [0, 1) (got 1.0)"]
+
+
+# --------------------------------------------------------------------------- held-out set
+
+
+def _problems(tmp_path, records, *flags):
+    from slm_agent.cli import build_parser
+    from slm_agent.training.commands import finetune_input_problems
+
+    ds = tmp_path / "ds"
+    ds.mkdir(exist_ok=True)
+    (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return finetune_input_problems(build_parser().parse_args(["finetune", str(ds), "-o", str(tmp_path / "o"),
+                                                              *flags]))
+
+
+def _held_out_case():
+    pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+    from slm_agent.bench.suite import get_suite
+    from slm_agent.training.holdout import STUDY_HOLDOUT
+
+    case = get_suite("bfcl").select([STUDY_HOLDOUT.categories[2]], (), STUDY_HOLDOUT.limit)[-1]
+    question = next(m["content"] for m in case.turns[0] if m["role"] == "user")
+    return case.case_id, question
+
+
+def test_training_data_in_the_held_out_set_is_refused(tmp_path):
+    case_id, question = _held_out_case()
+    ok = {"messages": [{"role": "user", "content": "What is the weather in Berlin?"},
+                       {"role": "assistant", "content": "I cannot look that up."}], "meta": {"case_id": "live_simple_3-1-0"}}
+    by_id = {"messages": [{"role": "user", "content": "something else"}, {"role": "assistant", "content": "x"}],
+             "meta": {"case_id": case_id}}
+    by_question = {"messages": [{"role": "user", "content": "  " + question.upper() + "\n"},
+                                {"role": "assistant", "content": "x"}], "meta": {"case_id": "mine_1"}}
+    assert _problems(tmp_path, [ok]) == []
+    [line] = _problems(tmp_path, [ok, by_id])
+    assert "1 of 2 examples are in the held-out evaluation set" in line and f"case id {case_id}" in line
+    [line] = _problems(tmp_path, [by_question, ok])
+    assert "1 of 2 examples" in line and "question" in line, "the same question under another id"
+    assert _problems(tmp_path, [ok, by_id], "--holdout", "none") == []
+    assert _problems(tmp_path, [by_id], "--holdout", "bfcl:simple_python:1") == [], "another held-out set"
+
+
+def test_a_bad_holdout_is_one_line(tmp_path):
+    problems = _problems(tmp_path, [{"messages": [{"role": "user", "content": "hi"},
+                                                  {"role": "assistant", "content": "hello"}]}],
+                         "--holdout", "bfcl:simple")
+    assert problems == ["--holdout: must be 'study', 'none' or 'suite:cat1,cat2:limit' (got 'bfcl:simple')"]
+
+
+def test_the_study_grid_scores_exactly_the_held_out_set():
+    from pathlib import Path
+
+    import yaml
+
+    from slm_agent.training.holdout import STUDY_HOLDOUT
+
+    grid = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "grids" / "study.yaml").read_text())
+    assert (grid["suite"], tuple(grid["categories"]), grid["limit"]) == \
+        (STUDY_HOLDOUT.suite, STUDY_HOLDOUT.categories, STUDY_HOLDOUT.limit)

@@ -84,13 +84,25 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
         from slm_agent.training.sft import _read, call_examples, dataset_files
 
         try:
-            train_file, _ = dataset_files(args.dataset)
+            train_file, val_file = dataset_files(args.dataset)
             if not call_examples(_read(train_file)):
                 problems.append(f"{train_file}: no training example (no assistant message after a prompt); "
                                 f"build a dataset with slm-agent dataset")
-        except (TrainingError, OSError, UnicodeDecodeError) as exc:
+            problems += holdout_problems(args.holdout, [f for f in (train_file, val_file) if f is not None])
+        except (TrainingError, OSError, UnicodeDecodeError, ValueError) as exc:
             problems.append(str(exc))
     return problems
+
+
+def holdout_problems(holdout: str, files: list[Path]) -> list[str]:
+    """The dataset files' examples that are in the held-out evaluation set (training/holdout.py)."""
+    from slm_agent.training.holdout import HoldoutSet, overlap_problems, parse_holdout
+
+    try:
+        spec = parse_holdout(holdout)
+    except ValueError:
+        return []  # reported by the option's own check
+    return overlap_problems(files, HoldoutSet.load(spec)) if spec is not None else []
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -40,6 +40,16 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _holdout_ok(text: str) -> bool:
+    from slm_agent.training.holdout import parse_holdout
+
+    try:
+        parse_holdout(text)
+    except ValueError:
+        return False
+    return True
+
+
 def option(default: Any, help: str, *, flag: str = "", rule: str = "", check: Any = None,
            choices: Sequence[str] = ()) -> Any:
     """A fine-tuning option declared once: its default, and for ``slm-agent finetune`` its
@@ -87,6 +97,10 @@ class FinetuneOptions:
     qlora: str = option("auto", "4-bit QLoRA: auto = when CUDA is present; on without CUDA is refused",
                         flag="--qlora", choices=QLORA_CHOICES)
     progress: bool = option(True, "progress bar (off: --quiet)")
+    holdout: str = option("study", "evaluation cases the training data must not contain, checked before "
+                                   "training: study = the study's held-out set (training/holdout.py), "
+                                   "suite:cat1,cat2:limit, or none", flag="--holdout",
+                          rule="'study', 'none' or 'suite:cat1,cat2:limit'", check=lambda v: _holdout_ok(v))
 
     @classmethod
     def flags(cls) -> list[Any]:
