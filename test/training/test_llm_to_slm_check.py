@@ -1,0 +1,69 @@
+"""benchmarks/llm_to_slm_check.py recomputes the LLM-to-SLM headline from committed records:
+base / LoRA / teacher on their shared cases, McNemar's exact p, and the training examples that
+are in the held-out set (counted, not trusted)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+pytest.importorskip("statsmodels", reason="statsmodels not installed (requirements/base.txt)")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_to_slm_check.py"
+CASES = [f"simple_python_{i}" for i in range(20)]
+
+
+def _cell(root: Path, name: str, profile: str, passed: set[int], adapter: bool = False) -> None:
+    cell = root / "eval" / name
+    cell.mkdir(parents=True)
+    prof = {"name": profile, **({"adapter": {"path": "a.gguf", "scale": 1.0, "sha256": "0" * 64}} if adapter else {})}
+    (cell / "run.json").write_text(json.dumps({"config": {"model": profile}, "model_profile": prof}))
+    (cell / "results.jsonl").write_text("".join(
+        json.dumps({"case_id": c, "category": "simple_python", "model": profile, "valid": True,
+                    "passed": i in passed, "wall_time_s": 2.0 if "1.5b" in profile else 0.5}) + "\n"
+        for i, c in enumerate(CASES)))
+
+
+def _dataset(root: Path, records: list[dict]) -> None:
+    (root / "dataset").mkdir(parents=True)
+    (root / "dataset" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _run(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), str(root)], capture_output=True, text=True, timeout=120)
+
+
+def test_headline_from_records(tmp_path):
+    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
+    _cell(tmp_path, "base", "gemma3-270m-q4km", set(range(6)))
+    _cell(tmp_path, "lora", "gemma3-270m-q4km-lora", set(range(15)) | {19}, adapter=True)
+    _dataset(tmp_path, [{"messages": [{"role": "user", "content": "Book a table for two."},
+                                      {"role": "assistant", "content": "x"}], "meta": {"case_id": "live_simple_1"}}])
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    # 10 cases only the LoRA student passed, 0 only the base: exact two-sided p = 2 * 0.5**10
+    assert last == "student gemma3-270m-q4km: base 6/20, lora 16/20, teacher 18/20, McNemar p=0.001953, " \
+                   "train/eval overlap 0", res.stdout
+    assert "s/case base 0.50, lora 0.50, teacher 2.00" in res.stdout
+
+
+def test_training_data_in_the_held_out_set_is_counted(tmp_path):
+    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
+    _cell(tmp_path, "base", "gemma3-270m-q4km", set(range(6)))
+    _cell(tmp_path, "lora", "gemma3-270m-q4km-lora", set(range(6)), adapter=True)
+    _dataset(tmp_path, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+                         "meta": {"case_id": "simple_python_3"}}])
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1].endswith("McNemar p=1, train/eval overlap 1"), res.stdout
+
+
+def test_missing_parts_are_one_line(tmp_path):
+    (tmp_path / "eval").mkdir()
+    res = _run(tmp_path)
+    assert res.returncode == 2 and "expected eval/<cell>/ run directories and dataset/train.jsonl" in res.stderr
