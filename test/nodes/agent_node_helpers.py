@@ -304,12 +304,14 @@ class CountingService:
         from rclpy.callback_groups import ReentrantCallbackGroup
 
         self.calls: list[tuple[float, Any]] = []   # (time.monotonic at receipt, request)
+        self.wall_ns: list[int] = []                # time.time_ns() at receipt (comparable to node stamps)
         self.hold = hold
         self.hold_s = hold_s
         self._respond = respond
         self.srv = node.create_service(srv_type, name, self._cb, callback_group=ReentrantCallbackGroup())
 
     def _cb(self, req: Any, res: Any) -> Any:
+        self.wall_ns.append(time.time_ns())
         self.calls.append((time.monotonic(), req))
         if self.hold is not None:
             self.hold.wait(self.hold_s)
