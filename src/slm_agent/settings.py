@@ -237,6 +237,9 @@ def choices_of(kind: str) -> list[str]:
     if kind == "switch":
         from slm_agent.agent.goal_options import SWITCH_VALUES
         return list(SWITCH_VALUES)
+    if kind == "confidence_signal":
+        from slm_agent.agent.cascade import SIGNALS
+        return list(SIGNALS)
     if kind == "reader":
         from slm_agent.telemetry import valid_reader_names
         return list(valid_reader_names())
@@ -291,6 +294,30 @@ class AgentSettings(NodeSettings):
                                          "backend (openai_http) or llama_cpp (that many contexts or sequences, "
                                          "backend.llama_cpp.parallel); refused at configure for tensorrt_llm and "
                                          "GPU-offloaded llama_cpp; at most max_queued_goals", ge=1, le=64)
+
+    fallback_model: str = setting("", "cascade (issue 26): a second model profile (a name under config/models/ or a "
+                                      "YAML path, any backend) loaded next to model at configure; a step whose "
+                                      "reply fires a trigger of escalate_on is asked again of it with the same "
+                                      "conversation, then the goal goes on with model; empty = off", run=True)
+    escalate_on: str = setting("undecodable,invalid,tool_error", "cascade: comma-separated triggers that send a "
+                               "step to fallback_model: undecodable (the reply decodes as neither calls nor an "
+                               "answer), invalid (a call fails its tool's schema or the safety envelope), "
+                               "tool_error (a tool answered FAILED: the next step goes to the fallback), "
+                               "low_confidence (escalate_signal below escalate_threshold)", run=True)
+    escalate_signal: str = setting("min_logprob", "cascade: the confidence low_confidence reads: min_logprob (lowest "
+                                   "token log-probability of the reply) or top_margin (p1 - p2 at its first "
+                                   "token); the default is provisional until measured (benchmarks/escalation_roc.py)",
+                                   choices="confidence_signal", run=True)
+    escalate_threshold: float = setting(-2.0, "cascade: low_confidence fires below this value of escalate_signal "
+                                        "(min_logprob: a natural log, <= 0; top_margin: 0-1); provisional until "
+                                        "measured (benchmarks/escalation_roc.py)", ge=-100.0, le=1.0, run=True)
+
+    @field_validator("escalate_on")
+    @classmethod
+    def _triggers(cls, v: str) -> str:
+        from slm_agent.agent.cascade import parse_triggers
+
+        return ",".join(parse_triggers(v))   # ValueError names the unknown one and the valid ones
 
     @model_validator(mode="after")
     def _parallel_within_queue(self) -> "AgentSettings":

@@ -57,18 +57,22 @@ class GoalPlan:
     max_steps: int
     envelope: SafetyEnvelope
     rules: LoopRules
+    #: the goal's strategy and serialization rendered for the fallback model's profile
+    #: (None: no fallback_model configured; agent/cascade.py)
+    fallback_strategy: Optional[Strategy] = None
 
 
 class GoalPlanner:
     """Configured defaults plus the caches goals share; :meth:`plan` checks one goal."""
 
     def __init__(self, profile: Any, tool_set: Optional[ToolSet], options: GoalOptions, max_steps: int,
-                 max_tokens: int) -> None:
+                 max_tokens: int, fallback: Optional["FallbackPlan"] = None) -> None:
         self.profile = profile
         self.tool_set = tool_set
         self.options = options
         self.max_steps = max_steps
         self.max_tokens = max_tokens
+        self.fallback = fallback
         self._tool_sets: "OrderedDict[str, ToolSet]" = OrderedDict()
         self._envelopes: "OrderedDict[str, SafetyEnvelope]" = OrderedDict()
 
@@ -133,7 +137,59 @@ class GoalPlanner:
                                    self.profile.chat.native_calls)
         except ValueError as exc:
             raise GoalError(str(exc)) from exc
-        return GoalPlan(tools, prompt, opts, int(max_steps) or self.max_steps, self.envelope(tools), rules)
+        fallback = None
+        if self.fallback is not None:
+            fb = self.fallback
+            try:
+                fb_opts = resolve_goal_options(fb.options, fb.profile, strategy=strategy, serialization=serialization,
+                                               chat_format=chat_format, constrained=constrained)
+                fallback = make_strategy(fb_opts.strategy, fb_opts.serialization, fb_opts.chat_format,
+                                         ts.example if ts else None, fb.max_tokens, fb.profile.chat.prompt_layout,
+                                         fb.profile.chat.native_calls)
+            except ValueError as exc:
+                raise GoalError(f"fallback model {fb.profile.name}: {exc}") from exc
+        return GoalPlan(tools, prompt, opts, int(max_steps) or self.max_steps, self.envelope(tools), rules,
+                        fallback)
+
+
+@dataclass(frozen=True)
+class FallbackPlan:
+    """The cascade's fallback model as configure loaded it (agent/cascade.py): its profile,
+    the node's prompt defaults resolved for that profile, and its tokens per call."""
+
+    profile: Any
+    options: GoalOptions
+    max_tokens: int
+
+
+def _one_line(exc: Exception) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def load_fallback(settings: "AgentSettings", tool_set: Optional[ToolSet]) -> Optional[FallbackPlan]:
+    """The fallback model's plan (None when ``fallback_model`` is empty); ValueError with
+    one line naming the setting when its profile cannot load (an unknown name, a missing
+    model file) or the node's prompt settings cannot render for it."""
+    from slm_agent.agent.strategies import resolve_chat_format
+    from slm_agent.profiles import load_profile
+
+    s = settings
+    name = s.fallback_model.strip()
+    if not name:
+        return None
+    try:
+        profile = load_profile(name)
+        options = GoalOptions(s.strategy, s.serialization, resolve_chat_format(s.chat_format, profile),
+                              s.constrained)
+        if not s.chat_format.strip():
+            options = resolve_goal_options(options, profile)
+        max_tokens = s.max_tokens or profile.sampling.max_tokens
+        make_strategy(options.strategy, options.serialization, options.chat_format,
+                      tool_set.example if tool_set else None, max_tokens, profile.chat.prompt_layout,
+                      profile.chat.native_calls)
+    except ValueError as exc:   # ProfileError lists its problems one per line
+        raise ValueError(f"fallback_model {name!r}: {_one_line(exc)}") from exc
+    return FallbackPlan(profile, options, max_tokens)
 
 
 def load_planner(settings: "AgentSettings") -> tuple[GoalPlanner, str]:
@@ -161,7 +217,9 @@ def load_planner(settings: "AgentSettings") -> tuple[GoalPlanner, str]:
     make_strategy(options.strategy, options.serialization, options.chat_format,
                   tool_set.example if tool_set else None, max_tokens, profile.chat.prompt_layout,
                   profile.chat.native_calls)
-    return GoalPlanner(profile, tool_set, options, s.max_steps, max_tokens), label
+    fallback = load_fallback(s, tool_set)
+    return GoalPlanner(profile, tool_set, options, s.max_steps, max_tokens, fallback), label
 
 
-__all__ = ["GoalError", "GoalPlan", "GoalPlanner", "MAX_ENVELOPES", "MAX_TOOL_SETS", "load_planner", "spec_key"]
+__all__ = ["FallbackPlan", "GoalError", "GoalPlan", "GoalPlanner", "MAX_ENVELOPES", "MAX_TOOL_SETS", "load_fallback",
+           "load_planner", "spec_key"]

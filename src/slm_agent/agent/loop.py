@@ -24,6 +24,12 @@ Design points:
 * What ends a goal and what is recorded follows a :class:`LoopRules`
   (:mod:`slm_agent.agent.protocol`): ``robot`` (default) retries unparsed
   replies and stops on repeated calls; ``bfcl`` is bfcl-eval's own loop.
+* Cascade (:mod:`slm_agent.agent.cascade`, optional): a step whose reply
+  fires a trigger is asked again of a fallback model with the same
+  conversation; its reply is the step's reply.  Every step records the model
+  that answered it and the trigger (``AgentResult.step_models`` /
+  ``step_triggers``), every LLM call its metrics, the primary's discarded
+  call included.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Callable, Optional, Protocol, Sequence, Union, runtime_checkable
 
+from slm_agent.agent.cascade import Cascade
 from slm_agent.agent.protocol import LoopRules, get_rules
 from slm_agent.agent.safety import SafetyEnvelope
 from slm_agent.agent.strategies import Strategy, get_strategy
@@ -198,6 +205,7 @@ class AgentLoop:
         parallel_execution: bool = False,
         envelope: Optional[SafetyEnvelope] = None,
         rules: Union[str, LoopRules] = "robot",
+        cascade: Optional[Cascade] = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be >= 1")
@@ -213,6 +221,7 @@ class AgentLoop:
         self.parallel_execution = parallel_execution
         self.envelope = envelope or SafetyEnvelope(self.tools)
         self.rules = rules if isinstance(rules, LoopRules) else get_rules(rules)
+        self.cascade = cascade
 
     # ------------------------------------------------------------------ events
     @staticmethod
@@ -225,12 +234,13 @@ class AgentLoop:
             log.exception("agent event callback failed")
 
     # ------------------------------------------------------------------ LLM
-    def _generate(self, request: ChatRequest, step: int, on_event, cancel) -> tuple[str, Any, bool, str]:
+    def _generate(self, request: ChatRequest, step: int, on_event, cancel,
+                  engine: Optional[Engine] = None) -> tuple[str, Any, bool, str]:
         parts: list[str] = []
         metrics = None
         stream = None
         try:
-            stream = self.engine.stream(request)
+            stream = (engine or self.engine).stream(request)
             for chunk in stream:
                 if chunk.text:
                     parts.append(chunk.text)
@@ -249,6 +259,27 @@ class AgentLoop:
                 except Exception:
                     log.exception("closing the engine stream failed")
         return "".join(parts), metrics, False, ""
+
+    def _ask(self, strategy: Strategy, engine: Engine, transcript: list[dict[str, Any]], tools: Sequence[ToolSpec],
+             step: int, task_id: str, escalation: str, result: AgentResult, on_event,
+             cancel) -> tuple[str, bool, str]:
+        """One LLM call for ``step`` (the primary's, or the fallback's when ``escalation``
+        names its trigger); its metrics and raw text are recorded in ``result``."""
+        request = strategy.build_request(transcript, tools, constrained=self.constrained)
+        base = f"{task_id}:{step}" if task_id else str(step)
+        request.request_id = f"{base}:fallback" if escalation else base
+        request.step, request.escalation = step, escalation
+        text, metrics, was_cancelled, engine_error = self._generate(request, step, on_event, cancel, engine)
+        if metrics is not None:
+            metrics.escalation = escalation
+            result.metrics.append(metrics)
+            result.metric_steps.append(step)
+        result.raw_outputs.append(text)
+        return text, was_cancelled, engine_error
+
+    def _invalid(self, calls: Sequence[ToolCall], allow_confirmation: bool) -> bool:
+        """A call fails its tool's schema or the envelope (the ``invalid`` trigger)."""
+        return any(self.envelope.problem(c, allow_confirmation) is not None for c in calls)
 
     # ------------------------------------------------------------------ tools
     def _invoke_one(self, call: ToolCall, allow_confirmation: bool) -> ToolResult:
@@ -358,31 +389,53 @@ class AgentLoop:
         steps = rules.max_steps or max_steps or self.max_steps
         tools = self.tools
         unknown: dict[str, str] = {}   # calls of this goal whose outcome is unknown (at most once)
+        cascade = self.cascade
+        escalate_next = ""             # tool_error: the step after the error goes to the fallback
         for step in range(steps):
             if cancel is not None and cancel.is_set():
                 result.error = "cancelled"
                 return result
-            request = self.strategy.build_request(transcript, tools, constrained=self.constrained)
-            request.request_id = f"{task_id}:{step}" if task_id else str(step)
-            text, metrics, was_cancelled, engine_error = self._generate(request, step, on_event, cancel)
+            strategy, trigger = self.strategy, escalate_next
+            escalate_next = ""
+            if trigger and cascade is not None:   # decided before the step: the primary is not asked
+                strategy = cascade.strategy
+                text, was_cancelled, engine_error = self._ask(strategy, cascade.engine, transcript, tools, step,
+                                                              task_id, trigger, result, on_event, cancel)
+            else:
+                text, was_cancelled, engine_error = self._ask(strategy, self.engine, transcript, tools, step,
+                                                              task_id, "", result, on_event, cancel)
             result.steps = step + 1
-            if metrics is not None:
-                result.metrics.append(metrics)
-                result.metric_steps.append(step)
-            result.raw_outputs.append(text)
             if engine_error:
                 result.error = f"engine error: {engine_error}"
                 return result
             if was_cancelled:
                 result.error = "cancelled"
                 return result
-            decision = self.strategy.interpret(text, tools, step=step, constrained=self.constrained)
+            decision = strategy.interpret(text, tools, step=step, constrained=self.constrained)
+            if cascade is not None and not trigger:
+                trigger = cascade.policy.before_tools(
+                    undecodable=not decision.calls and decision.final_text is None,
+                    invalid=self._invalid(decision.calls, allow_confirmation),
+                    metrics=result.metrics[-1] if result.metrics and result.metric_steps[-1] == step else None)
+                if trigger:   # the same conversation, asked of the fallback; its reply is the step's
+                    strategy = cascade.strategy
+                    text, was_cancelled, engine_error = self._ask(strategy, cascade.engine, transcript, tools,
+                                                                  step, task_id, trigger, result, on_event, cancel)
+                    if engine_error:
+                        result.error = f"engine error (fallback model): {engine_error}"
+                        return result
+                    if was_cancelled:
+                        result.error = "cancelled"
+                        return result
+                    decision = strategy.interpret(text, tools, step=step, constrained=self.constrained)
+            result.step_models.append((cascade.engine if trigger and cascade else self.engine).model)
+            result.step_triggers.append(trigger)
             result.parse_errors.extend(decision.errors)
             for i, call in enumerate(decision.calls):
                 call.id, call.step = f"call_{step}_{i}", step
             assistant: dict[str, Any] = {
                 "role": "assistant",
-                "content": self.strategy.assistant_content(text, self.constrained),
+                "content": strategy.assistant_content(text, self.constrained),
             }
             if decision.calls:
                 assistant["tool_calls"] = [
@@ -425,6 +478,8 @@ class AgentLoop:
                 if cancel is not None and cancel.is_set():
                     result.error = "cancelled"
                     return result
+                if cascade is not None:
+                    escalate_next = cascade.policy.after_tools(results)
                 if rules.force_terminate_at_limit and step == steps - 1:
                     # bfcl-eval: "Model has been forced to quit after MAXIMUM_STEP_LIMIT steps"
                     result.force_terminated = True

@@ -179,8 +179,11 @@ class SafetyEnvelope:
     def spec(self, name: str) -> Optional[ToolSpec]:
         return self.tools.get(name)
 
-    def check(self, call: ToolCall, allow_confirmation: bool = False) -> Optional[ToolResult]:
-        """None if the call may go to its service, else the refusal to report."""
+    def problem(self, call: ToolCall, allow_confirmation: bool = False) -> Optional[ToolResult]:
+        """The refusal of every check but the rate limit (None: the call is well formed).
+
+        No side effect (no rate-limit slot is taken): the cascade asks it of a
+        reply before deciding whether its calls run at all (agent/cascade.py)."""
 
         def refuse(status: Status, error: str) -> ToolResult:
             return ToolResult(call_id=call.id, name=call.name, status=status, error=error)
@@ -197,6 +200,18 @@ class SafetyEnvelope:
         errors = validate_arguments(spec, call.arguments)
         if errors:
             return refuse(Status.INVALID_ARGUMENTS, "; ".join(errors))
+        return None
+
+    def check(self, call: ToolCall, allow_confirmation: bool = False) -> Optional[ToolResult]:
+        """None if the call may go to its service, else the refusal to report."""
+
+        def refuse(status: Status, error: str) -> ToolResult:
+            return ToolResult(call_id=call.id, name=call.name, status=status, error=error)
+
+        refusal = self.problem(call, allow_confirmation)
+        if refusal is not None:
+            return refusal
+        spec = self.tools[call.name]
         if spec.max_rate_hz > 0:
             interval = 1.0 / spec.max_rate_hz
             with self._lock:

@@ -126,4 +126,8 @@ class AgentResult:
     stopped_on_repeat: bool = False    # ended because the model re-issued the last successful calls
     force_terminated: bool = False     # the protocol's step limit ended it (bfcl: the case fails)
     protocol: str = ""                 # the LoopRules it ran under (agent/protocol.py)
+    #: per step (index = step): the model whose reply the step used, and the cascade's
+    #: trigger that sent it to the fallback ("" = not escalated; agent/cascade.py)
+    step_models: list[str] = field(default_factory=list)
+    step_triggers: list[str] = field(default_factory=list)
 

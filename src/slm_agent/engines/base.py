@@ -63,6 +63,11 @@ class ChatRequest:
     #: control tokens of the model's own call syntax (``<tool_call>``) that the
     #: reply must show as text (llama.cpp's "preserved tokens"); others stay hidden
     preserve: list[str] = field(default_factory=list)
+    #: labels the agent loop puts on a request (engines ignore them; the agent
+    #: node's per-call metrics carry them): the loop step, and the cascade's
+    #: trigger when the step is re-asked of the fallback model ("" = the primary)
+    step: int = 0
+    escalation: str = ""
 
 
 @dataclass
@@ -94,6 +99,16 @@ class CallMetrics:
     energy_j: float = math.nan
     finish_reason: str = ""
     engine_counters: dict[str, float] = field(default_factory=dict)
+    #: confidence of the reply (issue 26), from the logits the sampler already had
+    #: (no extra forward pass); NaN when the engine gives none.  ``min_logprob``:
+    #: the lowest log-probability (natural log, the model's own distribution before
+    #: any grammar) of a generated token over the whole reply; ``top_margin``:
+    #: p(top 1) - p(top 2) at the reply's first token (the call-or-answer choice)
+    min_logprob: float = math.nan
+    top_margin: float = math.nan
+    #: the cascade's trigger when this call re-asked a step of the fallback model
+    #: ("" = a call of the primary); set by the agent loop, not by engines
+    escalation: str = ""
 
 
 @dataclass

@@ -111,6 +111,7 @@ from rclpy.signals import SignalHandlerOptions
 from slm_agent.action import RunTask
 from slm_agent.agent.goal_options import switch_text
 from slm_agent.agent.goal_plan import GoalError, GoalPlan, GoalPlanner, load_planner
+from slm_agent.agent.cascade import Cascade, CascadePolicy
 from slm_agent.agent.loop import AgentLoop
 from slm_agent.agent.metrics_queue import MetricsQueue
 from slm_agent.engines import create_engine, parallel_calls_problem
@@ -159,6 +160,9 @@ class _Config:
     metrics_energy_wait_s: float
     max_queued_goals: int
     max_parallel_goals: int
+    #: the cascade's fallback engine and policy (agent/cascade.py); None = no fallback_model
+    fallback_engine: Optional[Engine] = None
+    cascade_policy: Optional[CascadePolicy] = None
 
 
 class AgentNode(LifecycleNode):
@@ -263,20 +267,43 @@ class AgentNode(LifecycleNode):
         problem = parallel_calls_problem(planner.profile, s.max_parallel_goals)
         if problem:
             raise ValueError(f"max_parallel_goals={s.max_parallel_goals}: {problem}")
+        fb = planner.fallback
+        if fb is not None:
+            problem = parallel_calls_problem(fb.profile, s.max_parallel_goals)
+            if problem:
+                raise ValueError(f"fallback_model {s.fallback_model!r}: max_parallel_goals="
+                                 f"{s.max_parallel_goals}: {problem}")
+        policy = CascadePolicy.from_settings(s.escalate_on, s.escalate_threshold, s.escalate_signal)
         t0 = time.monotonic()
         engine = create_engine(planner.profile, slots=s.max_parallel_goals)
         self.get_logger().info(f"model {planner.profile.name} loaded in {time.monotonic() - t0:.1f} s")
+        fallback = None
+        if fb is not None:
+            t0 = time.monotonic()
+            try:
+                fallback = create_engine(fb.profile, slots=s.max_parallel_goals)
+            except Exception as exc:
+                engine.close()
+                text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                raise ValueError(f"fallback_model {s.fallback_model!r}: "
+                                 + "; ".join(t.strip() for t in text.splitlines() if t.strip())) from exc
+            self.get_logger().info(f"fallback model {fb.profile.name} loaded in {time.monotonic() - t0:.1f} s "
+                                   f"(escalate_on={','.join(policy.triggers) or 'nothing'}, "
+                                   f"{policy.signal} < {policy.threshold:g} for low_confidence)")
         router = ToolRouter(self, self._group)
         try:
             router.prepare(planner.tools, pin=True)
         except Exception:
             router.destroy()
             engine.close()
+            if fallback is not None:
+                fallback.close()
             raise
         return _Config(profile=planner.profile, engine=engine, tool_set_label=label, planner=planner, router=router,
                        feedback_batch=s.feedback_batch, feedback_max_delay_s=s.feedback_max_delay_s,
                        metrics_energy_wait_s=s.metrics_energy_wait_s, max_queued_goals=s.max_queued_goals,
-                       max_parallel_goals=s.max_parallel_goals)
+                       max_parallel_goals=s.max_parallel_goals, fallback_engine=fallback,
+                       cascade_policy=policy if fallback is not None else None)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._cfg is None:  # unreachable through the state machine
@@ -330,6 +357,8 @@ class AgentNode(LifecycleNode):
         if cfg is not None:
             cfg.router.destroy()
             cfg.engine.close()
+            if cfg.fallback_engine is not None:
+                cfg.fallback_engine.close()
 
     def close(self) -> None:
         """Process exit: stop goals and threads, release the model."""
@@ -484,16 +513,21 @@ class AgentNode(LifecycleNode):
                 return now_ns - int((perf - mono) * 1e9) if math.isfinite(mono) else int(wall_ns)
 
             power = self.power
-            kwargs = dict(task_id=task_id, request_id=request.request_id, step=len(metrics),
+            kwargs = dict(task_id=task_id, request_id=request.request_id, step=request.step,
+                          escalation=request.escalation,
                           start_ns=node_ns(m.start_mono_s, m.start_wall_ns),
                           end_ns=node_ns(m.end_mono_s, m.end_wall_ns),
                           power_mode=power.power_mode if power is not None else "")
             metrics.append((m, kwargs))
             self._metrics_out.submit((m, kwargs), kwargs["end_ns"] / 1e9, cfg.metrics_energy_wait_s)
 
+        cascade = None
+        if cfg.fallback_engine is not None and cfg.cascade_policy is not None and plan.fallback_strategy is not None:
+            cascade = Cascade(MeteredEngine(cfg.fallback_engine, on_metrics), plan.fallback_strategy,
+                              cfg.cascade_policy)
         loop = AgentLoop(MeteredEngine(cfg.engine, on_metrics), plan.tools, cfg.router, strategy=plan.strategy,
                          max_steps=plan.max_steps, constrained=plan.options.constrained, envelope=plan.envelope,
-                         rules=plan.rules)
+                         rules=plan.rules, cascade=cascade)
         res = loop.run(messages=conv.messages_from_msgs(goal.messages), prompt=goal.prompt or None,
                        allow_confirmation=goal.allow_confirmation, execute_tools=goal.execute_tools,
                        on_event=feedback.on_event, cancel=cancel, task_id=task_id)
@@ -511,6 +545,7 @@ class AgentNode(LifecycleNode):
         result.metrics = [conv.inference_metrics_msg(m, energy_j=self.energy_j(kw["start_ns"], kw["end_ns"]), **kw)
                           for m, kw in metrics]
         result.messages = conv.chat_messages(res.messages, [c for c, _ in res.calls])
+        conv.set_fields(result, step_models=list(res.step_models), step_escalations=list(res.step_triggers))
         if goal_handle.is_cancel_requested:
             result.success = False
             result.error = result.error or "cancelled"

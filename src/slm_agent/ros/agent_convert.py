@@ -199,10 +199,26 @@ def tool_call_record(task_id: str, call: ToolCall, result: Optional[ToolResult],
                           result=tool_result_msg(result, call, result_stamp or call_stamp))
 
 
+def set_fields(msg: Any, **values: Any) -> Any:
+    """Set the fields ``values`` names that ``msg``'s built type has; returns ``msg``.
+
+    Why: fields added to the interfaces (issue 26: confidence, the cascade's
+    per-step model and trigger) reach a venv only when its interfaces are
+    rebuilt (``tools/bootstrap.py``).  Nodes started from a newer checkout
+    against older built interfaces keep running; the new fields are then
+    simply absent from their messages, and readers use ``getattr`` defaults."""
+    have = msg.get_fields_and_field_types() if hasattr(msg, "get_fields_and_field_types") else {}
+    for name, value in values.items():
+        if name in have:
+            setattr(msg, name, value)
+    return msg
+
+
 def inference_metrics_msg(m: CallMetrics, *, task_id: str, request_id: str, step: int,
                           start_ns: int, end_ns: int, power_mode: str = "",
-                          energy_j: float = math.nan) -> InferenceMetrics:
-    """One LLM call's metrics; ``start_ns``/``end_ns`` are node-clock times."""
+                          energy_j: float = math.nan, escalation: str = "") -> InferenceMetrics:
+    """One LLM call's metrics; ``start_ns``/``end_ns`` are node-clock times; ``escalation``:
+    the cascade's trigger when the call re-asked a step of the fallback model ("" = the primary)."""
     msg = InferenceMetrics(
         task_id=task_id, request_id=request_id, step=_u32(step), engine=m.engine, backend=m.backend,
         model=m.model, power_mode=power_mode or "", prompt_tokens=_u32(m.prompt_tokens),
@@ -215,6 +231,9 @@ def inference_metrics_msg(m: CallMetrics, *, task_id: str, request_id: str, step
     )
     msg.header.stamp = time_msg(start_ns)
     msg.end_stamp = time_msg(end_ns)
+    set_fields(msg, min_logprob=num(getattr(m, "min_logprob", math.nan)),
+               top_margin=num(getattr(m, "top_margin", math.nan)),
+               escalation=escalation or getattr(m, "escalation", "") or "")
     return msg
 
 
@@ -229,5 +248,5 @@ def call_feedback(kind: int, record: ToolCallRecord, step: int) -> Any:
 __all__ = [
     "INVOKE_TOOL_TYPE", "ConversionError", "arguments_json", "content_json", "time_msg",
     "tool_spec_fields", "tool_spec_from_msg", "tool_spec_msg", "messages_from_msgs", "chat_messages", "tool_call_msg",
-    "tool_result_msg", "tool_call_record", "inference_metrics_msg", "text_feedback", "call_feedback",
+    "tool_result_msg", "tool_call_record", "inference_metrics_msg", "text_feedback", "call_feedback", "set_fields",
 ]
