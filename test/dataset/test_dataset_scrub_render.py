@@ -114,3 +114,108 @@ def test_near_duplicates_share_a_cluster_and_never_straddle_the_split():
     assert len(val) == 1
     assert {c.split for c in clusters} == {"train", "validation"}
     assert {c.id: c.top_tools for c in clusters}[next(iter(val))][0] in by_tool
+
+
+# --------------------------------------------------------------------------- bfcl and native
+
+
+class _Replay:
+    """The logged results, returned in order as the agent's tool host would return them."""
+
+    def __init__(self, results: list[str]) -> None:
+        self.results = list(results)
+
+    def invoke(self, spec, call):
+        from slm_agent.dataset.render import tool_result
+
+        r = tool_result(self.results.pop(0), call.name)
+        r.call_id = call.id
+        return r
+
+
+OWNED = [("bfcl", None), ("native", "json_list"), ("native", "tool_call_tags")]
+
+
+@pytest.mark.parametrize("strategy", ["direct", "react", "reflact"])
+@pytest.mark.parametrize("serialization, native_calls", OWNED)
+def test_owned_formats_render_exactly_what_the_agent_sends_and_reads(strategy, serialization, native_calls):
+    """bfcl and native: the real AgentLoop, given the rendered assistant steps as the model's
+    outputs and the logged results as the tools' results, sends at every step exactly the
+    rendered messages before that step (and, for native, the rendered tools to the template),
+    and reads each step back as the logged calls and answer."""
+    if serialization == "bfcl":
+        pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from loop_agent import Script
+
+    from slm_agent.agent.loop import AgentLoop
+
+    sample = _sample()
+    rec = render(sample, strategy, serialization, native_calls)
+    msgs = rec["messages"]
+    assert rec["meta"]["strategy"] == strategy and rec["meta"]["serialization"] == serialization
+    steps = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    assert len(steps) == 3, "the two parallel calls are one reply in these syntaxes"
+    strat = make_strategy(strategy, serialization, "chat", None, 256, native_calls=native_calls)
+    specs = specs_of(sample)
+    engine = Script([msgs[k]["content"] for k in steps])
+    logged = [m["content"] for m in sample.messages if m["role"] == "tool"]
+    res = AgentLoop(engine, specs, _Replay(logged), strategy=strat, max_steps=6).run(
+        messages=[{"role": "user", "content": sample.messages[0]["content"]}])
+    assert res.success and res.final_text == "Battery 80%, visited both points.", res
+    assert [(c.name, c.arguments) for c, _ in res.calls] == [
+        ("get_battery", {}), ("move_to", {"x": 1, "y": 2}), ("move_to", {"x": 3, "y": 4})]
+    assert len(engine.requests) == 3
+    for req, k in zip(engine.requests, steps):
+        assert req.messages == msgs[:k], "the agent's request is the rendered conversation before the step"
+        if serialization == "native":
+            assert req.tools == rec["tools"] and rec["meta"]["template_tools"]
+        else:
+            assert req.tools is None
+    if serialization == "bfcl":
+        assert msgs[steps[1]]["content"].endswith("[move_to(x=1, y=2), move_to(x=3, y=4)]")
+    elif native_calls == "tool_call_tags":
+        assert msgs[steps[0]]["content"].endswith('<tool_call>\n{"name": "get_battery", "arguments": {}}\n</tool_call>')
+    if strategy == "reflact":
+        assert "Done so far: get_battery, move_to 2 times." in msgs[steps[2]]["content"]
+
+
+def test_a_step_that_does_not_read_back_is_a_render_error():
+    pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+    from slm_agent.dataset.render import RenderError
+
+    sample = _sample()
+    sample.messages[-1]["content"] = "[get_battery()]"     # an "answer" BFCL's decoder reads as a call
+    with pytest.raises(RenderError, match="reads as a call in bfcl"):
+        render(sample, "direct", "bfcl")
+    with pytest.raises(ValueError, match="native needs the student's call syntax"):
+        render(_sample(), "direct", "native")
+
+
+def _bfcl_record(reply: str) -> dict:
+    tool = {"name": "str_to_int", "description": "Converts a string to an integer.",
+            "parameters_json_schema": json.dumps({"type": "object", "properties": {"value": {"type": "string"}},
+                                                  "required": ["value"]})}
+    return {"suite": "bfcl", "category": "live_irrelevance", "case_id": "live_irrelevance_0-0-0", "model": "teacher",
+            "strategy": "direct", "serialization": "bfcl", "chat_format": "chat", "valid": True, "passed": True,
+            "conversation": [{"turn": 0, "tools": [tool], "sent": 1, "messages": [
+                {"role": "user", "content": "Find the integral of x^3 from 1 to 5", "tool_calls": []},
+                {"role": "assistant", "content": reply, "tool_calls": []}]}]}
+
+
+def test_an_irrelevance_answer_is_kept_and_a_broken_call_list_is_not():
+    """Under bfcl a reply that does not decode is an answer (BFCL passes irrelevance on it); an
+    answer in words is kept as an answer without a call, a call list cut at the token limit is
+    removed (counted), not taught as an answer."""
+    pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+    from collections import Counter
+
+    from slm_agent.dataset.rundir import case_sample
+
+    fixes: Counter = Counter()
+    s = case_sample(_bfcl_record("None of the functions can compute an integral."), fixes)
+    assert s is not None and s.calls() == [] and not fixes
+    assert s.messages[-1] == {"role": "assistant", "content": "None of the functions can compute an integral."}
+    assert render(s, "direct", "bfcl")["messages"][-1]["content"] == "None of the functions can compute an integral."
+    assert case_sample(_bfcl_record('[str_to_int(value="1"), str_to_int(value="x^3"), str_to_in'), fixes) is None
+    assert fixes == {"call-like replies that did not decode removed": 1}

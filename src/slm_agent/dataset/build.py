@@ -17,12 +17,19 @@ from typing import Any, Optional, Sequence
 
 from slm_agent.dataset.cluster import Cluster, cluster_samples, split_by_cluster
 from slm_agent.dataset.records import Drops, Sample
-from slm_agent.dataset.render import NATIVE, render
+from slm_agent.dataset.render import NATIVE, RenderError, render
 from slm_agent.dataset.scrub import Scrubber
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
 REPORT_FILE = "report.json"
+
+
+#: why a source's records are kept (report.json ``kept_because``)
+KEPT_BECAUSE = {"rundir": "passed cases of run directories, failed steps and unparsed replies removed",
+                "toolmind": "ToolMind rows, normalised", "tau2": "tau2 train-split tasks, gold actions executed"}
+WITH_CALLS = "with tool calls"
+ANSWER_ONLY = "answer without a call"
 
 
 @dataclass
@@ -35,6 +42,8 @@ class DatasetOptions:
     #: "" = each record in its run's strategy/serialization (native for other sources)
     strategy: str = ""
     serialization: str = ""
+    #: the student's call syntax for serialization native (its profile's chat.native_calls)
+    native_calls: str = ""
     val_fraction: float = 0.2
     clusters: int = 0
     seed: int = 0
@@ -50,6 +59,10 @@ class DatasetReport:
     clusters: list[Cluster] = field(default_factory=list)
     train: int = 0
     validation: int = 0
+    #: records written per source and kind (with tool calls / an answer without a call)
+    kept: Counter = field(default_factory=Counter)
+    #: records written per rendered format ("<strategy>/<serialization>", "native" = canonical)
+    formats: Counter = field(default_factory=Counter)
 
     @property
     def unreadable(self) -> int:
@@ -57,7 +70,11 @@ class DatasetReport:
         return sum(n for (_, reason), n in self.drops.counts.items() if reason.startswith("unreadable line"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"read": dict(self.read), "unreadable_lines": self.unreadable,
+        kept: dict[str, dict[str, int]] = {}
+        for (source, kind), n in sorted(self.kept.items()):
+            kept.setdefault(source, {})[kind] = n
+        return {"read": dict(self.read), "unreadable_lines": self.unreadable, "kept": kept,
+                "kept_because": KEPT_BECAUSE, "formats": dict(self.formats),
                 "dropped": self.drops.as_dict(), "dropped_total": self.drops.total(),
                 "normalised": dict(self.fixes), "scrubbed": dict(self.scrubbed), "train": self.train,
                 "validation": self.validation, "clusters": [c.to_json() for c in self.clusters]}
@@ -67,6 +84,11 @@ class DatasetReport:
                f"({len(self.clusters)} task clusters)"]
         for source, n in sorted(self.read.items()):
             out.append(f"  read {n} from {source}")
+        for (source, kind), n in sorted(self.kept.items()):
+            out.append(f"  kept {n} ({source}, {KEPT_BECAUSE.get(source, 'read')}): {kind}")
+        if self.formats:
+            out.append("  rendered as " + ", ".join(f"{f} {n}" for f, n in sorted(self.formats.items()))
+                       + " (strategy/serialization)")
         if self.unreadable:
             out.append(f"  WARNING: {self.unreadable} unreadable line(s) skipped (see 'dropped' below)")
         for source, reasons in self.drops.as_dict().items():
@@ -119,10 +141,28 @@ def curate(samples: list[Sample], opts: DatasetOptions, report: DatasetReport) -
     return out
 
 
+def sample_format(s: Sample, opts: DatasetOptions) -> tuple[str, str]:
+    """(strategy, serialization) a sample is rendered in: the options', else its run's own."""
+    return (opts.strategy or str(s.meta.get("strategy") or NATIVE),
+            opts.serialization or str(s.meta.get("serialization") or "json"))
+
+
 def render_sample(s: Sample, opts: DatasetOptions) -> dict[str, Any]:
-    strategy = opts.strategy or str(s.meta.get("strategy") or NATIVE)
-    serialization = opts.serialization or str(s.meta.get("serialization") or "json")
-    return render(s, strategy, serialization)
+    strategy, serialization = sample_format(s, opts)
+    return render(s, strategy, serialization, opts.native_calls or None)
+
+
+def check_native_calls(opts: DatasetOptions, samples: Sequence[Sample]) -> None:
+    """Serialization native needs the student's call syntax: refused in one line before anything
+    is written (ValueError) when a sample would be rendered in it without ``native_calls``."""
+    from slm_agent.dataset.render import NATIVE_CALLS
+
+    if opts.native_calls and opts.native_calls not in NATIVE_CALLS:
+        raise ValueError(f"native_calls must be one of {', '.join(NATIVE_CALLS)}, got {opts.native_calls!r}")
+    formats = {sample_format(s, opts) for s in samples}
+    if not opts.native_calls and any(ser == "native" and strat != NATIVE for strat, ser in formats):
+        raise ValueError("serialization native is the student's own call syntax: name it with --native-calls "
+                         f"({', '.join(NATIVE_CALLS)}: the student profile's chat.native_calls)")
 
 
 def build_dataset(opts: DatasetOptions, out_dir: Path | str) -> DatasetReport:
@@ -133,6 +173,7 @@ def build_dataset(opts: DatasetOptions, out_dir: Path | str) -> DatasetReport:
         raise ValueError(f"val_fraction must be in [0, 1), got {opts.val_fraction}")
     report = DatasetReport()
     samples = curate(collect(opts, report), opts, report)
+    check_native_calls(opts, samples)
     labels, clusters = cluster_samples(samples, opts.clusters, opts.seed)
     val = split_by_cluster(labels, clusters, opts.val_fraction, opts.seed)
     report.clusters = clusters
@@ -140,7 +181,14 @@ def build_dataset(opts: DatasetOptions, out_dir: Path | str) -> DatasetReport:
     out.mkdir(parents=True, exist_ok=True)
     with (out / TRAIN_FILE).open("w", encoding="utf-8") as tr, (out / VALIDATION_FILE).open("w", encoding="utf-8") as va:
         for s, lab in zip(samples, labels):
-            rec = render_sample(s, opts)
+            try:
+                rec = render_sample(s, opts)
+            except RenderError:   # the agent would not read the step back as logged: not taught
+                report.drops.add(s.source, "does not read back in the rendered format (%s/%s)" % sample_format(s, opts))
+                continue
+            report.kept[(s.source, WITH_CALLS if s.calls() else ANSWER_ONLY)] += 1
+            fmt = rec["meta"].get("strategy")
+            report.formats[f"{fmt}/{rec['meta']['serialization']}" if fmt else NATIVE] += 1
             rec["meta"]["cluster"] = lab
             fh = va if lab in val else tr
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -14,7 +14,9 @@ Curation at this stage (each drop counted with its reason):
   before/after comparison; training on its cases would leak it);
 * inside a kept case, replies that did not parse (followed by the agent's
   ``Error:`` feedback) and steps whose tool call failed (a non-ok status) are
-  removed with their results, so the model is not taught its own mistakes.
+  removed with their results, so the model is not taught its own mistakes;
+  so are replies of the bfcl / native formats that read as an answer only
+  because their call list did not decode (:func:`undecoded_call`).
 
 The call metadata (latency, tokens, outcome, run labels) is kept in ``meta``.
 """
@@ -87,6 +89,20 @@ def final_text(content: str, strategy: Any, tools: list[Any]) -> str:
     return (decision.final_text if decision.final_text is not None else text).strip()
 
 
+#: how a reply in an owned call syntax (bfcl, native) starts when it was meant as calls
+_CALL_STARTS = ("[", "{", "<tool_call>", "```")
+
+
+def undecoded_call(answer: str, strategy: Any) -> bool:
+    """True for an "answer" that is a call list its format could not decode (bfcl, native).
+
+    Those formats read a reply that does not decode as an answer without a call -- BFCL
+    scores it so, and an irrelevance case then passes -- but what the model wrote was a
+    broken call list (e.g. cut at the token limit), not an answer to learn."""
+    return (strategy is not None and getattr(strategy, "call_format", None) is not None
+            and answer.lstrip().startswith(_CALL_STARTS))
+
+
 def transcript_to_messages(transcript: list[dict[str, Any]], strategy: Any, specs: list[Any],
                            fixes: Counter) -> list[dict[str, Any]]:
     """The agent's transcript as canonical messages, minus unparsed replies and failed steps."""
@@ -126,7 +142,12 @@ def transcript_to_messages(transcript: list[dict[str, Any]], strategy: Any, spec
                     own = ids.get(str(r.get("tool_call_id") or ""), f"call_{first + min(k, len(calls) - 1)}")
                     out.append({"role": "tool", "tool_call_id": own, "content": str(r.get("content") or "")})
             else:
-                out.append({"role": "assistant", "content": final_text(content, strategy, specs)})
+                answer = final_text(content, strategy, specs)
+                if undecoded_call(answer, strategy):
+                    fixes["call-like replies that did not decode removed"] += 1
+                    i = j
+                    continue
+                out.append({"role": "assistant", "content": answer})
             i = j
             continue
         if role in ("system", "user"):
@@ -255,7 +276,7 @@ def read_run_dir(path: Path | str, drops: Drops, fixes: Optional[Counter] = None
             continue
         sample = case_sample(record, fixes)
         if sample is None:
-            drops.add(SOURCE, "nothing left after removing failed steps")
+            drops.add(SOURCE, "nothing left after removing failed steps and undecoded call lists")
             continue
         sample.meta["run_dir"] = str(path)
         adapter = (run.get("model_profile") or {}).get("adapter")

@@ -30,7 +30,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
     opts = DatasetOptions(run_dirs=args.run_dirs, toolmind=args.toolmind or [], tau2_domains=args.tau2 or [],
                           tau2_limit=args.tau2_limit, allow_bfcl=args.allow_bfcl, strategy=args.strategy,
-                          serialization=args.serialization, val_fraction=args.val_fraction,
+                          serialization=args.serialization, native_calls=args.native_calls,
+                          val_fraction=args.val_fraction,
                           clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub)
     try:
         report = build_dataset(opts, args.output)
@@ -149,7 +150,7 @@ def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from slm_agent.dataset.render import RENDER_SERIALIZATIONS, RENDER_STRATEGIES
+    from slm_agent.dataset.render import NATIVE_CALLS, RENDER_SERIALIZATIONS, RENDER_STRATEGIES
 
     p = sub.add_parser("dataset", help="build a fine-tuning set (JSONL messages+tools) from runs, ToolMind, tau2 train",
                        description="Curate logged LLM calls into an SFT dataset: keep passed cases only, "
@@ -166,7 +167,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="", choices=["", *RENDER_STRATEGIES],
                    help="render records in this strategy (default: each run's own; native for other sources)")
     p.add_argument("--serialization", default="", choices=["", *RENDER_SERIALIZATIONS],
-                   help="tool-spec serialization (default: each run's own, else json)")
+                   help="serialization (default: each run's own, else json); bfcl and native write the "
+                        "steps in their own call syntax, as the agent sends and reads them")
+    p.add_argument("--native-calls", default="", choices=["", *NATIVE_CALLS],
+                   help="the student's call syntax for serialization native (its profile's chat.native_calls: "
+                        "json_list for gemma3-270m-q4km, tool_call_tags for the Qwen2.5 profiles)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
     p.add_argument("--clusters", type=_clusters, default=0, help="number of task clusters (0 = about sqrt(n/2))")
     p.add_argument("--seed", type=int, default=0)

@@ -168,7 +168,8 @@ def call_examples(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for i, m in enumerate(msgs):
             if m.get("role") == "assistant" and i > 0:
                 ex: dict[str, Any] = {"prompt": msgs[:i], "completion": [m]}
-                if rec.get("tools") and any(x.get("tool_calls") for x in msgs):
+                templated = (rec.get("meta") or {}).get("template_tools") or any(x.get("tool_calls") for x in msgs)
+                if rec.get("tools") and templated:
                     ex["tools"] = rec["tools"]  # native records: the template shows the tools
                 out.append(ex)
     return out
