@@ -116,3 +116,62 @@ def test_the_study_grid_scores_exactly_the_held_out_set():
     grid = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "grids" / "study.yaml").read_text())
     assert (grid["suite"], tuple(grid["categories"]), grid["limit"]) == \
         (STUDY_HOLDOUT.suite, STUDY_HOLDOUT.categories, STUDY_HOLDOUT.limit)
+
+
+# --------------------------------------------------------------------------- the before/after format
+
+
+def _formatted(tmp_path, formats):
+    ds = tmp_path / "fmt"
+    ds.mkdir(exist_ok=True)
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
+             "meta": {"strategy": s, "serialization": z, **({"native_calls": n} if n else {})}}
+            for i, (s, z, n) in enumerate(formats)]
+    (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return ds
+
+
+def _eval_problems(tmp_path, ds, *flags):
+    from slm_agent.cli import build_parser
+    from slm_agent.training.commands import finetune_input_problems
+
+    return finetune_input_problems(build_parser().parse_args(
+        ["finetune", str(ds), "-o", str(tmp_path / "o"), "--eval-categories", "simple_python", *flags]))
+
+
+def test_the_before_after_runs_in_the_format_the_dataset_was_rendered_in(tmp_path, monkeypatch):
+    from slm_agent.training import evaluate
+
+    ds = _formatted(tmp_path, [("reflact", "bfcl", "")] * 2)
+    fmt = evaluate.eval_format(str(ds))
+    assert (fmt.strategy, fmt.serialization, fmt.chat_format) == ("reflact", "bfcl", "chat")
+    assert evaluate.eval_format(str(ds), "direct").strategy == "direct", "a flag wins"
+    sent = []
+    monkeypatch.setattr(evaluate.subprocess, "call", lambda cmd: sent.append(cmd) or 0)
+    evaluate.run_bench("m", tmp_path / "r", "", "simple_python", 1, fmt)
+    cmd = sent[0]
+    assert cmd[cmd.index("--strategy") + 1] == "reflact" and cmd[cmd.index("--serialization") + 1] == "bfcl"
+    assert cmd[cmd.index("--chat-format") + 1] == "chat", "datasets are rendered as chat messages"
+    canonical = evaluate.eval_format(str(_dataset(tmp_path)))
+    assert canonical.bench_args() == [] and "canonical" in canonical.source
+    assert _eval_problems(tmp_path, ds) == []
+
+
+def test_a_dataset_in_several_formats_needs_the_eval_flags(tmp_path):
+    ds = _formatted(tmp_path, [("direct", "bfcl", ""), ("reflact", "bfcl", "")])
+    [line] = _eval_problems(tmp_path, ds)
+    assert "several formats (direct/bfcl 1, reflact/bfcl 1)" in line and "--eval-strategy" in line
+    assert _eval_problems(tmp_path, ds, "--eval-strategy", "direct", "--eval-serialization", "bfcl") == []
+
+
+def test_a_native_dataset_in_another_call_syntax_than_the_students_is_refused(tmp_path):
+    ds = _formatted(tmp_path, [("direct", "native", "tool_call_tags")])
+    [line] = _eval_problems(tmp_path, ds)      # the default student, Gemma 3 270M: json_list
+    assert "native call syntax tool_call_tags" in line and "--native-calls json_list" in line
+    assert _eval_problems(tmp_path, _formatted(tmp_path, [("direct", "native", "json_list")])) == []
+
+
+def test_eval_with_names_run_directories(tmp_path):
+    ds = _formatted(tmp_path, [("direct", "bfcl", "")])
+    [line] = _eval_problems(tmp_path, ds, "--eval-with", str(tmp_path / "nope"))
+    assert line.startswith("--eval-with: must be comma-separated run directories with run.json and results.jsonl")

@@ -80,6 +80,10 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
         load_profile(args.profile)
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line
         problems.append(f"--model: {'; '.join(x.strip() for x in str(exc).splitlines() if x.strip())}")
+    if (args.eval_strategy or args.eval_serialization or args.eval_with) and not (args.eval_ids or args.eval_categories):
+        problems.append("--eval-strategy/--eval-serialization/--eval-with: only with --eval-ids or --eval-categories")
+    if args.eval_ids or args.eval_categories:
+        problems += eval_format_input_problems(args)
     if not args.eval_only:
         from slm_agent.training.base_model import TrainingError
         from slm_agent.training.sft import _read, call_examples, dataset_files
@@ -93,6 +97,27 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
         except (TrainingError, OSError, UnicodeDecodeError, ValueError) as exc:
             problems.append(str(exc))
     return problems
+
+
+def eval_format_input_problems(args: argparse.Namespace) -> list[str]:
+    """The before/after format (training/evaluate.py), checked before training: a dataset in
+    several formats needs the flags, a native dataset the student's own call syntax."""
+    from slm_agent.training.base_model import TrainingError
+    from slm_agent.training.evaluate import eval_format, eval_format_problems
+
+    if not Path(args.dataset).exists():
+        return []   # reported by the dataset check
+    try:
+        fmt = eval_format(args.dataset, args.eval_strategy, args.eval_serialization)
+    except (TrainingError, OSError, UnicodeDecodeError, ValueError) as exc:
+        return [str(exc)]
+    try:
+        from slm_agent.profiles import load_profile
+
+        profile = load_profile(args.profile)
+    except Exception:  # noqa: BLE001 - reported by the --model check
+        return []
+    return eval_format_problems(profile, fmt)
 
 
 def holdout_problems(holdout: str, files: list[Path]) -> list[str]:
@@ -134,7 +159,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
             table = before_after(args.profile, Path(args.output), ids=args.eval_ids,
                                  categories=args.eval_categories, limit=args.eval_limit, scale=args.lora_scale,
-                                 dataset=args.dataset)
+                                 dataset=args.dataset, strategy=args.eval_strategy,
+                                 serialization=args.eval_serialization, with_runs=args.eval_with)
             print(table)
     except (TrainingError, ProfileError, ValueError) as exc:
         print(f"slm-agent finetune: {exc}", file=sys.stderr)
@@ -183,7 +209,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="LoRA-fine-tune a model profile on a dataset; writes peft + GGUF adapters",
                        description="LoRA with peft + trl SFT (QLoRA 4-bit when CUDA is present). Resumes from "
                                    "OUTPUT/checkpoints. With --eval-ids/--eval-categories it then runs the "
-                                   "benchmark on base and adapter and writes the comparison.")
+                                   "benchmark on base and adapter, in the strategy and serialization the dataset "
+                                   "was rendered in, into OUTPUT/eval/<profile> and OUTPUT/eval/<profile>-lora "
+                                   "(the cells benchmarks/llm_to_slm_check.py reads), and writes the comparison "
+                                   "to OUTPUT/eval/compare.")
     _one_line_usage_errors(p)
     declared = {f.name: f for f in fields(FinetuneOptions)}
     p.add_argument("dataset", help=declared["dataset"].metadata["help"])
@@ -194,7 +223,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             default = ",".join(default)
         p.add_argument(meta["flag"], dest=f.name, type=type(default), default=default, choices=meta["choices"] or None,
                        metavar=None if meta["choices"] else meta["flag"].lstrip("-").replace("-", "_").upper(),
-                       help=f"{meta['help']} (default {default})")
+                       help=f"{meta['help']} (default {default})" if default != "" else meta["help"])
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--eval-ids", default="", help="BFCL case ids (comma-separated) for the before/after run")
     p.add_argument("--eval-categories", default="", help="BFCL categories for the before/after run")

@@ -1,10 +1,22 @@
 """Before/after: the same held-out benchmark cases on the base profile and on base + adapter.
 
 The adapter gets its own profile file (``<out>/<profile>-lora.yaml``: the
-base profile with ``model.lora`` set), so the two runs differ only in the
-adapter and run.json records which one each used.  Both runs go through
-``slm-agent bench`` (the ROS nodes, as any benchmark run), then
-``slm-agent compare``'s report is written to ``<out>/eval/compare``.
+base profile with ``model.lora`` set, named ``<profile>-lora``), so the two
+runs differ only in the adapter and run.json records which one each used
+(``model_profile.name`` and ``model_profile.adapter``).  Both runs go through
+``slm-agent bench`` (the ROS nodes, as any benchmark run) into
+``<out>/eval/<profile>`` and ``<out>/eval/<profile>-lora`` -- the cell layout
+``benchmarks/llm_to_slm_check.py`` reads -- and run directories given with
+``--eval-with`` (the teacher's run of the same cases) are copied beside them;
+then ``slm-agent compare``'s report of all cells is written to
+``<out>/eval/compare``.
+
+Both runs use the format the student was trained in: the strategy and
+serialization the dataset's records were rendered in (``meta.strategy`` /
+``meta.serialization``; one format per dataset, or name it), as chat
+messages (datasets are rendered as chat); ``--eval-strategy`` /
+``--eval-serialization`` win.  A dataset in the canonical (``native``
+strategy) rendering has no agent format: the bench defaults are used.
 
 Held-out means: no evaluated case id may appear in the training dataset
 (checked when the dataset is given; such a run is refused).
@@ -12,10 +24,13 @@ Held-out means: no evaluated case id may appear in the training dataset
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -54,9 +69,86 @@ def training_case_ids(dataset: str) -> set[str]:
     return ids
 
 
-def run_bench(model: str, out_dir: Path, ids: str, categories: str, limit: int) -> int:
+@dataclass(frozen=True)
+class EvalFormat:
+    """What the before/after runs send in each goal ("" = the bench's default)."""
+
+    strategy: str = ""
+    serialization: str = ""
+    chat_format: str = ""
+    #: the call syntax the dataset was written in (serialization native): the student's must match
+    native_calls: str = ""
+    #: where the format came from, for the printed line
+    source: str = "bench defaults"
+
+    def bench_args(self) -> list[str]:
+        out = []
+        for flag, value in (("--strategy", self.strategy), ("--serialization", self.serialization),
+                            ("--chat-format", self.chat_format)):
+            if value:
+                out += [flag, value]
+        return out
+
+    def describe(self) -> str:
+        chat = self.chat_format or "(the agent's)"
+        return (f"before/after in strategy {self.strategy or '(bench default)'}, serialization "
+                f"{self.serialization or '(bench default)'}, chat format {chat} ({self.source})")
+
+
+def dataset_formats(dataset: str) -> Counter:
+    """(strategy, serialization, native_calls) of every record of the dataset (train and validation);
+    ("", "", "") for a record in the canonical rendering (no agent format)."""
+    p = Path(dataset)
+    files = [p / "train.jsonl", p / "validation.jsonl"] if p.is_dir() else [p]
+    formats: Counter = Counter()
+    for f in files:
+        if f.is_file():
+            for line in f.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    meta = json.loads(line).get("meta") or {}
+                    strategy = str(meta.get("strategy") or "")
+                    if strategy == "native":
+                        strategy = ""
+                    formats[(strategy, str(meta.get("serialization") or "") if strategy else "",
+                             str(meta.get("native_calls") or "") if strategy else "")] += 1
+    return formats
+
+
+def eval_format(dataset: Optional[str], strategy: str = "", serialization: str = "") -> EvalFormat:
+    """The before/after format: the flags, else the dataset's one rendered format (TrainingError
+    when the dataset mixes formats and the flags do not name one)."""
+    formats = dataset_formats(dataset) if dataset else Counter()
+    rendered = {k: n for k, n in formats.items() if k[0]}
+    if strategy and serialization:
+        chat = "chat" if rendered else ""
+        return EvalFormat(strategy, serialization, chat, source="--eval-strategy/--eval-serialization")
+    if len(formats) > 1:
+        listed = ", ".join(f"{k[0] or 'canonical'}/{k[1] or '-'} {n}" for k, n in formats.most_common())
+        raise TrainingError(f"the dataset's records are in several formats ({listed}): name the before/after "
+                            f"format with --eval-strategy and --eval-serialization")
+    if not rendered:
+        return EvalFormat(strategy, serialization,
+                          source="flags" if strategy or serialization else
+                          "bench defaults: the dataset is in the canonical rendering")
+    (d_strategy, d_serialization, native_calls), = rendered
+    return EvalFormat(strategy or d_strategy, serialization or d_serialization, "chat", native_calls,
+                      source="the format the dataset was rendered in" + (", flags win" if strategy or serialization
+                                                                           else ""))
+
+
+def eval_format_problems(profile: Any, fmt: EvalFormat) -> list[str]:
+    """A native-format dataset written in another call syntax than the student's own."""
+    own = getattr(profile.chat, "native_calls", None)
+    if fmt.serialization == "native" and fmt.native_calls and fmt.native_calls != own:
+        return [f"the dataset is written in the native call syntax {fmt.native_calls}, but {profile.name}'s own "
+                f"is {own or 'none'} (chat.native_calls): rebuild it with slm-agent dataset --native-calls {own}"]
+    return []
+
+
+def run_bench(model: str, out_dir: Path, ids: str, categories: str, limit: int,
+              fmt: EvalFormat = EvalFormat()) -> int:
     cmd = [sys.executable, "-m", "slm_agent.cli", "bench", "--model", model, "--output-dir", str(out_dir),
-           "--no-record", "--no-telemetry", "--no-report", "--quiet"]
+           "--no-record", "--no-telemetry", "--no-report", "--quiet", *fmt.bench_args()]
     if ids:
         cmd += ["--ids", ids]
     else:
@@ -66,9 +158,42 @@ def run_bench(model: str, out_dir: Path, ids: str, categories: str, limit: int) 
     return subprocess.call(cmd)
 
 
+def run_name(run_dir: Path) -> str:
+    """A run directory's model as llm_to_slm_check names it: run.json model_profile.name, else
+    config.model, else the directory's name."""
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    prof = run.get("model_profile") or {}
+    return str(prof.get("name") or (run.get("config") or {}).get("model") or run_dir.name)
+
+
+def copy_cell(run_dir: Path, eval_dir: Path, taken: Sequence[str]) -> Path:
+    """Copy a run directory's run.json, results.jsonl (and params.yaml) to ``eval_dir/<its model>``."""
+    name = run_name(run_dir)
+    if name in taken:
+        raise TrainingError(f"--eval-with {run_dir}: its model {name} is already a cell of this evaluation")
+    cell = eval_dir / name
+    cell.mkdir(parents=True, exist_ok=True)
+    for f in ("run.json", "results.jsonl", "params.yaml"):
+        if (run_dir / f).is_file():
+            shutil.copyfile(run_dir / f, cell / f)
+    return cell
+
+
+def check_cells(base: Path, lora: Path, profile_name: str) -> None:
+    """The two cells name each other as llm_to_slm_check pairs them: base profile P, adapter
+    profile P-lora with model_profile.adapter recorded."""
+    names = (run_name(base), run_name(lora))
+    adapter = (json.loads((lora / "run.json").read_text(encoding="utf-8")).get("model_profile") or {}).get("adapter")
+    if names != (profile_name, f"{profile_name}-lora") or not adapter:
+        raise TrainingError(f"the evaluation cells do not pair up: {base} runs {names[0]}, {lora} runs {names[1]} "
+                            f"(adapter recorded: {bool(adapter)})")
+
+
 def before_after(profile_name: str, out: Path, *, ids: str = "", categories: str = "", limit: int = 0,
-                 scale: float = 1.0, dataset: Optional[str] = None) -> str:
-    """Run base and adapter on the same cases; returns the comparison's Markdown."""
+                 scale: float = 1.0, dataset: Optional[str] = None, strategy: str = "", serialization: str = "",
+                 with_runs: str = "") -> str:
+    """Run base and adapter on the same cases in the dataset's format (see the module text),
+    copy the ``with_runs`` cells beside them; returns the format line and the comparison's Markdown."""
     from slm_agent.bench.compare import compare, write_comparison
     from slm_agent.profiles import load_profile
 
@@ -80,13 +205,22 @@ def before_after(profile_name: str, out: Path, *, ids: str = "", categories: str
         if leaked:
             raise TrainingError(f"evaluation cases are in the training data: {', '.join(sorted(leaked))}")
     profile = load_profile(profile_name)
+    fmt = eval_format(dataset, strategy, serialization)
+    problems = eval_format_problems(profile, fmt)
+    if problems:
+        raise TrainingError(problems[0])
     lora_profile = adapter_profile(profile, adapter, scale, out)
     load_profile(str(lora_profile))  # refuse a broken adapter before starting any node
-    runs = [out / "eval" / "base", out / "eval" / "adapter"]
+    eval_dir = out / "eval"
+    runs = [eval_dir / profile.name, eval_dir / f"{profile.name}-lora"]
     for model, run in ((profile_name, runs[0]), (str(lora_profile), runs[1])):
-        code = run_bench(model, run, ids, categories, limit)
+        code = run_bench(model, run, ids, categories, limit, fmt)
         if code != 0:
             raise TrainingError(f"slm-agent bench --model {model} failed (exit {code}); see {run}/logs")
+    check_cells(runs[0], runs[1], profile.name)
+    for d in (x.strip() for x in with_runs.split(",")):
+        if d:
+            runs.append(copy_cell(Path(d), eval_dir, [r.name for r in runs]))
     cmp = compare([str(r) for r in runs], tokens=False)
-    write_comparison(cmp, out / "eval" / "compare", plots=False)
-    return cmp.markdown
+    write_comparison(cmp, eval_dir / "compare", plots=False)
+    return fmt.describe() + "\n\n" + cmp.markdown

@@ -50,6 +50,21 @@ def _holdout_ok(text: str) -> bool:
     return True
 
 
+def _run_dirs_ok(text: str) -> bool:
+    """Comma-separated run directories, each with run.json and results.jsonl ("" = none)."""
+    return all((Path(d) / "run.json").is_file() and (Path(d) / "results.jsonl").is_file()
+               for d in (x.strip() for x in text.split(",")) if d)
+
+
+def _eval_choices(kind: str) -> tuple[str, ...]:
+    """"" (= the dataset's format) and the agent's strategies or serializations."""
+    if kind == "strategy":
+        from slm_agent.agent.strategies import STRATEGIES as names
+    else:
+        from slm_agent.agent.serializers import SERIALIZERS as names
+    return ("", *names)
+
+
 def option(default: Any, help: str, *, flag: str = "", rule: str = "", check: Any = None,
            choices: Sequence[str] = ()) -> Any:
     """A fine-tuning option declared once: its default, and for ``slm-agent finetune`` its
@@ -101,6 +116,15 @@ class FinetuneOptions:
                                    "training: study = the study's held-out set (training/holdout.py), "
                                    "suite:cat1,cat2:limit, or none", flag="--holdout",
                           rule="'study', 'none' or 'suite:cat1,cat2:limit'", check=lambda v: _holdout_ok(v))
+    eval_strategy: str = option("", "strategy of the before/after run (default: the one the dataset was "
+                                    "rendered in, read from its records)", flag="--eval-strategy",
+                                choices=_eval_choices("strategy"))
+    eval_serialization: str = option("", "serialization of the before/after run (default: the dataset's)",
+                                     flag="--eval-serialization", choices=_eval_choices("serialization"))
+    eval_with: str = option("", "run directories (comma-separated) of the same cases copied into OUTPUT/eval/ "
+                                "as cells beside base and adapter (e.g. the teacher's run), compared with them",
+                            flag="--eval-with", rule="comma-separated run directories with run.json and "
+                                                     "results.jsonl", check=lambda v: _run_dirs_ok(v))
 
     @classmethod
     def flags(cls) -> list[Any]:
