@@ -237,6 +237,13 @@ class OpenAIHttpOptions(_Group):
     #: parsing); parsed calls come back as JSON text lines.  Off by default so
     #: the agent's own prompt strategy decides how tools are presented.
     send_tools: bool = False
+    #: ask for the generated tokens' log-probabilities (chat: ``logprobs`` +
+    #: ``top_logprobs: 2``; completions: ``logprobs: 2``) for the confidence
+    #: signals of issue 26 (``min_logprob``, ``top_margin``; NaN when the server
+    #: sends none).  Off by default: llama-cpp-python's own server refuses the
+    #: request unless it was started with ``--logits_all true``; vLLM,
+    #: llama-server and trtllm-serve answer it.
+    logprobs: bool = False
     #: merged into every request body (e.g. ``chat_template_kwargs``).
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)

@@ -73,6 +73,7 @@ import numpy as np
 
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
 from slm_agent.engines._streaming import StopFilter
+from slm_agent.engines.confidence import Confidence
 from slm_agent.engines.llama_seq import SharedContext, SharedSeq, SoloSeq
 from slm_agent.engines.threads import ThreadPolicy, machine_key, thread_policy, usable_cpus
 from slm_agent.profiles import Profile
@@ -496,11 +497,13 @@ class LlamaCppEngine(Engine):
         n = 0
         first_perf = None
         spec = _SpecStats()
+        conf = Confidence()   # from the rows the tokens are picked from (engines/confidence.py)
         if self._greedy(request):
             gen: Iterator[int] = self._generate_greedy(tokens, predicted, starts, grammar, spec,
-                                                       _Lazy.of(request, grammar))
+                                                       _Lazy.of(request, grammar), conf)
         else:
-            gen = self._generate_sampled(tokens, predicted, starts, request, grammar, _Lazy.of(request, grammar))
+            gen = self._generate_sampled(tokens, predicted, starts, request, grammar, _Lazy.of(request, grammar),
+                                         conf)
         try:
             for tok in gen:
                 timer.token()
@@ -563,6 +566,7 @@ class LlamaCppEngine(Engine):
             finish_reason=finish,
             engine_counters=counters,
         )
+        metrics.min_logprob, metrics.top_margin = conf.min_logprob, conf.top_margin
         yield StreamChunk(text=tail, metrics=metrics)
 
     # ------------------------------------------------------------- helpers
@@ -630,7 +634,7 @@ class LlamaCppEngine(Engine):
 
     def _generate_greedy(
         self, tokens: list[int], reuse: int, starts: list[int], grammar: Optional["LlamaGrammar"],
-        spec: "_SpecStats", lazy: Optional["_Lazy"] = None,
+        spec: "_SpecStats", lazy: Optional["_Lazy"] = None, conf: Optional[Confidence] = None,
     ) -> Iterator[int]:
         """Greedy decoding, optionally constrained, with prompt-lookup drafts.
 
@@ -654,6 +658,8 @@ class LlamaCppEngine(Engine):
             while True:
                 if tok < 0:
                     raise EngineError("llama_cpp: no token satisfies the grammar")
+                if conf is not None:
+                    conf.observe(row, tok)
                 self._accept(gram, tok)
                 yield tok
                 history.append(tok)
@@ -664,14 +670,18 @@ class LlamaCppEngine(Engine):
                     spec.steps += 1
                     spec.drafted += len(drafts)
                 j = 0
-                tok = self._pick_greedy(rows[0], gram, spec)
+                row = rows[0]
+                tok = self._pick_greedy(row, gram, spec)
                 while j < len(drafts) and tok == drafts[j]:
                     spec.accepted += 1
+                    if conf is not None:
+                        conf.observe(row, tok)
                     self._accept(gram, tok)
                     yield tok
                     history.append(tok)
                     j += 1
-                    tok = self._pick_greedy(rows[j], gram, spec)
+                    row = rows[j]
+                    tok = self._pick_greedy(row, gram, spec)
                 if j < len(drafts):  # drafts[j:] were wrong: forget their KV cells (the last row is theirs)
                     seq.truncate(seq.n_tokens - (len(drafts) - j))
         finally:
@@ -739,7 +749,7 @@ class LlamaCppEngine(Engine):
 
     def _generate_sampled(
         self, tokens: list[int], reuse: int, starts: list[int], request: ChatRequest,
-        grammar: Optional["LlamaGrammar"], lazy: Optional["_Lazy"] = None,
+        grammar: Optional["LlamaGrammar"], lazy: Optional["_Lazy"] = None, conf: Optional[Confidence] = None,
     ) -> Iterator[int]:
         """Sampling with llama.cpp's sampler chain, the grammar (if any)
         applied lazily (see module doc).
@@ -765,6 +775,8 @@ class LlamaCppEngine(Engine):
                 tok = self._sample_lazy(chain.sampler, gram)
                 if tok < 0:
                     raise EngineError("llama_cpp: no token satisfies the grammar")
+                if conf is not None:   # the row the sampler read (still live: nothing evaluated since)
+                    conf.observe(self._seq.last_row(copy=False), tok)
                 yield tok
                 if lazy is not None:
                     gram = lazy.step(self, gram, self._piece(tok))

@@ -34,6 +34,7 @@ import os
 import time
 from typing import Any, Iterator, Optional
 
+from slm_agent.coerce import num
 from slm_agent.engines.base import ChatRequest, Engine, EngineError, StreamChunk, StreamTimer
 from slm_agent.profiles import Profile
 
@@ -105,11 +106,15 @@ class OpenAIHttpEngine(Engine):
         if request.prompt is not None:
             url = f"{self.base_url}/completions"
             body["prompt"] = request.prompt
+            if o.logprobs:
+                body["logprobs"] = 2
         else:
             if not request.messages:
                 raise EngineError("openai_http: ChatRequest has neither prompt nor messages")
             url = f"{self.base_url}/chat/completions"
             body["messages"] = request.messages
+            if o.logprobs:
+                body["logprobs"], body["top_logprobs"] = True, 2
             if request.tools and o.send_tools:
                 body["tools"] = request.tools
             if self.profile.chat.template_kwargs:
@@ -204,6 +209,7 @@ class OpenAIHttpEngine(Engine):
             finish_reason=state.finish_reason or "",
             engine_counters=state.counters(timer.tokens),
         )
+        metrics.min_logprob, metrics.top_margin = state.min_logprob, state.top_margin
         yield StreamChunk(text=tail, metrics=metrics)
 
 
@@ -218,6 +224,35 @@ class _StreamState:
         self.events = 0
         self.reasoning_chars = 0
         self.tool_calls: dict[int, dict[str, str]] = {}
+        #: confidence from the server's logprobs (engines/confidence.py's meaning; NaN: none sent)
+        self.min_logprob = math.nan
+        self.top_margin = math.nan
+        self._logprob_tokens = 0
+
+    def _logprobs(self, lp: Any) -> None:
+        """Fold one choice's ``logprobs`` (chat: ``content[]`` entries with ``logprob`` and
+        ``top_logprobs``; completions: ``token_logprobs`` and ``top_logprobs`` maps)."""
+        if not isinstance(lp, dict):
+            return
+        entries: list[tuple[Any, list[Any]]] = []
+        if isinstance(lp.get("content"), list):
+            for e in lp["content"]:
+                if isinstance(e, dict):
+                    tops = [t.get("logprob") for t in e.get("top_logprobs") or [] if isinstance(t, dict)]
+                    entries.append((e.get("logprob"), tops))
+        elif isinstance(lp.get("token_logprobs"), list):
+            tops_all = lp.get("top_logprobs") or []
+            for i, value in enumerate(lp["token_logprobs"]):
+                top = tops_all[i] if i < len(tops_all) and isinstance(tops_all[i], dict) else {}
+                entries.append((value, list(top.values())))
+        for value, tops in entries:
+            v = num(value)
+            if self._logprob_tokens == 0:
+                ps = sorted((math.exp(t) for t in map(num, tops) if math.isfinite(t)), reverse=True)
+                self.top_margin = ps[0] - ps[1] if len(ps) >= 2 else math.nan
+            self._logprob_tokens += 1
+            if math.isfinite(v) and not (v >= self.min_logprob):
+                self.min_logprob = v
 
     def feed(self, line: str, url: str, timer: StreamTimer) -> list[str]:
         line = line.rstrip("\r")
@@ -251,6 +286,8 @@ class _StreamState:
         for choice in payload.get("choices") or []:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+            if choice.get("logprobs"):
+                self._logprobs(choice["logprobs"])
             if "delta" in choice:
                 delta = choice.get("delta") or {}
                 text = delta.get("content") or ""
