@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from slm_agent.bench.escalation import cascade_summary, counts_text
 from slm_agent.bench.report import (NA, NA_POWER, ReportError, _fmt, _table, aggregate, find_bag, group, is_bag,
                                     load_run, skipped_section, skipped_text)
 from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, num, read_json, read_results_checked
@@ -322,6 +323,9 @@ class Comparison:
     ttft_ms: list[list[float]] = field(default_factory=list)
     #: one row per cell x power mode x category
     categories: list[dict[str, Any]] = field(default_factory=list)
+    #: one row per cell x power mode whose records carry per-step data (the cascade, issue 26:
+    #: bench/escalation.py's cascade_summary); empty for runs recorded without it
+    cascade: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _ci(r: dict[str, Any]) -> str:
@@ -354,6 +358,7 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
     ttft_ms: list[list[float]] = []
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     cat_rows: list[dict[str, Any]] = []
+    cascade_rows: list[dict[str, Any]] = []
     for cell in cells:
         spec, tok = None, None
         if tokens and cell.records:
@@ -371,6 +376,9 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
                             if math.isfinite(t)])
             outcomes[(cell.name, mode)] = {r["case_id"]: bool(r.get("passed")) for r in recs}
             cat_rows += category_rows(cell.name, mode, recs)
+            summary = cascade_summary(recs)
+            if summary is not None:
+                cascade_rows.append({"cell": cell.name, "power_mode": mode, **summary})
     pairs = []
     keys = list(outcomes)
     for i, ka in enumerate(keys):
@@ -382,8 +390,28 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
     adjust_p_values(pairs, p_adjust)
     skipped = {c.name: c.skipped_lines for c in cells if c.skipped_lines}
-    return Comparison(rows, pairs, render_markdown(cells, rows, pairs, p_adjust, cat_rows) + skipped_section(skipped),
-                      p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped, categories=cat_rows)
+    markdown = render_markdown(cells, rows, pairs, p_adjust, cat_rows) + cascade_section(cascade_rows)
+    return Comparison(rows, pairs, markdown + skipped_section(skipped),
+                      p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped, categories=cat_rows,
+                      cascade=cascade_rows)
+
+
+def cascade_section(rows: Sequence[dict[str, Any]]) -> str:
+    """The cascade table (issue 26), only where runs recorded per-step data ("" otherwise, so a
+    comparison of runs without it reads exactly as before)."""
+    if not rows:
+        return ""
+    lines = ["", "## Cascade: steps escalated to the fallback model", ""]
+    lines += _table(["Cell", "Power mode", "LLM steps", "Escalated steps", "Cases escalated", "Triggers",
+                     "LLM calls by model", "Wall s/case (mean)", "Tokens/case (mean)"],
+                    [[r["cell"], r["power_mode"], str(r["steps"]),
+                      f"{r['steps_escalated']} ({_fmt(100 * r['escalated_share'])} %)",
+                      f"{r['cases_escalated']}/{r['cases']}", counts_text(r["triggers"]),
+                      counts_text(r["calls_by_model"]), _fmt(r["wall_s_per_case"], 2), _fmt(r["tokens_per_case"])]
+                     for r in rows])
+    lines += ["", "Tokens/case: prompt + output tokens of every LLM call of a case, the primary's discarded "
+              "calls included."]
+    return "\n".join(lines) + "\n"
 
 
 def category_rows(cell: str, mode: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -539,7 +567,12 @@ def write_comparison(cmp: Comparison, out_dir: os.PathLike | str, plots: bool = 
     md = out / "compare.md"
     md.write_text(cmp.markdown, encoding="utf-8")
     cmp.files["markdown"] = md
-    for name, rows in (("compare.csv", cmp.rows), ("pairs.csv", cmp.pairs), ("categories.csv", cmp.categories)):
+    cascade = [{**r, "triggers": counts_text(r["triggers"]), "calls_by_model": counts_text(r["calls_by_model"])}
+               for r in cmp.cascade]
+    for name, rows in (("compare.csv", cmp.rows), ("pairs.csv", cmp.pairs), ("categories.csv", cmp.categories),
+                       ("cascade.csv", cascade)):
+        if name == "cascade.csv" and not rows:   # runs without per-step data: no file, as before
+            continue
         path = out / name
         with path.open("w", newline="", encoding="utf-8") as fh:
             if rows:

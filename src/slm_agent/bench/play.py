@@ -72,15 +72,16 @@ class CasePlay:
                energy_j: float, energy_covered_s: float, started_at: float) -> dict[str, Any]:
         """The results.jsonl line of this case (:func:`slm_agent.bench.runner.case_record`
         plus the suite's extra fields; the goal settings the agent reported in force)."""
-        from slm_agent.bench.runner import case_record, reported_settings
+        from slm_agent.bench.runner import case_record, reported_settings, step_records
 
         in_force = reported_settings(o.source for o in self.outcomes if o.source is not None)
+        steps = step_records(o.source for o in self.outcomes if o.source is not None)
         return case_record(config, self.scenario, self.result, power_mode=power_mode, calls=self.calls,
                            metrics=metrics, wall_time_s=wall_time_s, energy_j=energy_j,
                            energy_covered_s=energy_covered_s, started_at=started_at, turns_run=self.turns_run,
                            agent_errors=self.agent_errors, turns=self.planned_turns,
                            extra={"conversation": self.conversation(), **self.fields},
-                           in_force=in_force)
+                           in_force=in_force, steps=steps)
 
 
 def play_case(suite: Suite, scenario: Scenario, ctx: CaseContext, send: SendTurn,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from slm_agent.bench.escalation import cascade_summary, counts_text
 from slm_agent.bench.results import RESULTS_FILE, RUN_FILE, msg_to_dict, num, read_json, read_results_checked
 from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
@@ -410,6 +411,22 @@ def build_report(data: RunData) -> Report:
     lines += _table(["Model", "Power mode", "Cases", "LLM calls", "p50 TTFT ms", "p95 TTFT ms", "J per call",
                      "J per correct answer", "Tokens per case", "Wall s per case", "Wall s total"], det_rows)
     lines.append("")
+
+    cascade_rows = []
+    for (model,), rs in sorted(by_model.items()):
+        c = cascade_summary(rs)
+        if c is not None:
+            cascade_rows.append([model, str(c["steps"]),
+                                 f"{c['steps_escalated']} ({_fmt(100 * c['escalated_share'])} %)",
+                                 f"{c['cases_escalated']}/{c['cases']}", counts_text(c["triggers"]),
+                                 counts_text(c["calls_by_model"]), _fmt(c["wall_s_per_case"], 2),
+                                 _fmt(c["tokens_per_case"])])
+    if cascade_rows:   # issue 26: only runs that recorded per-step models and triggers
+        lines += ["## Cascade", "", "Steps asked again of the fallback model (agent settings fallback_model, "
+                  "escalate_on), by trigger; LLM calls per model (the primary's discarded calls included).", ""]
+        lines += _table(["Model", "LLM steps", "Escalated steps", "Cases escalated", "Triggers", "LLM calls by model",
+                         "Wall s per case", "Tokens per case"], cascade_rows)
+        lines.append("")
 
     failures = [r for r in recs if not r.get("passed")]
     if failures:

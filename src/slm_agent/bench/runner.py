@@ -291,6 +291,26 @@ def goal_settings_in_force(config: Any, reported: Optional[dict[str, str]] = Non
     return {name: reported.get(name) or str(getattr(config, name, "") or "") for name in REPORTED_GOAL_SETTINGS}
 
 
+def step_records(results: Iterable[Any]) -> list[dict[str, Any]]:
+    """Per LLM step of a case's goals (RunTask results, or anything with those attributes),
+    in order: ``{"turn", "step", "model", "trigger"}`` -- the model whose reply the step used
+    and the cascade's trigger that sent it to the fallback ("" = not escalated; issue 26).
+    Empty when the agent reports no steps (the gold agent; interfaces built before issue 26)."""
+    out: list[dict[str, Any]] = []
+    for turn, res in enumerate(results):
+        models = list(getattr(res, "step_models", None) or [])
+        triggers = list(getattr(res, "step_escalations", None) or getattr(res, "step_triggers", None) or [])
+        for step, model in enumerate(models):
+            out.append({"turn": turn, "step": step, "model": str(model),
+                        "trigger": str(triggers[step]) if step < len(triggers) else ""})
+    return out
+
+
+def escalation_totals(steps: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``llm_steps`` and ``steps_escalated`` of a case's :func:`step_records` (issue 26)."""
+    return {"llm_steps": len(steps), "steps_escalated": sum(1 for s in steps if s.get("trigger"))}
+
+
 def metrics_totals(metrics: Iterable[dict[str, Any]]) -> dict[str, float]:
     ms = list(metrics)
     return {
@@ -305,11 +325,14 @@ def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, 
                 energy_j: float, energy_covered_s: float, started_at: float, turns_run: int,
                 agent_errors: list[str], turns: Optional[int] = None,
                 extra: Optional[dict[str, Any]] = None,
-                in_force: Optional[dict[str, str]] = None) -> dict[str, Any]:
+                in_force: Optional[dict[str, str]] = None,
+                steps: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """The results.jsonl line of a case (fields of ScenarioResult plus run labels);
     ``turns`` defaults to the scenario's; ``extra`` (a suite's own fields, e.g.
     reward components) is appended and never replaces a standard field;
-    ``in_force``: the agent's report of its goal settings (:func:`goal_settings_in_force`)."""
+    ``in_force``: the agent's report of its goal settings (:func:`goal_settings_in_force`);
+    ``steps``: per LLM step, the model that answered and the cascade's trigger
+    (:func:`step_records`; written with ``llm_steps``/``steps_escalated`` when the agent reported them)."""
     record = {
         "run_id": config.run_id,
         "suite": scenario.suite,
@@ -337,6 +360,9 @@ def case_record(config: BenchConfig, scenario: Scenario, result: CaseResult, *, 
         "agent_errors": agent_errors,
         **metrics_totals(metrics),
     }
+    if steps:
+        record["steps"] = steps
+        record.update(escalation_totals(steps))
     for key, value in (extra or {}).items():
         record.setdefault(key, value)
     return record

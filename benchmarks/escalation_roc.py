@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Which confidence signal and threshold should escalate a step? (issue 26: measure, do not guess)
+
+Reads the ``results.jsonl`` of one or more runs of the *primary model alone*
+(every call records ``min_logprob`` and ``top_margin`` in its metrics, with or
+without a fallback) and, for each threshold of each signal, counts the steps
+and the cases that ``escalate_on: low_confidence`` with that
+``escalate_signal`` / ``escalate_threshold`` would have escalated:
+
+* true escalations: escalated and wrong (the case failed);
+* false escalations: escalated and right (the fallback's time spent for nothing);
+* missed: wrong and not escalated.
+
+Steps are labelled by their case's verdict (the checkers score cases; a
+single-turn BFCL case is one step); a case is escalated when any of its steps
+is.  A step whose call reported no signal (NaN) is never escalated.  The
+thresholds are every distinct value seen (escalate when the signal is below
+it) and +inf.  The CSV has every row; the table shows ``--rows`` thresholds
+per signal and level, evenly spread over them.
+
+Usage: .venv/bin/python benchmarks/escalation_roc.py RUN_DIR [RUN_DIR...] [--csv PATH] [--rows N]
+(default CSV: escalation_roc.csv in the current directory)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from slm_agent.bench.escalation import SIGNALS, roc_rows  # noqa: E402
+from slm_agent.bench.results import RESULTS_FILE, read_results  # noqa: E402
+
+COLUMNS = ["signal", "threshold", "level", "escalated", "true_escalations", "false_escalations", "missed",
+           "wrong", "right", "no_signal", "tpr", "fpr"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf"
+        return "n/a" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def spread(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """At most ``n`` rows, evenly spaced, the first and the last kept."""
+    if n <= 0 or len(rows) <= n:
+        return list(rows)
+    idx = sorted({round(i * (len(rows) - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
+    return [rows[i] for i in idx]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories (or results.jsonl files)")
+    ap.add_argument("--csv", type=Path, default=Path("escalation_roc.csv"), help="CSV with every row")
+    ap.add_argument("--rows", type=int, default=12, help="thresholds shown per signal and level (0 = all)")
+    args = ap.parse_args(argv)
+    records: list[dict[str, Any]] = []
+    for run in args.runs:
+        path = run / RESULTS_FILE if run.is_dir() else run
+        if not path.exists():
+            print(f"escalation_roc: {path}: no such results file", file=sys.stderr)
+            return 2
+        records += read_results(path)
+    rows = roc_rows(records)
+    with args.csv.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in COLUMNS})
+    steps = sum(r["wrong"] + r["right"] for r in rows[:1])
+    print(f"{len(records)} cases ({sum(1 for r in records if not r.get('passed'))} wrong), {steps} steps "
+          f"from {len(args.runs)} run(s); escalate when the signal < threshold")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + " --- |" * len(COLUMNS))
+    for signal in SIGNALS:
+        for level in ("step", "case"):
+            part = [r for r in rows if r["signal"] == signal and r["level"] == level]
+            for r in spread(part, args.rows):
+                print("| " + " | ".join(_fmt(r[k]) for k in COLUMNS) + " |")
+    print(f"written: {args.csv} ({len(rows)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
