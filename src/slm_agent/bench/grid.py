@@ -15,6 +15,7 @@ Grid file (YAML)::
 
     agent: model               # model | gold
     models: [gemma3-270m-q4km, smollm2-135m-q4_1]
+    fallback_models: []        # cascade (issue 26): the agent's fallback_model per cell; "" = none
     strategies: [direct, react]
     serializations: [json, toon]
     chat_formats: []           # raw | chat per goal; empty = the agent's default
@@ -30,11 +31,15 @@ Grid file (YAML)::
     bench_args: []             # more `slm-agent bench` flags for every cell
     telemetry: {root: /, reader: auto}
 
-Cells are ordered power mode, model, strategy, serialization, chat format,
-constrained, seed (each mode is switched to once; each model is loaded once
-per mode); names are stable (``<model>__<strategy>__<serialization>`` plus
-``__<chat format>``, ``__constrained-<on|off>``, ``__<mode>`` and
-``__seed<N>`` when those axes have values).  ``--shard i/n`` runs cells
+Cells are ordered power mode, model, fallback model, strategy, serialization,
+chat format, constrained, seed (each mode is switched to once; each model
+and fallback pair is loaded once per mode); names are stable
+(``<model>__<strategy>__<serialization>`` plus ``__<chat format>``,
+``__constrained-<on|off>``, ``__<mode>``, ``__seed<N>`` when those axes have
+values and ``__fb-<fallback model>`` for a cell with a fallback, so a grid
+without the ``fallback_models`` axis keeps its cell names and resumes).
+Other cascade settings (``--escalate-on``, ``--escalate-threshold``,
+``--escalate-signal``) go in ``bench_args``.  ``--shard i/n`` runs cells
 ``i-1, i-1+n, ...`` of that order.
 """
 from __future__ import annotations
@@ -54,7 +59,7 @@ import yaml
 
 from slm_agent.bench.results import RESULTS_FILE, num, read_results, write_json_atomic
 
-GRID_KEYS = {"agent", "models", "strategies", "serializations", "chat_formats", "constrained", "power_modes",
+GRID_KEYS = {"agent", "models", "fallback_models", "strategies", "serializations", "chat_formats", "constrained", "power_modes",
              "suite", "categories", "ids", "limit", "seeds", "protocol", "record", "bench_args", "telemetry",
              "case_timeout_s"}
 #: the per-goal switch values of the ``constrained`` axis (agent/goal_options.py's SWITCH_VALUES less "")
@@ -78,11 +83,13 @@ class GridCell:
     seed: int
     chat_format: str = ""     # "" = the agent's default
     constrained: str = ""     # "" | on | off
+    fallback_model: str = ""  # "" = no cascade (issue 26)
 
     @property
-    def agent_key(self) -> tuple[str, str]:
-        """Cells with the same key share one agent node (one model load)."""
-        return self.power_mode, self.model
+    def agent_key(self) -> tuple[str, ...]:
+        """Cells with the same key share one agent node (one model load, and its fallback's)."""
+        return (self.power_mode, self.model, self.fallback_model) if self.fallback_model else (
+            self.power_mode, self.model)
 
     def run_values(self, spec: "GridSpec", out: Path) -> dict[str, Any]:
         """This cell's run settings by name (what :class:`slm_agent.launcher.bench.BenchRun`
@@ -93,6 +100,8 @@ class GridCell:
         values.update({"ids": ",".join(spec.ids)} if spec.ids else {"categories": ",".join(spec.categories)})
         if spec.agent != "gold":
             values["model"] = self.model
+        if self.fallback_model:
+            values["fallback_model"] = self.fallback_model
         if self.chat_format:   # "": the agent's default, nothing sent
             values["chat_format"] = self.chat_format
         if self.constrained:
@@ -132,6 +141,7 @@ def _switch(value: Any) -> str:
 class GridSpec:
     agent: str = "model"
     models: list[str] = field(default_factory=list)
+    fallback_models: list[str] = field(default_factory=list)
     strategies: list[str] = field(default_factory=lambda: [_bench_default("strategy")])
     serializations: list[str] = field(default_factory=lambda: [_bench_default("serialization")])
     chat_formats: list[str] = field(default_factory=list)
@@ -168,8 +178,8 @@ class GridSpec:
         s.agent = str(data.get("agent", "model"))
         if s.agent not in ("model", "gold"):
             errors.append(f"agent: expected model or gold, got {s.agent!r}")
-        for key in ("models", "strategies", "serializations", "chat_formats", "power_modes", "categories", "ids",
-                    "bench_args"):
+        for key in ("models", "fallback_models", "strategies", "serializations", "chat_formats", "power_modes",
+                    "categories", "ids", "bench_args"):
             setattr(s, key, [str(v) for v in _list(data.get(key), key, errors, getattr(s, key))])
         s.chat_formats = [v.strip().lower() for v in s.chat_formats]
         s.constrained = [_switch(v) for v in _list(data.get("constrained"), "constrained", errors)]
@@ -207,7 +217,9 @@ class GridSpec:
             errors.append("models: at least one model profile (or agent: gold)")
         if s.agent == "gold":
             s.models = ["gold"]
-        for key in ("models", "strategies", "serializations", "chat_formats", "constrained", "power_modes", "seeds"):
+            if any(s.fallback_models):
+                errors.append("fallback_models: the gold agent has no fallback (agent: model only)")
+        for key in ("models", "fallback_models", "strategies", "serializations", "chat_formats", "constrained", "power_modes", "seeds"):
             vals = getattr(s, key)
             if len(set(vals)) != len(vals):
                 errors.append(f"{key}: a value is listed twice")
@@ -220,13 +232,14 @@ class GridSpec:
 
     def cells(self) -> list[GridCell]:
         out = []
-        for i, (mode, model, strat, ser, fmt, con, seed) in enumerate(itertools.product(
-                self.power_modes or [""], self.models, self.strategies, self.serializations,
-                self.chat_formats or [""], self.constrained or [""], self.seeds)):
+        for i, (mode, model, fb, strat, ser, fmt, con, seed) in enumerate(itertools.product(
+                self.power_modes or [""], self.models, self.fallback_models or [""], self.strategies,
+                self.serializations, self.chat_formats or [""], self.constrained or [""], self.seeds)):
             parts = ([model, strat, ser] + ([fmt] if fmt else []) + ([f"constrained-{con}"] if con else [])
-                     + ([mode] if mode else []) + ([f"seed{seed}"] if len(self.seeds) > 1 else []))
+                     + ([mode] if mode else []) + ([f"seed{seed}"] if len(self.seeds) > 1 else [])
+                     + ([f"fb-{fb}"] if fb else []))
             name = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p) for p in parts)
-            out.append(GridCell(i, name, model, strat, ser, mode, seed, fmt, con))
+            out.append(GridCell(i, name, model, strat, ser, mode, seed, fmt, con, fb))
         return out
 
 

@@ -167,7 +167,11 @@ class BenchRun:
             sections[GoldAgentSettings] = {"suite": self.benchmark.suite,
                                            **{n: getattr(self.agent, n) for n in flags[GoldAgentSettings]}}
         else:
-            sections[AgentSettings] = {"model": self.model, "autostart": True,   # as many goals at once as cases
+            # the agent's other run settings (the cascade's, issue 26) where they differ from the default,
+            # so a run without them writes the same parameters file as before
+            own = {n: getattr(self.agent, n) for n in flags[AgentSettings]
+                   if n != "model" and getattr(self.agent, n) != AgentSettings.model_fields[n].default}
+            sections[AgentSettings] = {"model": self.model, "autostart": True, **own,  # as many goals at once as cases
                                        **agent_for_concurrency(self.benchmark.concurrency,
                                                                self.agent.max_queued_goals)}  # type: ignore[union-attr]
         if bag is not None:
@@ -229,7 +233,11 @@ def _profile_problem(model: str) -> list[str]:
 
 
 def _profile_errors(run: BenchRun) -> list[str]:
-    return [] if run.gold else _profile_problem(run.model)
+    if run.gold:
+        return []
+    fallback = run.agent.fallback_model.strip()   # type: ignore[union-attr]
+    return _profile_problem(run.model) + [p.replace("--model:", "--fallback-model:", 1)
+                                          for p in (_profile_problem(fallback) if fallback else [])]
 
 
 def _prompt_errors(run: BenchRun) -> list[str]:

@@ -211,7 +211,8 @@ class GridNodes:
         self.stop_agent()
         cls = GoldAgentSettings if run.gold else AgentSettings
         section = run.params()[cls]   # the values a bench run gives its own agent
-        name = "agent-" + _slug(cell.model) + (f"__{_slug(cell.power_mode)}" if cell.power_mode else "")
+        name = ("agent-" + _slug(cell.model) + (f"__{_slug(cell.power_mode)}" if cell.power_mode else "")
+                + (f"__fb-{_slug(cell.fallback_model)}" if cell.fallback_model else ""))
         params = self.out / "agents" / f"{name}.params.yaml"
         params.parent.mkdir(parents=True, exist_ok=True)
         params.write_text(params_yaml({cls: section}, header="Parameters of a grid's shared agent node "
