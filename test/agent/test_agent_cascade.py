@@ -245,3 +245,39 @@ def test_fallback_renders_with_its_own_strategy_instance(run, tools):
     assert res.step_models[0] == "large"
     assert fallback.requests[0].prompt is None and fallback.requests[0].messages  # chat, not the primary's raw
     assert primary.requests[0].prompt is not None
+
+
+# ----------------------------------------------------------------------------- configure
+
+@pytest.mark.parametrize("fallback, needle", [
+    ("no-such-fallback-profile", "fallback_model 'no-such-fallback-profile': "),
+    ("<missing>", "fallback_model '<missing>': "),
+], ids=["unknown-name", "missing-file"])
+def test_a_fallback_that_cannot_load_fails_configure_in_one_line(tmp_path, fallback, needle):
+    from slm_agent.agent.goal_plan import load_planner
+    from slm_agent.settings import AgentSettings
+
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("name: missing\nmodel: {name: m, path: /nonexistent/missing.gguf}\n"
+                       "backend: {type: llama_cpp}\n", encoding="utf-8")
+    value = fallback.replace("<missing>", str(missing))
+    with pytest.raises(ValueError) as err:
+        load_planner(AgentSettings.parse({"fallback_model": value}))
+    text = str(err.value)
+    assert text.startswith(needle.replace("<missing>", str(missing))) and "\n" not in text, text
+    if fallback == "<missing>":
+        assert "/nonexistent/missing.gguf" in text
+
+
+def test_fallback_plan_renders_the_goal_for_the_fallbacks_profile():
+    from slm_agent.agent.goal_plan import load_planner
+    from slm_agent.settings import AgentSettings
+
+    planner, _label = load_planner(AgentSettings.parse({"fallback_model": "smollm2-135m-q4_1"}))
+    assert planner.fallback is not None and planner.fallback.profile.name == "smollm2-135m-q4_1"
+    plan = planner.plan(strategy="react")
+    # the primary (Gemma base, raw completion) and the fallback (SmolLM2 instruct, chat template) each
+    # render the goal's strategy in their own format
+    assert plan.strategy.name == plan.fallback_strategy.name == "react"
+    assert plan.strategy.chat_format == "raw" and plan.fallback_strategy.chat_format == "chat"
+    assert load_planner(AgentSettings.parse({}))[0].plan().fallback_strategy is None

@@ -261,7 +261,10 @@ BAD_TOOL_SET = "tools:\n  - name: 1bad\n    service: /x\n    type: std_srvs/srv/
     (["serialization:=yaml"], "serialization='yaml': must be one of"),
     (["tool_set:=<bad>"], "'name' must be an identifier"),
     (["max_steps:=many"], "max_steps='many': must be an integer"),
-], ids=["profile", "strategy", "serialization", "tool_set", "param_type"])
+    # the cascade's fallback (issue 26): refused in one line before any model loads
+    (["fallback_model:=no-such-fallback"], "configure failed: fallback_model 'no-such-fallback': "),
+    (["escalate_on:=invalid,sometimes"], "unknown trigger(s) 'sometimes'"),
+], ids=["profile", "strategy", "serialization", "tool_set", "param_type", "fallback_profile", "escalate_on"])
 def test_autostart_with_bad_config_exits_2_with_clear_message(params, expected, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_TOOL_SET, encoding="utf-8")
