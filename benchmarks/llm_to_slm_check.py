@@ -21,7 +21,11 @@ the held-out set (training/holdout.py: ids and questions); the LAST line is the 
 
     student <name>: base A/N, lora B/N, teacher C/N, McNemar p=<p>, train/eval overlap 0
 
-Usage: .venv/bin/python benchmarks/llm_to_slm_check.py results/llm-to-slm [--teacher PROFILE]
+``slm-agent finetune ... --eval-categories ... --eval-with TEACHER_RUN`` writes such an eval/
+directory (OUTPUT/eval/<profile>, OUTPUT/eval/<profile>-lora and the teacher's copied cell);
+``--dataset`` names the dataset directory when it is not DIR/dataset.
+
+Usage: .venv/bin/python benchmarks/llm_to_slm_check.py results/llm-to-slm [--teacher PROFILE] [--dataset DIR]
 """
 from __future__ import annotations
 
@@ -74,16 +78,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", help="results directory (dataset/ and eval/)")
     ap.add_argument("--teacher", default="qwen2.5-coder-1.5b", help="the teacher's profile name")
+    ap.add_argument("--dataset", default="", help="the dataset directory (default DIR/dataset)")
     args = ap.parse_args()
     root = Path(args.dir)
-    if not (root / "eval").is_dir() or not (root / "dataset" / "train.jsonl").is_file():
-        ap.error(f"{root}: expected eval/<cell>/ run directories and dataset/train.jsonl")
+    dataset = Path(args.dataset) if args.dataset else root / "dataset"
+    if not (root / "eval").is_dir() or not (dataset / "train.jsonl").is_file():
+        ap.error(f"{root}: expected eval/<cell>/ run directories and "
+                 f"{dataset / 'train.jsonl' if args.dataset else 'dataset/train.jsonl'}")
     cells = load_cells(root / "eval")
     teacher = [c for c in cells.values() if c["profile"] == args.teacher and not c["adapter"]]
     if len(teacher) != 1:
         ap.error(f"expected one teacher cell (profile {args.teacher}, no adapter), found {len(teacher)}")
     teacher_passed = teacher[0]["passed"]
-    hits, n_train = overlap(root / "dataset", HoldoutSet.load(STUDY_HOLDOUT))
+    hits, n_train = overlap(dataset, HoldoutSet.load(STUDY_HOLDOUT))
     lines = []
     for lora in (c for c in cells.values() if c["adapter"]):
         bases = [c for c in cells.values() if not c["adapter"] and c["profile"] == lora["base"]]

@@ -62,6 +62,7 @@ SLOW_MODULES = {
     "test_bench_grid.py": "runs grids of bench runs with node processes",
     "test_bench_write_failures.py": "bench runs through the real CLI",
     "test_training_lora.py": "fine-tunes a model",
+    "test_llm_to_slm_loop.py": "bench runs through the CLI, fine-tunes and evaluates a model",
     "test_bootstrap.py": "runs the bootstrap in fresh interpreters",
 }
 

@@ -74,7 +74,7 @@ class DatasetReport:
         for (source, kind), n in sorted(self.kept.items()):
             kept.setdefault(source, {})[kind] = n
         return {"read": dict(self.read), "unreadable_lines": self.unreadable, "kept": kept,
-                "kept_because": KEPT_BECAUSE, "formats": dict(self.formats),
+                "kept_because": {src: KEPT_BECAUSE.get(src, "read") for src in kept}, "formats": dict(self.formats),
                 "dropped": self.drops.as_dict(), "dropped_total": self.drops.total(),
                 "normalised": dict(self.fixes), "scrubbed": dict(self.scrubbed), "train": self.train,
                 "validation": self.validation, "clusters": [c.to_json() for c in self.clusters]}
