@@ -175,3 +175,29 @@ def test_eval_with_names_run_directories(tmp_path):
     ds = _formatted(tmp_path, [("direct", "bfcl", "")])
     [line] = _eval_problems(tmp_path, ds, "--eval-with", str(tmp_path / "nope"))
     assert line.startswith("--eval-with: must be comma-separated run directories with run.json and results.jsonl")
+
+
+def test_the_teacher_grid_logs_live_cases_outside_the_held_out_set(tmp_path):
+    """config/grids/teacher.yaml (issue 25): the teacher over BFCL live, about 600 cases per cell,
+    in bfcl, direct and reflact; every cell passes the bench's own checks; no case of it is in the
+    held-out set (ids or questions)."""
+    pytest.importorskip("bfcl_eval", reason="bfcl_eval not installed (pip install --no-deps bfcl-eval==2026.3.23)")
+    from pathlib import Path
+
+    from slm_agent.bench.grid import GridSpec
+    from slm_agent.bench.runner import select_scenarios
+    from slm_agent.launcher.grid import check_grid_cells
+    from slm_agent.training.holdout import STUDY_HOLDOUT, HoldoutSet, fold
+
+    spec = GridSpec.load(Path(__file__).resolve().parents[2] / "config" / "grids" / "teacher.yaml")
+    assert spec.models == ["qwen2.5-coder-1.5b"] and spec.serializations == ["bfcl"]
+    assert spec.strategies == ["direct", "reflact"] and not spec.record
+    assert all(c.startswith("live_") for c in spec.categories) and len(spec.categories) == 6
+    assert check_grid_cells(spec, tmp_path / "grid") == []
+    cases = select_scenarios(spec.suite, spec.categories, [], spec.limit)
+    assert len(cases) == 596
+    held = HoldoutSet.load(STUDY_HOLDOUT)
+    assert not {c.case_id for c in cases} & held.ids
+    questions = {fold(str(m["content"])) for c in cases for turn in c.turns for m in turn
+                 if m.get("role") == "user" and m.get("content")}
+    assert not questions & held.questions
