@@ -219,3 +219,29 @@ def test_an_irrelevance_answer_is_kept_and_a_broken_call_list_is_not():
     assert render(s, "direct", "bfcl")["messages"][-1]["content"] == "None of the functions can compute an integral."
     assert case_sample(_bfcl_record('[str_to_int(value="1"), str_to_int(value="x^3"), str_to_in'), fixes) is None
     assert fixes == {"call-like replies that did not decode removed": 1}
+
+
+@pytest.mark.parametrize("strategy", ["direct", "react", "reflact"])
+@pytest.mark.parametrize("serialization", ["json", "toon", "natural"])
+@pytest.mark.parametrize("layout", ["tools_first", "shared_prefix"])
+def test_the_agents_own_syntaxes_render_what_the_agent_sends_in_the_students_layout(strategy, serialization, layout):
+    """json / toon / natural in chat: replayed through the real AgentLoop (built as the agent node
+    builds it for a profile with that chat.prompt_layout), every request is the rendered
+    conversation before that step."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from loop_agent import Script
+
+    from slm_agent.agent.loop import AgentLoop
+
+    sample = _sample()
+    rec = render(sample, strategy, serialization, prompt_layout=layout)
+    assert rec["meta"]["prompt_layout"] == layout
+    msgs = rec["messages"]
+    steps = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
+    strat = make_strategy(strategy, serialization, "chat", None, 256, prompt_layout=layout)
+    engine = Script([msgs[k]["content"] for k in steps])
+    logged = [m["content"] for m in sample.messages if m["role"] == "tool"]
+    res = AgentLoop(engine, specs_of(sample), _Replay(logged), strategy=strat, max_steps=6).run(
+        messages=[{"role": "user", "content": sample.messages[0]["content"]}])
+    assert res.success and res.final_text == "Battery 80%, visited both points.", res
+    assert [req.messages for req in engine.requests] == [msgs[:k] for k in steps]

@@ -121,11 +121,12 @@ def test_the_study_grid_scores_exactly_the_held_out_set():
 # --------------------------------------------------------------------------- the before/after format
 
 
-def _formatted(tmp_path, formats):
+def _formatted(tmp_path, formats, layout=""):
     ds = tmp_path / "fmt"
     ds.mkdir(exist_ok=True)
     rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
-             "meta": {"strategy": s, "serialization": z, **({"native_calls": n} if n else {})}}
+             "meta": {"strategy": s, "serialization": z, **({"native_calls": n} if n else {}),
+                      **({"prompt_layout": layout} if layout else {})}}
             for i, (s, z, n) in enumerate(formats)]
     (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return ds
@@ -169,6 +170,13 @@ def test_a_native_dataset_in_another_call_syntax_than_the_students_is_refused(tm
     [line] = _eval_problems(tmp_path, ds)      # the default student, Gemma 3 270M: json_list
     assert "native call syntax tool_call_tags" in line and "--native-calls json_list" in line
     assert _eval_problems(tmp_path, _formatted(tmp_path, [("direct", "native", "json_list")])) == []
+
+
+def test_a_dataset_in_another_prompt_layout_than_the_students_is_refused(tmp_path):
+    ds = _formatted(tmp_path, [("direct", "json", "")], layout="tools_first")
+    [line] = _eval_problems(tmp_path, ds)      # every shipped profile prompts in shared_prefix
+    assert "in the order tools_first" in line and "--prompt-layout shared_prefix" in line
+    assert _eval_problems(tmp_path, _formatted(tmp_path, [("direct", "json", "")], layout="shared_prefix")) == []
 
 
 def test_eval_with_names_run_directories(tmp_path):

@@ -44,6 +44,9 @@ class DatasetOptions:
     serialization: str = ""
     #: the student's call syntax for serialization native (its profile's chat.native_calls)
     native_calls: str = ""
+    #: the student's system-prompt order for json/toon/natural (its profile's chat.prompt_layout;
+    #: shared_prefix in every shipped profile)
+    prompt_layout: str = "shared_prefix"
     val_fraction: float = 0.2
     clusters: int = 0
     seed: int = 0
@@ -149,7 +152,7 @@ def sample_format(s: Sample, opts: DatasetOptions) -> tuple[str, str]:
 
 def render_sample(s: Sample, opts: DatasetOptions) -> dict[str, Any]:
     strategy, serialization = sample_format(s, opts)
-    return render(s, strategy, serialization, opts.native_calls or None)
+    return render(s, strategy, serialization, opts.native_calls or None, opts.prompt_layout)
 
 
 def check_native_calls(opts: DatasetOptions, samples: Sequence[Sample]) -> None:

@@ -194,17 +194,21 @@ def render_steps(sample: Sample, strategy: Strategy) -> list[dict[str, Any]]:
 
 
 def render(sample: Sample, strategy: str = NATIVE, serialization: str = "json",
-           native_calls: Optional[str] = None) -> dict[str, Any]:
+           native_calls: Optional[str] = None, prompt_layout: str = "tools_first") -> dict[str, Any]:
     """The JSONL record to train on: ``{"messages", "tools"}`` (plus ``meta``).
 
     ``native_calls``: the student's call syntax for serialization ``native`` (its profile's
-    ``chat.native_calls``); such a record keeps ``tools`` for the chat template (``meta.template_tools``)."""
+    ``chat.native_calls``); such a record keeps ``tools`` for the chat template (``meta.template_tools``).
+    ``prompt_layout``: the student's system-prompt order (its profile's ``chat.prompt_layout``) for the
+    agent's own syntaxes (json, toon, natural; recorded in ``meta.prompt_layout``); the owned formats
+    write their own system prompt."""
     if strategy == NATIVE:
         return {"messages": sample.messages, "tools": sample.tools, "meta": {"source": sample.source, **sample.meta}}
     if serialization == NativeFormat.name and native_calls not in NATIVE_CALLS:
         raise ValueError(f"serialization native needs the student's call syntax (--native-calls: "
                          f"{', '.join(NATIVE_CALLS)}; its profile's chat.native_calls)")
-    strat = make_strategy(strategy, serialization, "chat", None, 256, native_calls=native_calls)
+    strat = make_strategy(strategy, serialization, "chat", None, 256, prompt_layout=prompt_layout,
+                          native_calls=native_calls)
     specs = specs_of(sample)
     if any(s.name == FINAL_ANSWER_TOOL for s in specs):
         raise ValueError(f"a tool may not be named {FINAL_ANSWER_TOOL!r} (reserved by the agent)")
@@ -216,6 +220,8 @@ def render(sample: Sample, strategy: str = NATIVE, serialization: str = "json",
         meta["logged_as"] = f"{logged[0] or ''}/{logged[1] or ''}"
     if serialization == NativeFormat.name:
         meta["native_calls"] = native_calls
+    if strat.call_format is None:   # the agent's own system prompt: its order is the student's
+        meta["prompt_layout"] = prompt_layout
     if request.tools:   # the template writes the tools (native): training must show it the same tools
         meta["template_tools"] = True
     return {"messages": request.messages, "tools": request.tools if request.tools else sample.tools, "meta": meta}

@@ -31,6 +31,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     opts = DatasetOptions(run_dirs=args.run_dirs, toolmind=args.toolmind or [], tau2_domains=args.tau2 or [],
                           tau2_limit=args.tau2_limit, allow_bfcl=args.allow_bfcl, strategy=args.strategy,
                           serialization=args.serialization, native_calls=args.native_calls,
+                          prompt_layout=args.prompt_layout,
                           val_fraction=args.val_fraction,
                           clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub)
     try:
@@ -176,6 +177,7 @@ def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from slm_agent.agent.strategies import PROMPT_LAYOUTS
     from slm_agent.dataset.render import NATIVE_CALLS, RENDER_SERIALIZATIONS, RENDER_STRATEGIES
 
     p = sub.add_parser("dataset", help="build a fine-tuning set (JSONL messages+tools) from runs, ToolMind, tau2 train",
@@ -198,6 +200,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--native-calls", default="", choices=["", *NATIVE_CALLS],
                    help="the student's call syntax for serialization native (its profile's chat.native_calls: "
                         "json_list for gemma3-270m-q4km, tool_call_tags for the Qwen2.5 profiles)")
+    p.add_argument("--prompt-layout", default="shared_prefix", choices=list(PROMPT_LAYOUTS),
+                   help="system-prompt order of json/toon/natural records: the student profile's "
+                        "chat.prompt_layout (default shared_prefix, as in every shipped profile)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
     p.add_argument("--clusters", type=_clusters, default=0, help="number of task clusters (0 = about sqrt(n/2))")
     p.add_argument("--seed", type=int, default=0)

@@ -78,6 +78,8 @@ class EvalFormat:
     chat_format: str = ""
     #: the call syntax the dataset was written in (serialization native): the student's must match
     native_calls: str = ""
+    #: the system-prompt order the dataset was written in (json/toon/natural): the student's must match
+    prompt_layout: str = ""
     #: where the format came from, for the printed line
     source: str = "bench defaults"
 
@@ -96,8 +98,8 @@ class EvalFormat:
 
 
 def dataset_formats(dataset: str) -> Counter:
-    """(strategy, serialization, native_calls) of every record of the dataset (train and validation);
-    ("", "", "") for a record in the canonical rendering (no agent format)."""
+    """(strategy, serialization, native_calls, prompt_layout) of every record of the dataset (train
+    and validation); ("", "", "", "") for a record in the canonical rendering (no agent format)."""
     p = Path(dataset)
     files = [p / "train.jsonl", p / "validation.jsonl"] if p.is_dir() else [p]
     formats: Counter = Counter()
@@ -110,7 +112,8 @@ def dataset_formats(dataset: str) -> Counter:
                     if strategy == "native":
                         strategy = ""
                     formats[(strategy, str(meta.get("serialization") or "") if strategy else "",
-                             str(meta.get("native_calls") or "") if strategy else "")] += 1
+                             str(meta.get("native_calls") or "") if strategy else "",
+                             str(meta.get("prompt_layout") or "") if strategy else "")] += 1
     return formats
 
 
@@ -123,25 +126,31 @@ def eval_format(dataset: Optional[str], strategy: str = "", serialization: str =
         chat = "chat" if rendered else ""
         return EvalFormat(strategy, serialization, chat, source="--eval-strategy/--eval-serialization")
     if len(formats) > 1:
-        listed = ", ".join(f"{k[0] or 'canonical'}/{k[1] or '-'} {n}" for k, n in formats.most_common())
+        listed = ", ".join(f"{k[0] or 'canonical'}/{k[1] or '-'}" + (f" ({k[3]})" if k[3] else "") + f" {n}"
+                           for k, n in formats.most_common())
         raise TrainingError(f"the dataset's records are in several formats ({listed}): name the before/after "
                             f"format with --eval-strategy and --eval-serialization")
     if not rendered:
         return EvalFormat(strategy, serialization,
                           source="flags" if strategy or serialization else
                           "bench defaults: the dataset is in the canonical rendering")
-    (d_strategy, d_serialization, native_calls), = rendered
-    return EvalFormat(strategy or d_strategy, serialization or d_serialization, "chat", native_calls,
+    (d_strategy, d_serialization, native_calls, layout), = rendered
+    return EvalFormat(strategy or d_strategy, serialization or d_serialization, "chat", native_calls, layout,
                       source="the format the dataset was rendered in" + (", flags win" if strategy or serialization
                                                                            else ""))
 
 
 def eval_format_problems(profile: Any, fmt: EvalFormat) -> list[str]:
-    """A native-format dataset written in another call syntax than the student's own."""
+    """A dataset written in another call syntax (native) or system-prompt order (json, toon,
+    natural) than the student's own: the before/after would not be in the trained format."""
     own = getattr(profile.chat, "native_calls", None)
     if fmt.serialization == "native" and fmt.native_calls and fmt.native_calls != own:
         return [f"the dataset is written in the native call syntax {fmt.native_calls}, but {profile.name}'s own "
                 f"is {own or 'none'} (chat.native_calls): rebuild it with slm-agent dataset --native-calls {own}"]
+    layout = getattr(profile.chat, "prompt_layout", "tools_first")
+    if fmt.prompt_layout and fmt.serialization not in ("native", "bfcl") and fmt.prompt_layout != layout:
+        return [f"the dataset's system prompts are in the order {fmt.prompt_layout}, but {profile.name} prompts in "
+                f"{layout} (chat.prompt_layout): rebuild it with slm-agent dataset --prompt-layout {layout}"]
     return []
 
 
