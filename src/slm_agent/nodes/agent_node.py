@@ -18,8 +18,9 @@ Lifecycle (``rclpy.lifecycle``)
     unknown ``strategy``/``serialization``/``chat_format`` fails here),
     loads the tool set (``tool_set``: a name under ``config/tool_sets/`` or a
     YAML path; empty = no tools of its own, goals bring theirs), loads the
-    model profile and engine (``model``) and creates one service client per
-    tool.  Any problem logs ONE error naming it and returns FAILURE: the node
+    model profile and engine (``model``; with ``fallback_model`` a second
+    engine, the cascade's, issue 26: ``agent/cascade.py``) and creates one
+    service client per tool.  Any problem logs ONE error naming it and returns FAILURE: the node
     stays unconfigured and alive (fix the parameter, configure again).
     ``activate`` starts serving goals and enables the ``~/metrics`` and
     ``~/tool_calls`` publishers; ``deactivate`` aborts a running goal
