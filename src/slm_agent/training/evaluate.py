@@ -124,7 +124,9 @@ def eval_format(dataset: Optional[str], strategy: str = "", serialization: str =
     rendered = {k: n for k, n in formats.items() if k[0]}
     if strategy and serialization:
         chat = "chat" if rendered else ""
-        return EvalFormat(strategy, serialization, chat, source="--eval-strategy/--eval-serialization")
+        same = [k for k in rendered if k[:2] == (strategy, serialization)]   # the dataset's syntax/order, if its
+        extra = same[0][2:] if len(same) == 1 else ("", "")
+        return EvalFormat(strategy, serialization, chat, *extra, source="--eval-strategy/--eval-serialization")
     if len(formats) > 1:
         listed = ", ".join(f"{k[0] or 'canonical'}/{k[1] or '-'}" + (f" ({k[3]})" if k[3] else "") + f" {n}"
                            for k, n in formats.most_common())
