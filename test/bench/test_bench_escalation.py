@@ -131,6 +131,9 @@ def test_compare_and_report_show_the_cascade_only_where_runs_have_it(tmp_path):
     section = cmp.markdown.split("## Cascade")[1]
     line = next(ln for ln in section.splitlines() if ln.startswith("| cascade"))
     assert "2 (50.0 %)" in line and "invalid 2" in line and "2/4" in line
+    tokens_table = cmp.markdown.split("## Tokens, time and energy per cell")[1].split("## Cascade")[0]
+    assert "Escalated steps" in tokens_table and "| 50.0 % |" in tokens_table and "| n/a |" in tokens_table
+    assert "Escalated steps" not in compare([plain], tokens=False).markdown
     files = write_comparison(cmp, tmp_path / "cmp2", plots=False).files
     assert "invalid 2" in files["cascade.csv"].read_text()
     report = build_report(load_run(run))

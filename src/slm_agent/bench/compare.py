@@ -390,7 +390,7 @@ def compare(paths: Sequence[os.PathLike | str], *, tokens: bool = True, p_adjust
                 pairs.append({"power_mode": ka[1], "a": ka[0], "b": kb[0], **res})
     adjust_p_values(pairs, p_adjust)
     skipped = {c.name: c.skipped_lines for c in cells if c.skipped_lines}
-    markdown = render_markdown(cells, rows, pairs, p_adjust, cat_rows) + cascade_section(cascade_rows)
+    markdown = render_markdown(cells, rows, pairs, p_adjust, cat_rows, cascade_rows) + cascade_section(cascade_rows)
     return Comparison(rows, pairs, markdown + skipped_section(skipped),
                       p_adjust=p_adjust, ttft_ms=ttft_ms, skipped_lines=skipped, categories=cat_rows,
                       cascade=cascade_rows)
@@ -437,7 +437,8 @@ def _category_table(rows: list[dict[str, Any]], mode: str) -> list[str]:
 
 
 def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
-                    p_adjust: str = "holm", categories: Sequence[dict[str, Any]] = ()) -> str:
+                    p_adjust: str = "holm", categories: Sequence[dict[str, Any]] = (),
+                    cascade: Sequence[dict[str, Any]] = ()) -> str:
     measured = any(math.isfinite(r["energy_j_per_call"]) for r in rows)
     lines = ["# Comparison report", "", f"{len(cells)} runs: " + ", ".join(f"`{c.path}`" for c in cells) + ".",
              "Accuracy with its 95 % Wilson interval; TTFT, prefill and decode are medians over LLM calls.", ""]
@@ -464,14 +465,19 @@ def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[d
     else:
         lines.append("No two runs share cases.")
     lines += ["", "## Tokens, time and energy per cell", ""]
+    # the cascade's escalated share (issue 26): a column only when some run recorded per-step data
+    share = {(c["cell"], c["power_mode"]): c["escalated_share"] for c in cascade}
+    extra = ["Escalated steps"] if share else []
     lines += _table(["Cell", "Power mode", "Prompt tok/call", "Output tok/call", "Reasoning tok/step",
                      "Tool-spec tokens (median)", "First action s (median)", "Wall s/case (median)",
-                     "Energy J/call", "Energy J/correct"],
+                     "Energy J/call", "Energy J/correct", *extra],
                     [[r["cell"], r["power_mode"], _fmt(r["prompt_tokens_per_call"]),
                       _fmt(r["output_tokens_per_call"]), _fmt(r["reasoning_tokens_per_step"]),
                       _fmt(r["toolspec_tokens_median"]),
                       _fmt(r["first_action_s_median"], 2), _fmt(r["wall_s_median"], 2),
                       _energy(r["energy_j_per_call"], measured), _energy(r["energy_j_per_correct"], measured)]
+                     + ([f"{_fmt(100 * share[r['cell'], r['power_mode']])} %"
+                         if (r["cell"], r["power_mode"]) in share else NA] if share else [])
                      for r in rows])
     lines += ["", "Tool-spec tokens: the first-turn tool specs of the cell's cases rendered with its serializer and "
               "counted with its model's own tokenizer (n/a: no GGUF tokenizer, e.g. the gold agent). "
