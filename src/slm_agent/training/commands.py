@@ -81,9 +81,10 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
         load_profile(args.profile)
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line
         problems.append(f"--model: {'; '.join(x.strip() for x in str(exc).splitlines() if x.strip())}")
-    if (args.eval_strategy or args.eval_serialization or args.eval_with) and not (args.eval_ids or args.eval_categories):
+    evaluating = bool(args.eval_ids or args.eval_categories)
+    if (args.eval_strategy or args.eval_serialization or args.eval_with) and not evaluating:
         problems.append("--eval-strategy/--eval-serialization/--eval-with: only with --eval-ids or --eval-categories")
-    if args.eval_ids or args.eval_categories:
+    if evaluating:
         problems += eval_format_input_problems(args)
     if not args.eval_only:
         from slm_agent.training.base_model import TrainingError
