@@ -188,7 +188,7 @@ def _add_grid_parsers(sub) -> None:
     p.add_argument("paths", nargs="+", help="run directories, bags, or a grid directory")
     p.add_argument("--source", choices=["auto", "jsonl", "bag"], default="auto",
                    help="auto: each run's results.jsonl when present, else its bag; bag: the bags alone")
-    p.add_argument("--output", default=None, help="report directory (default FIRST_PATH/compare)")
+    p.add_argument("--output", "--output-dir", dest="output", default=None, help="report directory (default FIRST_PATH/compare)")
     p.add_argument("--no-tokens", action="store_true", help="skip tool-spec token counts (loads each model's vocab)")
     p.add_argument("--p-adjust", choices=["holm", "fdr_bh", "none"], default="holm",
                    help="multiple-comparison adjustment of the McNemar p-values over all pairs (statsmodels "

@@ -129,25 +129,25 @@ class GoalPlanner:
         if dupes:
             raise GoalError(f"goal tools repeat the name(s) {', '.join(dupes)}")
         tools = [t for t in (ts.tools if ts else []) if t.name not in set(names)] + specs
-        try:
-            opts = resolve_goal_options(self.options, self.profile, strategy=strategy, serialization=serialization,
+        def rendered(model: Any) -> tuple[Any, Strategy]:
+            """The goal's prompt settings resolved and rendered for ``model`` (the primary
+            planner, or the fallback's plan: both carry options, profile and max_tokens)."""
+            opts = resolve_goal_options(model.options, model.profile, strategy=strategy, serialization=serialization,
                                         chat_format=chat_format, constrained=constrained)
-            prompt = make_strategy(opts.strategy, opts.serialization, opts.chat_format,
-                                   ts.example if ts else None, self.max_tokens, self.profile.chat.prompt_layout,
-                                   self.profile.chat.native_calls)
+            return opts, make_strategy(opts.strategy, opts.serialization, opts.chat_format,
+                                       ts.example if ts else None, model.max_tokens, model.profile.chat.prompt_layout,
+                                       model.profile.chat.native_calls)
+
+        try:
+            opts, prompt = rendered(self)
         except ValueError as exc:
             raise GoalError(str(exc)) from exc
         fallback = None
         if self.fallback is not None:
-            fb = self.fallback
             try:
-                fb_opts = resolve_goal_options(fb.options, fb.profile, strategy=strategy, serialization=serialization,
-                                               chat_format=chat_format, constrained=constrained)
-                fallback = make_strategy(fb_opts.strategy, fb_opts.serialization, fb_opts.chat_format,
-                                         ts.example if ts else None, fb.max_tokens, fb.profile.chat.prompt_layout,
-                                         fb.profile.chat.native_calls)
+                fallback = rendered(self.fallback)[1]
             except ValueError as exc:
-                raise GoalError(f"fallback model {fb.profile.name}: {exc}") from exc
+                raise GoalError(f"fallback model {self.fallback.profile.name}: {exc}") from exc
         return GoalPlan(tools, prompt, opts, int(max_steps) or self.max_steps, self.envelope(tools), rules,
                         fallback)
 

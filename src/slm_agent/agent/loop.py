@@ -180,6 +180,16 @@ def _repeats_last_step(calls: Sequence[ToolCall], done: Sequence[tuple[ToolCall,
     return sorted(key(c) for c, _ in previous) == sorted(key(c) for c in calls)
 
 
+def _stopped(result: AgentResult, engine_error: str, was_cancelled: bool, *, fallback: bool = False) -> bool:
+    """Ends the goal on an engine error (naming the fallback model when it was the one asked)
+    or a cancellation; True when the caller must return ``result``."""
+    if engine_error:
+        result.error = f"engine error{' (fallback model)' if fallback else ''}: {engine_error}"
+    elif was_cancelled:
+        result.error = "cancelled"
+    return bool(engine_error or was_cancelled)
+
+
 class AgentLoop:
     """Multi-step tool-calling agent over one :class:`Engine`.
 
@@ -405,11 +415,7 @@ class AgentLoop:
                 text, was_cancelled, engine_error = self._ask(strategy, self.engine, transcript, tools, step,
                                                               task_id, "", result, on_event, cancel)
             result.steps = step + 1
-            if engine_error:
-                result.error = f"engine error: {engine_error}"
-                return result
-            if was_cancelled:
-                result.error = "cancelled"
+            if _stopped(result, engine_error, was_cancelled, fallback=bool(trigger and cascade is not None)):
                 return result
             decision = strategy.interpret(text, tools, step=step, constrained=self.constrained)
             if cascade is not None and not trigger:
@@ -421,11 +427,7 @@ class AgentLoop:
                     strategy = cascade.strategy
                     text, was_cancelled, engine_error = self._ask(strategy, cascade.engine, transcript, tools,
                                                                   step, task_id, trigger, result, on_event, cancel)
-                    if engine_error:
-                        result.error = f"engine error (fallback model): {engine_error}"
-                        return result
-                    if was_cancelled:
-                        result.error = "cancelled"
+                    if _stopped(result, engine_error, was_cancelled, fallback=True):
                         return result
                     decision = strategy.interpret(text, tools, step=step, constrained=self.constrained)
             result.step_models.append((cascade.engine if trigger and cascade else self.engine).model)
