@@ -110,7 +110,8 @@ def plan(texts: dict[str, str], config_dir: Path, given: Optional[set[str]] = No
 
         out = overrides["benchmark"].get("output_dir") or _file_value(config_dir, BenchmarkSettings, "output_dir")
         bag = free_bag_dir(Path(out))
-        overrides["benchmark"]["min_subscribers"] = 1       # wait until the recorder is matched
+        overrides["benchmark"]["min_subscribers"] = 1       # first case and first goal wait until
+        overrides["agent"]["min_subscribers"] = 1           # the recorder is matched
     return {"parameters": {node: [str(config_dir / PARAMS_FILES[node]), overrides[node]] for node in PARAMS_FILES},
             "bag": bag, "record_cmd": record_command(bag) if bag is not None else None}
 

@@ -130,6 +130,7 @@ def test_record_uses_a_fresh_bag_folder_and_topics_flag(tmp_path):
     assert cmd[cmd.index("--topics") + 1:] == list(PACKAGE_TOPICS), "topics after --topics (Jazzy), all of them"
     assert not any(t in cmd[:cmd.index("--topics")] for t in PACKAGE_TOPICS), "no positional topics"
     assert plan["parameters"]["benchmark"][1]["min_subscribers"] == 1, "the benchmark waits for the recorder"
+    assert plan["parameters"]["agent"][1]["min_subscribers"] == 1, "and so does the agent's first goal"
     (out / "bag").mkdir(parents=True)     # a resumed run: the first bag is there
     (out / "bag" / "metadata.yaml").write_text("recorded")
     assert module.plan(texts, CONFIG)["bag"] == out / "bag_2"

@@ -19,12 +19,14 @@ def test_a_run_from_values_is_typed_and_labelled():
     assert run.benchmark.model == "m" and run.benchmark.min_subscribers == 1   # recorded: wait for the recorder
     params = run.params(Path("/r/bag"))
     assert params[AgentSettings] == {"model": "m", "autostart": True, "max_parallel_goals": 2,
-                                     "max_queued_goals": 4}
+                                     "max_queued_goals": 4, "min_subscribers": 1}   # its first goal waits too
     assert params[RecorderSettings] == {"output": "/r/bag"} and TelemetrySettings in params
     assert set(params[BenchmarkSettings]) == {*run_flags()[BenchmarkSettings], "model", "min_subscribers"}
     gold = BenchRun.from_values({"delay_s": 0.5}, agent="gold", record=False, telemetry=False)
     assert gold.gold and gold.benchmark.model == "gold" and gold.benchmark.min_subscribers == 0
     assert gold.params()[GoldAgentSettings] == {"suite": "bfcl", "corrupt": False, "delay_s": 0.5}  # the run's suite
+    recorded_gold = BenchRun.from_values({}, agent="gold").params(Path("/r/bag"))[GoldAgentSettings]
+    assert recorded_gold["min_subscribers"] == 1
     assert set(gold.params()) == {BenchmarkSettings, GoldAgentSettings}
 
 

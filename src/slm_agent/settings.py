@@ -257,7 +257,19 @@ def choices_of(kind: str) -> list[str]:
 
 # ------------------------------------------------------------------ nodes
 
-class AgentSettings(NodeSettings):
+class RecordedSettings(NodeSettings):
+    """Settings of a node whose topics a recorder records: wait for it before the first message,
+    so the bag has every case (discovery between two processes can take seconds on a loaded
+    machine; a message published before the match is never delivered to a VOLATILE reader)."""
+
+    min_subscribers: int = setting(0, "before its first case (benchmark: ~/scenarios, ~/results) or goal (agent: "
+                                      "its metrics and tool-call topics), wait until each of those topics has "
+                                      "this many matched subscriptions (a recorder), at most subscriber_wait_s; "
+                                      "slm-agent bench and the launch file set 1 when they record", ge=0)
+    subscriber_wait_s: float = setting(15.0, "how long to wait for min_subscribers", ge=0.0, unit="s")
+
+
+class AgentSettings(RecordedSettings):
     """``agent_node``: everything but ``autostart`` is read at configure."""
 
     NODE: ClassVar[str] = "agent"
@@ -367,7 +379,7 @@ class TelemetrySettings(NodeSettings):
         return self
 
 
-class BenchmarkSettings(NodeSettings):
+class BenchmarkSettings(RecordedSettings):
     """``benchmark_node``: what a run measures (written to run.json)."""
 
     NODE: ClassVar[str] = "benchmark"
@@ -411,10 +423,6 @@ class BenchmarkSettings(NodeSettings):
                                            "run.json)", ge=0.01, le=60.0, unit="s")
     seed: int = setting(0, "seed of Python's RNG in this process (recorded in run.json); tau2: the simulated "
                            "user's seed is seed + trial", run=True)
-    min_subscribers: int = setting(0, "before the first case, wait until ~/scenarios and ~/results each have "
-                                      "this many matched subscriptions (a recorder), at most subscriber_wait_s",
-                                   ge=0)
-    subscriber_wait_s: float = setting(15.0, "how long to wait for min_subscribers", ge=0.0, unit="s")
     power_wait_s: float = setting(5.0, "if power_topic has a publisher, wait this long at start for its "
                                        "first sample", ge=0.0, unit="s")
     allow_different_run: bool = setting(False, "resume into an output_dir whose run.json has another case "
@@ -471,7 +479,7 @@ class RecorderSettings(NodeSettings):
     qos_depth: int = setting(200, "subscription queue depth (reliable, volatile)", ge=1)
 
 
-class GoldAgentSettings(NodeSettings):
+class GoldAgentSettings(RecordedSettings):
     """``gold_agent_node``: answers every goal with the suite's gold calls."""
 
     NODE: ClassVar[str] = "gold_agent"

@@ -134,9 +134,12 @@ class BenchRun:
             raise BenchError(*errors, *(_profile_problem(model.model) if model is not None and agent == "model"
                                         else []))
         label = parsed[AgentSettings].model if agent == "model" else "gold"
-        # with a recorder: start only once it is matched, so the bag has every case
-        bench = parsed[BenchmarkSettings].model_copy(update={"model": label, "min_subscribers": 1 if record else 0})
-        return cls(benchmark=bench, agent=parsed[AgentSettings if agent == "model" else GoldAgentSettings],
+        # with a recorder: the benchmark's first case and the agent's first goal wait for its match,
+        # so the bag has every case and every call
+        recorded = {"min_subscribers": 1 if record else 0}
+        bench = parsed[BenchmarkSettings].model_copy(update={"model": label, **recorded})
+        agent_settings = parsed[AgentSettings if agent == "model" else GoldAgentSettings].model_copy(update=recorded)
+        return cls(benchmark=bench, agent=agent_settings,
                    telemetry=parsed[TelemetrySettings] if telemetry else None, record=record, report=report,
                    quiet=quiet)
 
@@ -163,15 +166,18 @@ class BenchRun:
             BenchmarkSettings: {n: getattr(self.benchmark, n) for n in bench_names}}
         if self.telemetry is not None:
             sections[TelemetrySettings] = {n: getattr(self.telemetry, n) for n in flags[TelemetrySettings]}
+        # recorded: the agent's first goal waits for the recorder too (left out when not recorded)
+        recorded = {"min_subscribers": self.agent.min_subscribers} if self.agent.min_subscribers else {}
         if self.gold:   # the gold agent answers with the run's suite's gold answers
-            sections[GoldAgentSettings] = {"suite": self.benchmark.suite,
+            sections[GoldAgentSettings] = {"suite": self.benchmark.suite, **recorded,
                                            **{n: getattr(self.agent, n) for n in flags[GoldAgentSettings]}}
         else:
             # the agent's other run settings (the cascade's, issue 26) where they differ from the default,
             # so a run without them writes the same parameters file as before
             own = {n: getattr(self.agent, n) for n in flags[AgentSettings]
                    if n != "model" and getattr(self.agent, n) != AgentSettings.model_fields[n].default}
-            sections[AgentSettings] = {"model": self.model, "autostart": True, **own,  # as many goals at once as cases
+            sections[AgentSettings] = {"model": self.model, "autostart": True, **own, **recorded,
+                                       # as many goals at once as cases
                                        **agent_for_concurrency(self.benchmark.concurrency,
                                                                self.agent.max_queued_goals)}  # type: ignore[union-attr]
         if bag is not None:

@@ -123,6 +123,7 @@ from slm_agent.profiles import Profile
 from slm_agent.ros import agent_convert as conv
 from slm_agent.ros.goal_feedback import GoalFeedback
 from slm_agent.ros.goal_queue import CancelFlag, GoalQueue
+from slm_agent.ros.matching import RecorderGate
 from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import shutdown_node, spin_until_shutdown
 from slm_agent.ros.tool_router import ToolRouter
@@ -188,6 +189,7 @@ class AgentNode(LifecycleNode):
         self.power: Optional[PowerLog] = None   # built at configure (energy_max_gap_s)
         self._power_sub = None
         self.pub_metrics = None
+        self._recorder: Optional[RecorderGate] = None
         self.pub_calls = None
         self._metrics_out = MetricsQueue(self._energy_settled, self._publish_call_metrics,
                                          self.get_logger().warning)
@@ -246,6 +248,9 @@ class AgentNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.pub_metrics = self.create_lifecycle_publisher(InferenceMetrics, "~/metrics", 50)
         self.pub_calls = self.create_lifecycle_publisher(ToolCallRecord, "~/tool_calls", 50)
+        # a recorder started with the node sees every call: the first goal waits for its match
+        self._recorder = RecorderGate(settings.min_subscribers, settings.subscriber_wait_s,
+                                      self.get_logger().warning)
         if self._worker_threads != cfg.max_parallel_goals:   # no goal runs while unconfigured
             old, self._worker = self._worker, cf.ThreadPoolExecutor(max_workers=cfg.max_parallel_goals,
                                                                     thread_name_prefix="agent-goal")
@@ -475,6 +480,8 @@ class AgentNode(LifecycleNode):
         if cancel.is_set() or cfg is None or not self._active:
             return self._end(goal_handle, RunTask.Result(), "cancelled before it started"
                              if goal_handle.is_cancel_requested else "agent is not active")
+        if self._recorder is not None:
+            self._recorder.wait((self.pub_metrics, self.pub_calls), "~/metrics, ~/tool_calls", cancel.is_set)
         try:
             plan = self._plan(cfg, goal)
         except GoalError as exc:

@@ -85,6 +85,7 @@ from slm_agent.msg import PowerState, ScenarioResult, ToolSpec
 from slm_agent.msg import Scenario as ScenarioMsg
 from slm_agent.ros import agent_convert as conv
 from slm_agent.ros.clients import RaceFreeActionClient, wait_future
+from slm_agent.ros.matching import matched_counts, wait_for_subscriptions
 from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import SpinThread, shutdown_node
 from slm_agent.settings import BenchmarkSettings, SettingsError
@@ -329,16 +330,11 @@ class BenchmarkNode(Node):
             time.sleep(0.05)
 
     def _wait_for_subscribers(self) -> None:
-        if self.min_subscribers <= 0:
-            return
-        end = time.monotonic() + self.subscriber_wait_s
         pubs = (self.pub_scenarios, self.pub_results)
-        while time.monotonic() < end and not self._interrupted():
-            if all(p.get_subscription_count() >= self.min_subscribers for p in pubs):
-                return
-            time.sleep(0.05)
-        self.get_logger().warning(f"only {[p.get_subscription_count() for p in pubs]} subscriptions matched on "
-                                  f"~/scenarios, ~/results after {self.subscriber_wait_s:g} s; starting anyway")
+        if not wait_for_subscriptions(pubs, self.min_subscribers, self.subscriber_wait_s, self._interrupted) \
+                and not self._interrupted():
+            self.get_logger().warning(f"only {matched_counts(pubs)} subscriptions matched on ~/scenarios, "
+                                      f"~/results after {self.subscriber_wait_s:g} s; starting anyway")
 
     def _flush_publishers(self) -> None:
         """Wait until subscribers (a recorder) acknowledged everything, so exiting loses nothing."""

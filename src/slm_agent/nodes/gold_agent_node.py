@@ -41,6 +41,7 @@ from slm_agent.bench.runner import parse_task_id
 from slm_agent.bench.suite import get_suite
 from slm_agent.msg import ChatMessage, InferenceMetrics, ToolCall, ToolCallRecord, ToolResult
 from slm_agent.ros.clients import ServiceCallError, wait_future
+from slm_agent.ros.matching import RecorderGate
 from slm_agent.ros.params import declare_settings, read_settings
 from slm_agent.ros.runtime import run_node
 from slm_agent.settings import GoldAgentSettings, SettingsError
@@ -73,6 +74,8 @@ class GoldAgentNode(Node):
         self._call_seq = 0
         self.pub_metrics = self.create_publisher(InferenceMetrics, p.metrics_topic, 50)
         self.pub_calls = self.create_publisher(ToolCallRecord, p.tool_calls_topic, 50)
+        self._recorder = RecorderGate(p.min_subscribers, p.subscriber_wait_s, self.get_logger().warning)
+        self._recorded_names = f"{p.metrics_topic}, {p.tool_calls_topic}"
         self.server = ActionServer(self, RunTask, p.action_name, self._execute,
                                    goal_callback=lambda _g: GoalResponse.ACCEPT,
                                    cancel_callback=lambda _g: CancelResponse.ACCEPT,
@@ -144,6 +147,7 @@ class GoldAgentNode(Node):
 
     def _execute(self, goal_handle) -> RunTask.Result:
         clients: dict[str, Any] = {}
+        self._recorder.wait((self.pub_metrics, self.pub_calls), self._recorded_names)
         try:
             return self._execute_goal(goal_handle, clients)
         finally:
