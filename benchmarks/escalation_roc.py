@@ -18,7 +18,12 @@ thresholds are every distinct value seen (escalate when the signal is below
 it) and +inf.  The CSV has every row; the table shows ``--rows`` thresholds
 per signal and level, evenly spread over them.
 
+It also prints, per signal, the case-level ROC area (how well the signal separates
+wrong cases from right ones; 0.5 = chance) and with ``--max-share`` the threshold
+that escalates the most wrong-minus-right cases within that share of cases.
+
 Usage: .venv/bin/python benchmarks/escalation_roc.py RUN_DIR [RUN_DIR...] [--csv PATH] [--rows N]
+       [--max-share F]
 (default CSV: escalation_roc.csv in the current directory)
 """
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from slm_agent.bench.escalation import SIGNALS, roc_rows  # noqa: E402
+from slm_agent.bench.escalation import SIGNALS, best_threshold, roc_rows, separation_auc  # noqa: E402
 from slm_agent.bench.results import RESULTS_FILE, read_results  # noqa: E402
 
 COLUMNS = ["signal", "threshold", "level", "escalated", "true_escalations", "false_escalations", "missed",
@@ -61,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path, help="run directories (or results.jsonl files)")
     ap.add_argument("--csv", type=Path, default=Path("escalation_roc.csv"), help="CSV with every row")
     ap.add_argument("--rows", type=int, default=12, help="thresholds shown per signal and level (0 = all)")
+    ap.add_argument("--max-share", type=float, default=None, metavar="F",
+                    help="also name, per signal, the case-level threshold with the most true minus false "
+                         "escalations among those escalating at most this share of cases (a time budget: "
+                         "(0.6 * fallback s/case - primary s/case) / fallback s/case for issue 26's goal)")
     args = ap.parse_args(argv)
     records: list[dict[str, Any]] = []
     for run in args.runs:
@@ -85,6 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             part = [r for r in rows if r["signal"] == signal and r["level"] == level]
             for r in spread(part, args.rows):
                 print("| " + " | ".join(_fmt(r[k]) for k in COLUMNS) + " |")
+    print()
+    print("| signal | ROC area (case) | Mann-Whitney p | wrong cases | right cases |")
+    print("| --- | --- | --- | --- | --- |")
+    for signal in SIGNALS:
+        a = separation_auc(records, signal)
+        print(f"| {signal} | {_fmt(a['auc'])} | {_fmt(a['p'])} | {a['wrong']} | {a['right']} |")
+    if args.max_share is not None:
+        print()
+        print(f"best case-level threshold escalating at most {args.max_share:.0%} of cases:")
+        for signal in SIGNALS:
+            b = best_threshold(rows, signal, args.max_share)
+            print(f"  {signal}: " + ("none fits" if b is None else
+                                      f"< {_fmt(b['threshold'])}: {b['escalated']} cases escalated, "
+                                      f"{b['true_escalations']} wrong, {b['false_escalations']} right, "
+                                      f"{b['missed']} wrong missed"))
     print(f"written: {args.csv} ({len(rows)} rows)")
     return 0
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slm_agent.bench.escalation import cascade_summary, roc_rows, step_signals
+from slm_agent.bench.escalation import best_threshold, cascade_summary, roc_rows, separation_auc, step_signals
 from slm_agent.bench.runner import escalation_totals, step_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +79,26 @@ def test_roc_counts_true_and_false_escalations():
     assert lowest["escalated"] == 0 and lowest["tpr"] == 0.0
 
 
+def test_separation_auc_is_the_share_of_wrong_right_pairs_ordered():
+    both = separation_auc(PRIMARY_ALONE, "min_logprob")   # wrong b -3.0, c -2.5 (its lowest step); right a -0.1
+    assert (both["auc"], both["wrong"], both["right"]) == (1.0, 2, 1)   # d: no signal, left out
+    mixed = [*PRIMARY_ALONE, _record("e", True, [_metric("e", 0, -2.8, 0.5)])]
+    # pairs (wrong < right): -3<-0.1, -3<-2.8, -2.5<-0.1 yes; -2.5<-2.8 no -> 3 of 4
+    assert separation_auc(mixed, "min_logprob")["auc"] == pytest.approx(0.75)
+    assert 0.0 < separation_auc(mixed, "min_logprob")["p"] <= 1.0
+    assert math.isnan(separation_auc(PRIMARY_ALONE[:1], "top_margin")["auc"]), "no wrong case: no area"
+
+
+def test_best_threshold_buys_the_most_wrong_cases_within_the_budget():
+    rows = roc_rows(PRIMARY_ALONE)
+    two = best_threshold(rows, "min_logprob", 0.5)    # at most 2 of 4 cases: b and c, below -0.2 (the lower tie)
+    assert (two["threshold"], two["true_escalations"], two["false_escalations"]) == (-0.2, 2, 0)
+    one = best_threshold(rows, "min_logprob", 0.25)   # one case: b alone (-3.0 < -2.5)
+    assert (one["threshold"], one["escalated"], one["true_escalations"]) == (-2.5, 1, 1)
+    assert best_threshold(rows, "min_logprob", 0.0)["escalated"] == 0
+    assert best_threshold([], "min_logprob", 1.0) is None
+
+
 def test_cascade_summary_shares_and_absence():
     assert cascade_summary(PRIMARY_ALONE) is None   # no per-step data: no cascade figures
     recs = [_record("a", True, [_metric("a", 0, -3.0, 0.1), _metric("a", 0, -0.1, 0.9, "large", "low_confidence")],
@@ -110,6 +130,11 @@ def test_script_prints_the_table_and_writes_every_row(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(roc_rows(PRIMARY_ALONE)) and rows[0]["signal"] == "min_logprob"
     assert {r["threshold"] for r in rows if r["signal"] == "top_margin"} >= {"0.1", "0.9", "inf"}
+    assert "| min_logprob | 1 | " in res.stdout, "the ROC area table"
+    budget = subprocess.run([sys.executable, str(SCRIPT), str(run), "--csv", str(out), "--max-share", "0.25"],
+                            capture_output=True, text=True, timeout=120)
+    assert budget.returncode == 0, budget.stderr
+    assert "min_logprob: < -2.5: 1 cases escalated, 1 wrong, 0 right, 1 wrong missed" in budget.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nothing"), "--csv", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such results file" in bad.stderr

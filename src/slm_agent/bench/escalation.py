@@ -14,7 +14,10 @@ rules that read them are written once:
   A step is labelled by its case's verdict (the checkers score cases, not
   steps; for single-turn BFCL a case is one step), and a case would be
   escalated when any of its steps would be.  A step without the signal (NaN)
-  is never escalated, as in the cascade itself.
+  is never escalated, as in the cascade itself;
+* :func:`separation_auc` and :func:`best_threshold` -- which signal separates right from
+  wrong (ROC area, Mann-Whitney), and which threshold buys the most under a budget of
+  escalated cases.
 
 Plain Python.
 """
@@ -140,4 +143,43 @@ def roc_rows(records: Sequence[dict[str, Any]], signals: Sequence[str] = SIGNALS
     return rows
 
 
-__all__ = ["SIGNALS", "cascade_summary", "counts_text", "roc_rows", "step_signals"]
+def case_signal(record: dict[str, Any], signal: str) -> float:
+    """A case's lowest value of ``signal`` over its steps (the one a case-level threshold
+    meets first); NaN when no step reported it."""
+    finite = [st[signal] for st in step_signals(record) if math.isfinite(st[signal])]
+    return min(finite) if finite else math.nan
+
+
+def separation_auc(records: Sequence[dict[str, Any]], signal: str) -> dict[str, Any]:
+    """How well ``signal`` separates wrong cases from right ones: the area under the ROC curve
+    of "escalate below t" at the case level, P(a wrong case's signal < a right case's), ties
+    half, computed as the Mann-Whitney U statistic (scipy) over the cases with the signal;
+    0.5 = no better than chance.  Also the two-sided p-value of that test."""
+    from scipy.stats import mannwhitneyu
+
+    wrong = [v for r in records if not r.get("passed") and math.isfinite(v := case_signal(r, signal))]
+    right = [v for r in records if r.get("passed") and math.isfinite(v := case_signal(r, signal))]
+    if not wrong or not right:
+        return {"signal": signal, "auc": math.nan, "p": math.nan, "wrong": len(wrong), "right": len(right)}
+    res = mannwhitneyu(right, wrong, alternative="two-sided")   # U of right: pairs where right > wrong
+    return {"signal": signal, "auc": float(res.statistic) / (len(wrong) * len(right)), "p": float(res.pvalue),
+            "wrong": len(wrong), "right": len(right)}
+
+
+def best_threshold(rows: Sequence[dict[str, Any]], signal: str, max_share: float,
+                   level: str = "case") -> Optional[dict[str, Any]]:
+    """The row of ``signal`` at ``level`` that escalates at most ``max_share`` of the units and,
+    within that, the most true escalations net of false ones (ties: fewer escalated, then the
+    lower threshold).  Why this rule: an escalated case costs the fallback's time whether it was
+    wrong or right, and only a wrong one can gain, so under a time budget (``max_share``) the
+    best threshold buys the most wrong-minus-right cases.  None when no row fits."""
+    fits = [r for r in rows if r["signal"] == signal and r["level"] == level
+            and r["escalated"] <= max_share * (r["wrong"] + r["right"])]
+    if not fits:
+        return None
+    return max(fits, key=lambda r: (r["true_escalations"] - r["false_escalations"], -r["escalated"],
+                                    -r["threshold"]))
+
+
+__all__ = ["SIGNALS", "best_threshold", "cascade_summary", "case_signal", "counts_text", "roc_rows",
+           "separation_auc", "step_signals"]
