@@ -22,8 +22,11 @@ It also prints, per signal, the case-level ROC area (how well the signal separat
 wrong cases from right ones; 0.5 = chance) and with ``--max-share`` the threshold
 that escalates the most wrong-minus-right cases within that share of cases.
 
+With ``--fallback RUN_DIR`` (the fallback alone on the same single-step cases) it prices every
+threshold: the accuracy and mean wall seconds per case the cascade would give.
+
 Usage: .venv/bin/python benchmarks/escalation_roc.py RUN_DIR [RUN_DIR...] [--csv PATH] [--rows N]
-       [--max-share F]
+       [--max-share F] [--fallback RUN_DIR]
 (default CSV: escalation_roc.csv in the current directory)
 """
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from slm_agent.bench.escalation import SIGNALS, best_threshold, roc_rows, separation_auc  # noqa: E402
+from slm_agent.bench.escalation import SIGNALS, best_threshold, predict_cascade, roc_rows, separation_auc  # noqa: E402
 from slm_agent.bench.results import RESULTS_FILE, read_results  # noqa: E402
 
 COLUMNS = ["signal", "threshold", "level", "escalated", "true_escalations", "false_escalations", "missed",
@@ -51,6 +54,11 @@ def _fmt(v: Any) -> str:
             return "inf"
         return "n/a" if math.isnan(v) else f"{v:.4g}"
     return str(v)
+
+
+def _wall(record: dict[str, Any]) -> float:
+    v = record.get("wall_time_s")
+    return float(v) if isinstance(v, (int, float)) else 0.0
 
 
 def spread(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -70,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also name, per signal, the case-level threshold with the most true minus false "
                          "escalations among those escalating at most this share of cases (a time budget: "
                          "(0.6 * fallback s/case - primary s/case) / fallback s/case for issue 26's goal)")
+    ap.add_argument("--fallback", type=Path, default=None, metavar="RUN_DIR",
+                    help="a run of the fallback alone on the same cases: also print, per threshold, the "
+                         "accuracy and mean wall seconds per case the cascade would give (escalated cases "
+                         "take the fallback's verdict and add its time)")
     args = ap.parse_args(argv)
     records: list[dict[str, Any]] = []
     for run in args.runs:
@@ -109,6 +121,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       f"< {_fmt(b['threshold'])}: {b['escalated']} cases escalated, "
                                       f"{b['true_escalations']} wrong, {b['false_escalations']} right, "
                                       f"{b['missed']} wrong missed"))
+    if args.fallback is not None:
+        path = args.fallback / RESULTS_FILE if args.fallback.is_dir() else args.fallback
+        if not path.exists():
+            print(f"escalation_roc: {path}: no such results file", file=sys.stderr)
+            return 2
+        fallback = read_results(path)
+        print()
+        n = len(records)
+        alone = sum(1 for r in fallback if r.get("passed"))
+        print(f"predicted cascade (low_confidence alone; fallback alone: {alone}/{len(fallback)}, "
+              f"{_fmt(sum(_wall(r) for r in fallback) / max(1, len(fallback)))} s/case):")
+        print("| signal | threshold | escalated cases | accuracy | wall s/case (mean) |")
+        print("| --- | --- | --- | --- | --- |")
+        for signal in SIGNALS:
+            try:
+                pred = predict_cascade(records, fallback, signal)
+            except ValueError as exc:
+                print(f"escalation_roc: {exc}", file=sys.stderr)
+                return 2
+            for r in spread(pred, args.rows):
+                print(f"| {signal} | {_fmt(r['threshold'])} | {r['escalated']} | {r['passed']}/{n} | "
+                      f"{_fmt(r['wall_s_per_case'])} |")
     print(f"written: {args.csv} ({len(rows)} rows)")
     return 0
 

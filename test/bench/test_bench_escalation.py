@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from slm_agent.bench.escalation import best_threshold, cascade_summary, roc_rows, separation_auc, step_signals
+from slm_agent.bench.escalation import (best_threshold, cascade_summary, predict_cascade, roc_rows, separation_auc,
+                                       step_signals)
 from slm_agent.bench.runner import escalation_totals, step_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +100,26 @@ def test_best_threshold_buys_the_most_wrong_cases_within_the_budget():
     assert best_threshold([], "min_logprob", 1.0) is None
 
 
+#: single-step cases of the primary alone and of the fallback alone (a, b, d as above; e right and unsure)
+ONE_STEP = [PRIMARY_ALONE[0], PRIMARY_ALONE[1], PRIMARY_ALONE[3], _record("e", True, [_metric("e", 0, -2.8, 0.5)])]
+FALLBACK_ALONE = [{**_record(c, ok, [_metric(c, 0, -0.1, 0.9, "large")]), "wall_time_s": 5.0}
+                  for c, ok in (("a", True), ("b", True), ("d", False), ("e", False))]
+
+
+def test_predict_cascade_takes_the_fallbacks_verdict_and_adds_its_time():
+    rows = {r["threshold"]: r for r in predict_cascade(ONE_STEP, FALLBACK_ALONE, "min_logprob")}
+    # values: a -0.1 (right), b -3.0 (wrong), d NaN (right, never escalated), e -2.8 (right)
+    assert (rows[-3.0]["escalated"], rows[-3.0]["passed"]) == (0, 3)          # the primary alone
+    assert (rows[-2.8]["escalated"], rows[-2.8]["passed"]) == (1, 4)          # b -> fallback right
+    assert rows[-2.8]["wall_s_per_case"] == pytest.approx((4 * 2.0 + 5.0) / 4)
+    assert (rows[-0.1]["escalated"], rows[-0.1]["passed"]) == (2, 3)          # e too -> fallback wrong
+    assert (rows[math.inf]["escalated"], rows[math.inf]["passed"]) == (3, 3)  # d (no signal) never
+    with pytest.raises(ValueError, match="not in the fallback run"):
+        predict_cascade(ONE_STEP, FALLBACK_ALONE[:2], "min_logprob")
+    with pytest.raises(ValueError, match="more than one LLM step"):
+        predict_cascade(PRIMARY_ALONE, FALLBACK_ALONE + [_record("c", True, [])], "min_logprob")
+
+
 def test_cascade_summary_shares_and_absence():
     assert cascade_summary(PRIMARY_ALONE) is None   # no per-step data: no cascade figures
     recs = [_record("a", True, [_metric("a", 0, -3.0, 0.1), _metric("a", 0, -0.1, 0.9, "large", "low_confidence")],
@@ -135,6 +156,12 @@ def test_script_prints_the_table_and_writes_every_row(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert budget.returncode == 0, budget.stderr
     assert "min_logprob: < -2.5: 1 cases escalated, 1 wrong, 0 right, 1 wrong missed" in budget.stdout
+    priced = subprocess.run([sys.executable, str(SCRIPT), str(_write_run(tmp_path / "one", ONE_STEP)), "--csv",
+                             str(out), "--fallback", str(_write_run(tmp_path / "fb", FALLBACK_ALONE))],
+                            capture_output=True, text=True, timeout=120)
+    assert priced.returncode == 0, priced.stderr
+    assert "fallback alone: 2/4, 5 s/case" in priced.stdout
+    assert "| min_logprob | -2.8 | 1 | 4/4 | 3.25 |" in priced.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nothing"), "--csv", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such results file" in bad.stderr

@@ -73,7 +73,7 @@ class CascadePolicy:
     """Which triggers escalate, and the confidence rule of ``low_confidence``."""
 
     triggers: tuple[str, ...] = ()
-    threshold: float = -2.0
+    threshold: float = -3.3      # the measured default of AgentSettings.escalate_threshold
     signal: str = "min_logprob"
 
     def __post_init__(self) -> None:

@@ -17,7 +17,9 @@ rules that read them are written once:
   is never escalated, as in the cascade itself;
 * :func:`separation_auc` and :func:`best_threshold` -- which signal separates right from
   wrong (ROC area, Mann-Whitney), and which threshold buys the most under a budget of
-  escalated cases.
+  escalated cases;
+* :func:`predict_cascade` -- from runs of each model alone, the accuracy and seconds per case
+  each threshold would give.
 
 Plain Python.
 """
@@ -181,5 +183,42 @@ def best_threshold(rows: Sequence[dict[str, Any]], signal: str, max_share: float
                                     -r["threshold"]))
 
 
-__all__ = ["SIGNALS", "best_threshold", "cascade_summary", "case_signal", "counts_text", "roc_rows",
+def predict_cascade(primary: Sequence[dict[str, Any]], fallback: Sequence[dict[str, Any]], signal: str,
+                    thresholds: Optional[Iterable[float]] = None) -> list[dict[str, Any]]:
+    """What ``low_confidence`` alone would give, per threshold, from a run of the primary alone and
+    one of the fallback alone on the same cases, without running the cascade: a case whose
+    signal is below the threshold takes the fallback's verdict and costs the primary's wall time
+    plus the fallback's; every other case keeps the primary's.  Single-step cases only (the
+    fallback then sees exactly the conversation it saw alone; a multi-step case is refused),
+    cases of both runs matched by id.  Why: the threshold trades accuracy for time, and one run
+    of each model prices every point of that trade; a cascade run checks one point."""
+    by_id = {r["case_id"]: r for r in fallback}
+    missing = [r["case_id"] for r in primary if r["case_id"] not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} case(s) of the primary run are not in the fallback run, "
+                         f"e.g. {missing[0]}")
+    multi = [r["case_id"] for r in primary if len(step_signals(r)) > 1]
+    if multi:
+        raise ValueError(f"{len(multi)} case(s) with more than one LLM step (e.g. {multi[0]}): the fallback "
+                         f"alone did not see the conversation the cascade would give it")
+    values = [case_signal(r, signal) for r in primary]
+    ts = sorted(set(thresholds)) if thresholds is not None else _thresholds(values)
+    n = len(primary)
+    rows = []
+    for t in ts:
+        passed = escalated = 0
+        wall = 0.0
+        for r, v in zip(primary, values):
+            fb = by_id[r["case_id"]]
+            esc = math.isfinite(v) and v < t
+            escalated += esc
+            passed += bool(fb.get("passed") if esc else r.get("passed"))
+            wall += num(r.get("wall_time_s")) + (num(fb.get("wall_time_s")) if esc else 0.0)
+        rows.append({"signal": signal, "threshold": t, "cases": n, "escalated": escalated,
+                     "passed": passed, "accuracy": passed / n if n else math.nan,
+                     "wall_s_per_case": wall / n if n else math.nan})
+    return rows
+
+
+__all__ = ["SIGNALS", "best_threshold", "predict_cascade", "cascade_summary", "case_signal", "counts_text", "roc_rows",
            "separation_auc", "step_signals"]
