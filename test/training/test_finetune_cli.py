@@ -113,9 +113,10 @@ def test_the_study_grid_scores_exactly_the_held_out_set():
 
     from slm_agent.training.holdout import STUDY_HOLDOUT
 
-    grid = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "grids" / "study.yaml").read_text())
-    assert (grid["suite"], tuple(grid["categories"]), grid["limit"]) == \
-        (STUDY_HOLDOUT.suite, STUDY_HOLDOUT.categories, STUDY_HOLDOUT.limit)
+    for stage in ("study.yaml", "study-stage2.yaml"):
+        grid = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "grids" / stage).read_text())
+        assert (grid["suite"], tuple(grid["categories"]), grid["limit"]) == \
+            (STUDY_HOLDOUT.suite, STUDY_HOLDOUT.categories, STUDY_HOLDOUT.limit), stage
 
 
 # --------------------------------------------------------------------------- the before/after format
