@@ -41,19 +41,38 @@ def test_runs_out_or_stops_and_says_so():
     assert wait_for_subscriptions([never], 0, 60.0), "no recorder asked for: no wait"
 
 
-def test_the_gate_waits_once_and_warns_once():
+class _Count:
+    """A publisher whose matched count the test sets."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def get_subscription_count(self) -> int:
+        return self.n
+
+
+def test_the_gate_warns_once_then_rearms_for_the_next_recorder():
     warnings: list[str] = []
+    pub = _Count(0)
     gate = RecorderGate(1, 0.2, warnings.append)
-    never = _Pub(float("inf"))
-    gate.wait([never], "~/metrics")
     t0 = time.monotonic()
-    gate.wait([never], "~/metrics")
-    assert time.monotonic() - t0 < 0.1, "a later goal passes at once"
-    assert len(warnings) == 1 and "~/metrics" in warnings[0] and "0.2 s" in warnings[0]
+    gate.wait([pub], "~/metrics")
+    assert time.monotonic() - t0 >= 0.2 and len(warnings) == 1
+    assert "~/metrics" in warnings[0] and "0.2 s" in warnings[0]
+    t0 = time.monotonic()
+    gate.wait([pub], "~/metrics")
+    assert time.monotonic() - t0 < 0.1 and len(warnings) == 1, "disarmed: a later goal passes at once"
+    pub.n = 1
+    gate.wait([pub], "~/metrics")      # matched: passes, and re-arms
+    pub.n = 0                          # that recorder went (a grid cell ended); the next is not matched yet
+    threading.Timer(0.1, lambda: setattr(pub, "n", 1)).start()
+    t0 = time.monotonic()
+    gate.wait([pub], "~/metrics")
+    assert 0.05 <= time.monotonic() - t0 < 0.2 + 0.1 and len(warnings) == 1, "waited for the new recorder"
     stopped = RecorderGate(1, 60.0, warnings.append)
-    stopped.wait([never], "x", stop=lambda: True)
-    assert len(warnings) == 1, "a cancelled goal is not a timeout"
-    assert not stopped._done, "the next goal waits again"
+    stopped.wait([_Count(0)], "x", stop=lambda: True)
+    assert len(warnings) == 1 and stopped._armed, "a cancelled goal is not a timeout: the next goal waits"
+    assert RecorderGate(0, 60.0, warnings.append).wait([_Count(0)], "x") is None   # no recorder: no wait
 
 
 def test_a_real_publisher_waits_for_a_late_subscription_and_it_gets_the_message():

@@ -38,26 +38,33 @@ def matched_counts(publishers: Iterable[Optional[_Publisher]]) -> list[int]:
 
 
 class RecorderGate:
-    """:func:`wait_for_subscriptions` once per node, before its first message: the first goal
-    waits (the others that arrive meanwhile wait with it); later goals pass at once, also after
-    a wait that ran out (one warning, not one per goal)."""
+    """:func:`wait_for_subscriptions` before a goal publishes, for as long as it helps: a goal
+    passes at once while every topic has its matches; otherwise it waits (goals arriving
+    meanwhile wait with it).  A wait that runs out warns once and disarms the gate, so later
+    goals do not each pay the timeout; the gate re-arms when the matches are there again, so
+    a grid's shared agent waits for each cell's new recorder as it did for the first."""
 
     def __init__(self, count: int, timeout_s: float, warn: Callable[[str], None]) -> None:
         import threading
 
         self.count, self.timeout_s, self._warn = count, timeout_s, warn
         self._lock = threading.Lock()
-        self._done = count <= 0
+        self._armed = count > 0
 
     def wait(self, publishers: Iterable[Optional[_Publisher]], names: str,
              stop: Callable[[], bool] = lambda: False) -> None:
-        if self._done:
+        if self.count <= 0:
             return
+        pubs = [p for p in publishers if p is not None]
         with self._lock:
-            if self._done:
+            if all(p.get_subscription_count() >= self.count for p in pubs):
+                self._armed = True
                 return
-            pubs = list(publishers)
-            if not wait_for_subscriptions(pubs, self.count, self.timeout_s, stop) and not stop():
+            if not self._armed:
+                return
+            if wait_for_subscriptions(pubs, self.count, self.timeout_s, stop):
+                return
+            if not stop():
+                self._armed = False
                 self._warn(f"only {matched_counts(pubs)} subscriptions matched on {names} after "
                            f"{self.timeout_s:g} s; going on (a recorder may miss messages)")
-            self._done = not stop()
