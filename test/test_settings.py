@@ -166,3 +166,24 @@ def test_bad_values_as_flag_lines():
     assert lines == ["--limit: must be an integer (>= 0) (got -3)",
                      "--strategy: must be one of direct, react, reflact (got 'foo')",
                      "--output-dir: must not be empty (got ' ')"]
+
+
+def test_every_settings_help_renders_even_with_a_percent_sign():
+    """argparse %-formats help texts: a description saying "10 %" once crashed `slm-agent bench --help`."""
+    for cls in NODE_SETTINGS.values():
+        ap = argparse.ArgumentParser()
+        add_cli_arguments(ap, cls, list(cls.defaults()))
+        assert "--" in ap.format_help()
+    ap = argparse.ArgumentParser()
+    add_cli_arguments(ap, AgentSettings, ["escalate_threshold"])
+    assert "10 % of cases" in ap.format_help()
+
+
+def test_every_cli_command_prints_its_help():
+    from slm_agent.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"bench", "grid", "compare", "report", "dataset", "finetune"} <= set(sub.choices)
+    for name, p in sub.choices.items():
+        assert p.format_help().startswith("usage:"), name

@@ -575,12 +575,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser, cls: type[NodeSettings], 
     for name in names:
         d = cls.declared(name)
         default = overrides.get(name, d.default)
+        text = d.help().replace("%", "%%")   # argparse %-formats help: "10 %" in a description is text
         if d.type is bool:
             parser.add_argument(d.flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
-                                help=d.help())
+                                help=text)
         else:
             parser.add_argument(d.flag, dest=name, type=_cli_type(d, cls, validate), default=default,
-                                help=d.help().replace(f"default {d.default!r}", f"default {default!r}"),
+                                help=text.replace(f"default {d.default!r}", f"default {default!r}"),
                                 metavar=d.flag.lstrip("-").replace("-", "_").upper())
 
 
