@@ -103,10 +103,12 @@ def test_a_real_publisher_waits_for_a_late_subscription_and_it_gets_the_message(
             sub_node.destroy_node()
 
         th = threading.Thread(target=late_subscriber)
+        t0 = time.monotonic()
         th.start()
         warnings: list[str] = []
         RecorderGate(1, 20.0, warnings.append).wait([pub], "/gate_test/metrics")
-        assert opened.is_set() and not warnings
+        assert time.monotonic() - t0 >= 0.5 and not warnings, "the gate waited for the late subscription"
+        assert opened.wait(10.0)
         pub.publish(String(data="first call"))
         th.join(30)
         assert got == ["first call"], "the first message after the gate reached the late subscriber"

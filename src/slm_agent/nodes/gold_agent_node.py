@@ -147,7 +147,6 @@ class GoldAgentNode(Node):
 
     def _execute(self, goal_handle) -> RunTask.Result:
         clients: dict[str, Any] = {}
-        self._recorder.wait((self.pub_metrics, self.pub_calls), self._recorded_names)
         try:
             return self._execute_goal(goal_handle, clients)
         finally:
@@ -155,6 +154,7 @@ class GoldAgentNode(Node):
                 self.destroy_client(client)
 
     def _execute_goal(self, goal_handle, clients: dict[str, Any]) -> RunTask.Result:
+        self._recorder.wait((self.pub_metrics, self.pub_calls), self._recorded_names)  # before any message
         goal = goal_handle.request
         result = RunTask.Result()
         result.messages = list(goal.messages)
