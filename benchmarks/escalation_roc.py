@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from slm_agent.bench.escalation import SIGNALS, best_threshold, predict_cascade, roc_rows, separation_auc  # noqa: E402
 from slm_agent.bench.results import RESULTS_FILE, read_results  # noqa: E402
+from slm_agent.coerce import num  # noqa: E402
 
 COLUMNS = ["signal", "threshold", "level", "escalated", "true_escalations", "false_escalations", "missed",
            "wrong", "right", "no_signal", "tpr", "fpr"]
@@ -54,11 +55,6 @@ def _fmt(v: Any) -> str:
             return "inf"
         return "n/a" if math.isnan(v) else f"{v:.4g}"
     return str(v)
-
-
-def _wall(record: dict[str, Any]) -> float:
-    v = record.get("wall_time_s")
-    return float(v) if isinstance(v, (int, float)) else 0.0
 
 
 def spread(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -83,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "accuracy and mean wall seconds per case the cascade would give (escalated cases "
                          "take the fallback's verdict and add its time)")
     args = ap.parse_args(argv)
+    if args.max_share is not None and not 0.0 <= args.max_share <= 1.0:
+        ap.error(f"--max-share must be a share of cases from 0 to 1 (got {args.max_share:g})")
     records: list[dict[str, Any]] = []
     for run in args.runs:
         path = run / RESULTS_FILE if run.is_dir() else run
@@ -131,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = len(records)
         alone = sum(1 for r in fallback if r.get("passed"))
         print(f"predicted cascade (low_confidence alone; fallback alone: {alone}/{len(fallback)}, "
-              f"{_fmt(sum(_wall(r) for r in fallback) / max(1, len(fallback)))} s/case):")
+              f"{_fmt(sum(num(r.get('wall_time_s')) for r in fallback) / max(1, len(fallback)))} s/case):")
         print("| signal | threshold | escalated cases | accuracy | wall s/case (mean) |")
         print("| --- | --- | --- | --- | --- |")
         for signal in SIGNALS:

@@ -161,6 +161,9 @@ def test_script_prints_the_table_and_writes_every_row(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert priced.returncode == 0, priced.stderr
     assert "fallback alone: 2/4, 5 s/case" in priced.stdout
+    share = subprocess.run([sys.executable, str(SCRIPT), str(run), "--csv", str(out), "--max-share", "10"],
+                           capture_output=True, text=True, timeout=120)
+    assert share.returncode == 2 and "--max-share must be a share of cases from 0 to 1 (got 10)" in share.stderr
     assert "| min_logprob | -2.8 | 1 | 4/4 | 3.25 |" in priced.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nothing"), "--csv", str(out)],
                          capture_output=True, text=True, timeout=120)

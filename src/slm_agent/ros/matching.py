@@ -8,6 +8,7 @@ tool calls) waits for ``min_subscribers`` matches before its first message
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Iterable, Optional, Protocol
 
@@ -45,8 +46,6 @@ class RecorderGate:
     a grid's shared agent waits for each cell's new recorder as it did for the first."""
 
     def __init__(self, count: int, timeout_s: float, warn: Callable[[str], None]) -> None:
-        import threading
-
         self.count, self.timeout_s, self._warn = count, timeout_s, warn
         self._lock = threading.Lock()
         self._armed = count > 0
