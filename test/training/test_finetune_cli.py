@@ -210,3 +210,90 @@ def test_the_teacher_grid_logs_live_cases_outside_the_held_out_set(tmp_path):
     questions = {fold(str(m["content"])) for c in cases for turn in c.turns for m in turn
                  if m.get("role") == "user" and m.get("content")}
     assert not questions & held.questions
+
+
+# --------------------------------------------------------------------------- --eval-base
+
+
+def _run_dir(path, model="gemma3-270m-q4km", **config):
+    """A run directory as slm-agent bench writes it (run.json config + one result)."""
+    cfg = {"suite": "bfcl", "model": model, "strategy": "direct", "serialization": "bfcl", "chat_format": "chat",
+           "constrained": "", "max_steps": 0, "protocol": "suite", "concurrency": 1, "ids": [],
+           "categories": ["simple_python"], "limit": 0, **config}
+    path.mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({"config": cfg, "model_profile": {"name": model}}))
+    (path / "results.jsonl").write_text(json.dumps({"case_id": "simple_python_0", "passed": True}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("config, text", [
+    ({"model": "qwen2.5-coder-0.5b"}, "it runs qwen2.5-coder-0.5b, not the student gemma3-270m-q4km"),
+    ({"concurrency": 2}, "its concurrency is 2, the before/after runs 1 (--eval-concurrency)"),
+    ({"chat_format": ""}, "its chat_format is 'raw', the before/after runs 'chat'"),   # Gemma 3's default: raw
+    ({"serialization": "json"}, "its serialization is 'json', the before/after runs 'bfcl'"),
+    ({"limit": 20}, "it ran categories simple_python limit 20, the before/after runs categories simple_python"),
+])
+def test_an_eval_base_of_another_run_is_refused_before_training(tmp_path, config, text):
+    """--eval-base (the study's cell as the base) must be the student on the same cases, in the
+    format the dataset was rendered in and at the same concurrency: else seconds per case or
+    verdicts would not compare."""
+    ds = _formatted(tmp_path, [("direct", "bfcl", "")])
+    base = _run_dir(tmp_path / "base", **config)
+    [line] = _eval_problems(tmp_path, ds, "--eval-base", str(base))
+    assert line.startswith(f"--eval-base {base}: ") and text in line
+    assert _eval_problems(tmp_path, ds, "--eval-base", str(_run_dir(tmp_path / "same"))) == []
+    [line] = _eval_problems(tmp_path, ds, "--eval-base", str(tmp_path / "same"), "--eval-concurrency", "0")
+    assert line == "--eval-concurrency: must be an integer >= 1 (got 0)"
+
+
+def test_eval_base_and_concurrency_need_an_evaluation(tmp_path):
+    from slm_agent.cli import build_parser
+    from slm_agent.training.commands import finetune_input_problems
+
+    ds = _formatted(tmp_path, [("direct", "bfcl", "")])
+    problems = finetune_input_problems(build_parser().parse_args(
+        ["finetune", str(ds), "-o", str(tmp_path / "o"), "--eval-concurrency", "2"]))
+    assert problems == ["--eval-strategy/--eval-serialization/--eval-with/--eval-base/--eval-concurrency: "
+                        "only with --eval-ids or --eval-categories"]
+
+
+def test_eval_base_stands_for_the_base_run(tmp_path, monkeypatch):
+    """With --eval-base only the adapter runs (at --eval-concurrency); the base cell is the given
+    run, copied under the student's name; an adapter run that differs from it is refused."""
+    from slm_agent.training import evaluate
+
+    ds = _formatted(tmp_path, [("direct", "bfcl", "")])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "adapter.gguf").write_bytes(b"")
+    import slm_agent.profiles as profiles
+
+    real = profiles.load_profile     # the adapter profile loads as its base (the empty adapter file is no GGUF)
+    monkeypatch.setattr(profiles, "load_profile", lambda name: real("gemma3-270m-q4km") if name.endswith(".yaml")
+                        else real(name))
+    sent = []
+
+    def bench(model, run, ids, categories, limit, fmt, concurrency, **kw):
+        sent.append((model, run.name, concurrency))
+        _run_dir(run, model="gemma3-270m-q4km-lora", concurrency=concurrency, categories=[categories])
+        rj = json.loads((run / "run.json").read_text())
+        rj["model_profile"]["adapter"] = {"path": "adapter.gguf"}
+        (run / "run.json").write_text(json.dumps(rj))
+        return 0
+
+    monkeypatch.setattr(evaluate, "run_bench", bench)
+    base = _run_dir(tmp_path / "study_cell", concurrency=2)
+    table = evaluate.before_after("gemma3-270m-q4km", out, categories="simple_python", dataset=str(ds),
+                                  base_run=str(base), concurrency=2)
+    assert sent == [(str(out / "gemma3-270m-q4km-lora.yaml"), "gemma3-270m-q4km-lora", 2)]
+    copied = out / "eval" / "gemma3-270m-q4km"
+    assert (copied / "results.jsonl").read_text() == (base / "results.jsonl").read_text()
+    assert "gemma3-270m-q4km-lora" in table
+
+    monkeypatch.setattr(evaluate, "run_bench", lambda *a, **k: bench(*a[:6], 1))   # the bench ran otherwise
+    import shutil
+
+    shutil.rmtree(out / "eval")
+    with pytest.raises(evaluate.TrainingError, match=r"differs from the adapter's run .* concurrency \(2 there, 1 now\)"):
+        evaluate.before_after("gemma3-270m-q4km", out, categories="simple_python", dataset=str(ds),
+                              base_run=str(base), concurrency=2)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from slm_agent.training.sft import FinetuneOptions
+from slm_agent.training.sft import FinetuneOptions, _run_dirs_ok
 
 
 def _clusters(text: str) -> int:
@@ -82,8 +82,10 @@ def finetune_input_problems(args: argparse.Namespace) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - ProfileError, YAML errors: one line
         problems.append(f"--model: {'; '.join(x.strip() for x in str(exc).splitlines() if x.strip())}")
     evaluating = bool(args.eval_ids or args.eval_categories)
-    if (args.eval_strategy or args.eval_serialization or args.eval_with) and not evaluating:
-        problems.append("--eval-strategy/--eval-serialization/--eval-with: only with --eval-ids or --eval-categories")
+    if (args.eval_strategy or args.eval_serialization or args.eval_with or args.eval_base
+            or args.eval_concurrency != 1) and not evaluating:
+        problems.append("--eval-strategy/--eval-serialization/--eval-with/--eval-base/--eval-concurrency: "
+                        "only with --eval-ids or --eval-categories")
     if evaluating:
         problems += eval_format_input_problems(args)
     if not args.eval_only:
@@ -119,7 +121,14 @@ def eval_format_input_problems(args: argparse.Namespace) -> list[str]:
         profile = load_profile(args.profile)
     except Exception:  # noqa: BLE001 - reported by the --model check
         return []
-    return eval_format_problems(profile, fmt)
+    problems = eval_format_problems(profile, fmt)
+    if args.eval_base and args.eval_concurrency >= 1 and _run_dirs_ok(args.eval_base):
+        from slm_agent.training.evaluate import base_run_problems
+
+        problems += base_run_problems(args.eval_base, profile, fmt, ids=args.eval_ids,
+                                      categories=args.eval_categories, limit=args.eval_limit,
+                                      concurrency=args.eval_concurrency)
+    return problems
 
 
 def holdout_problems(holdout: str, files: list[Path]) -> list[str]:
@@ -162,7 +171,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             table = before_after(args.profile, Path(args.output), ids=args.eval_ids,
                                  categories=args.eval_categories, limit=args.eval_limit, scale=args.lora_scale,
                                  dataset=args.dataset, strategy=args.eval_strategy,
-                                 serialization=args.eval_serialization, with_runs=args.eval_with)
+                                 serialization=args.eval_serialization, with_runs=args.eval_with,
+                                 base_run=args.eval_base, concurrency=args.eval_concurrency)
             print(table)
     except (TrainingError, ProfileError, ValueError) as exc:
         print(f"slm-agent finetune: {exc}", file=sys.stderr)

@@ -157,9 +157,11 @@ def eval_format_problems(profile: Any, fmt: EvalFormat) -> list[str]:
 
 
 def run_bench(model: str, out_dir: Path, ids: str, categories: str, limit: int,
-              fmt: EvalFormat = EvalFormat()) -> int:
+              fmt: EvalFormat = EvalFormat(), concurrency: int = 1) -> int:
     cmd = [sys.executable, "-m", "slm_agent.cli", "bench", "--model", model, "--output-dir", str(out_dir),
            "--no-record", "--no-telemetry", "--no-report", "--quiet", *fmt.bench_args()]
+    if concurrency != 1:
+        cmd += ["--concurrency", str(concurrency)]
     if ids:
         cmd += ["--ids", ids]
     else:
@@ -190,6 +192,51 @@ def copy_cell(run_dir: Path, eval_dir: Path, taken: Sequence[str]) -> Path:
     return cell
 
 
+def _config(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("config") or {})
+
+
+def base_run_problems(base_run: str, profile: Any, fmt: EvalFormat, *, ids: str, categories: str, limit: int,
+                      concurrency: int) -> list[str]:
+    """Why ``--eval-base`` cannot stand for the base's before/after run (one line each): it must
+    run the student's profile on the same cases, in the same strategy, serialization, effective
+    chat format (raw/chat, as the profile resolves an empty one) and concurrency -- a cell in
+    another format or concurrency would make the before/after an unfair comparison."""
+    from slm_agent.agent.strategies import resolve_chat_format
+    from slm_agent.bench import rundir
+
+    base = Path(base_run)
+    name = run_name(base)
+    if name != profile.name:
+        return [f"--eval-base {base_run}: it runs {name}, not the student {profile.name}"]
+    cfg = _config(base)
+    planned = {"strategy": fmt.strategy or "direct", "serialization": fmt.serialization or "json",
+               "chat_format": resolve_chat_format(fmt.chat_format, profile), "concurrency": concurrency,
+               "ids": [i.strip() for i in ids.split(",") if i.strip()],
+               "categories": [c.strip() for c in categories.split(",") if c.strip()], "limit": limit}
+    there = {"strategy": cfg.get("strategy") or "direct", "serialization": cfg.get("serialization") or "json",
+             "chat_format": resolve_chat_format(str(cfg.get("chat_format") or ""), profile),
+             "concurrency": int(cfg.get("concurrency") or 1)}
+    out = [f"--eval-base {base_run}: its {k} is {there[k]!r}, the before/after runs {planned[k]!r}"
+           + (" (--eval-concurrency)" if k == "concurrency" else "")
+           for k in there if there[k] != planned[k]]
+    if rundir.case_set(cfg) != rundir.case_set({**cfg, **{k: planned[k] for k in ("ids", "categories", "limit")}}):
+        out.append(f"--eval-base {base_run}: it ran {rundir.describe_case_set(cfg)}, the before/after runs "
+                   f"{rundir.describe_case_set(planned)}")
+    return out
+
+
+def same_run_problems(base: Path, lora: Path) -> list[str]:
+    """Differences between the base cell (from ``--eval-base``) and the adapter's run in anything
+    but the model (rundir's identity and measurement settings, the case set)."""
+    from slm_agent.bench import rundir
+
+    before, now = _config(base), _config(lora)
+    before["model"] = now.get("model")
+    diffs, _ = rundir.run_differences(before, now)
+    return diffs
+
+
 def check_cells(base: Path, lora: Path, profile_name: str) -> None:
     """The two cells name each other as llm_to_slm_check pairs them: base profile P, adapter
     profile P-lora with model_profile.adapter recorded."""
@@ -202,9 +249,11 @@ def check_cells(base: Path, lora: Path, profile_name: str) -> None:
 
 def before_after(profile_name: str, out: Path, *, ids: str = "", categories: str = "", limit: int = 0,
                  scale: float = 1.0, dataset: Optional[str] = None, strategy: str = "", serialization: str = "",
-                 with_runs: str = "") -> str:
+                 with_runs: str = "", base_run: str = "", concurrency: int = 1) -> str:
     """Run base and adapter on the same cases in the dataset's format (see the module text),
-    copy the ``with_runs`` cells beside them; returns the format line and the comparison's Markdown."""
+    copy the ``with_runs`` cells beside them; returns the format line and the comparison's Markdown.
+    With ``base_run`` (``--eval-base``) that run directory is the base cell: checked before and
+    after the adapter's run to differ from it only in the model, then copied."""
     from slm_agent.bench.compare import compare, write_comparison
     from slm_agent.profiles import load_profile
 
@@ -218,16 +267,28 @@ def before_after(profile_name: str, out: Path, *, ids: str = "", categories: str
     profile = load_profile(profile_name)
     fmt = eval_format(dataset, strategy, serialization)
     problems = eval_format_problems(profile, fmt)
+    if base_run:
+        problems += base_run_problems(base_run, profile, fmt, ids=ids, categories=categories, limit=limit,
+                                      concurrency=concurrency)
     if problems:
         raise TrainingError(problems[0])
     lora_profile = adapter_profile(profile, adapter, scale, out)
     load_profile(str(lora_profile))  # refuse a broken adapter before starting any node
     eval_dir = out / "eval"
     runs = [eval_dir / profile.name, eval_dir / f"{profile.name}-lora"]
-    for model, run in ((profile_name, runs[0]), (str(lora_profile), runs[1])):
-        code = run_bench(model, run, ids, categories, limit, fmt)
+    todo = [(str(lora_profile), runs[1])] if base_run else [(profile_name, runs[0]), (str(lora_profile), runs[1])]
+    for model, run in todo:
+        code = run_bench(model, run, ids, categories, limit, fmt, concurrency)
         if code != 0:
             raise TrainingError(f"slm-agent bench --model {model} failed (exit {code}); see {run}/logs")
+    if base_run:
+        diffs = same_run_problems(Path(base_run), runs[1])
+        if diffs:
+            raise TrainingError(f"--eval-base {base_run} differs from the adapter's run {runs[1]} in "
+                                + ", ".join(diffs))
+        if runs[0].exists():
+            shutil.rmtree(runs[0])
+        copy_cell(Path(base_run), eval_dir, [runs[1].name])
     check_cells(runs[0], runs[1], profile.name)
     for d in (x.strip() for x in with_runs.split(",")):
         if d:

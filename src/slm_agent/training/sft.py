@@ -125,6 +125,15 @@ class FinetuneOptions:
                                 "as cells beside base and adapter (e.g. the teacher's run), compared with them",
                             flag="--eval-with", rule="comma-separated run directories with run.json and "
                                                      "results.jsonl", check=lambda v: _run_dirs_ok(v))
+    eval_base: str = option("", "a run directory of the base profile on the same cases, in the same format "
+                                "and --eval-concurrency (e.g. the study's cell), used as the base cell instead "
+                                "of running the base again; refused when its run differs from the adapter's "
+                                "in anything but the model", flag="--eval-base",
+                            rule="a run directory with run.json and results.jsonl",
+                            check=lambda v: "," not in v and _run_dirs_ok(v))
+    eval_concurrency: int = option(1, "cases in flight in the before/after runs (slm-agent bench --concurrency; "
+                                      "seconds per case compare only between runs at the same value)",
+                                   flag="--eval-concurrency", rule="an integer >= 1", check=lambda v: v >= 1)
 
     @classmethod
     def flags(cls) -> list[Any]:
