@@ -297,3 +297,17 @@ def test_eval_base_stands_for_the_base_run(tmp_path, monkeypatch):
     with pytest.raises(evaluate.TrainingError, match=r"differs from the adapter's run .* concurrency \(2 there, 1 now\)"):
         evaluate.before_after("gemma3-270m-q4km", out, categories="simple_python", dataset=str(ds),
                               base_run=str(base), concurrency=2)
+
+
+def test_the_training_loss_is_measured_on_a_bounded_seeded_sample():
+    """--loss-examples: the before/after training-set loss costs one forward pass per scored
+    example; a sample of the same N examples both times (in their order) bounds that cost."""
+    from slm_agent.training.sft import FinetuneOptions, loss_sample
+
+    rows = [{"i": i} for i in range(100)]
+    picked = loss_sample(rows, 10, seed=0)
+    assert len(picked) == 10 and picked == sorted(picked, key=lambda r: r["i"])
+    assert picked == loss_sample(rows, 10, seed=0) and picked != loss_sample(rows, 10, seed=1)
+    assert loss_sample(rows, 0, seed=0) == rows and loss_sample(rows[:5], 10, seed=0) == rows[:5]
+    assert FinetuneOptions(loss_examples=-1).problems() == ["--loss-examples: must be an integer >= 0 (0 = all) "
+                                                            "(got -1)"]

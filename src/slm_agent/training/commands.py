@@ -159,7 +159,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             result = None
         else:
             result = finetune(opts)
-            losses = (f"; training-set loss {result.train_loss_before:.3f} -> {result.train_loss_after:.3f}"
+            scored = min(result.examples, opts.loss_examples) if opts.loss_examples else result.examples
+            losses = (f"; training-set loss ({scored} examples) {result.train_loss_before:.3f} -> "
+                      f"{result.train_loss_after:.3f}"
                       if result.train_loss_before is not None else "")
             print(f"trained {result.steps} steps on {result.examples} examples in {result.seconds:.0f} s "
                   f"(QLoRA: {result.qlora}){losses}"
