@@ -4,7 +4,8 @@ Order of work: read every source (:mod:`.rundir`, :mod:`.toolmind`,
 :mod:`.tau2_gold`; each counts what it drops and why), scrub personal data
 (:mod:`.scrub`), de-duplicate (after scrubbing, so records differing only in
 personal data count as duplicates), cluster into tasks and split by cluster
-(:mod:`.cluster`), render (:mod:`.render`), write ``train.jsonl``,
+(:mod:`.cluster`), optionally add declines to unrelated tools
+(:mod:`.irrelevance`), render (:mod:`.render`), write ``train.jsonl``,
 ``validation.jsonl`` and ``report.json`` into the output directory.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from slm_agent.dataset.cluster import Cluster, cluster_samples, split_by_cluster
+from slm_agent.dataset.irrelevance import SOURCE as SYNTH_SOURCE
+from slm_agent.dataset.irrelevance import synthesise_irrelevance
 from slm_agent.dataset.records import Drops, Sample
 from slm_agent.dataset.render import NATIVE, RenderError, render
 from slm_agent.dataset.scrub import Scrubber
@@ -27,7 +30,9 @@ REPORT_FILE = "report.json"
 
 #: why a source's records are kept (report.json ``kept_because``)
 KEPT_BECAUSE = {"rundir": "passed cases of run directories, failed steps and unparsed replies removed",
-                "toolmind": "ToolMind rows, normalised", "tau2": "tau2 train-split tasks, gold actions executed"}
+                "toolmind": "ToolMind rows, normalised", "tau2": "tau2 train-split tasks, gold actions executed",
+                "irrelevance": "synthesised: a kept question with another task cluster's tools (no tool name in "
+                               "common), the reply declines (--irrelevance-share)"}
 WITH_CALLS = "with tool calls"
 ANSWER_ONLY = "answer without a call"
 
@@ -51,6 +56,8 @@ class DatasetOptions:
     clusters: int = 0
     seed: int = 0
     scrub: bool = True
+    #: answers without a call synthesised from the kept calls, as a share of them (dataset/irrelevance.py)
+    irrelevance_share: float = 0.0
 
 
 @dataclass
@@ -174,12 +181,19 @@ def build_dataset(opts: DatasetOptions, out_dir: Path | str) -> DatasetReport:
         raise ValueError("no source given: name run directories, --toolmind files or --tau2 domains")
     if not 0.0 <= opts.val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {opts.val_fraction}")
+    if not 0.0 <= opts.irrelevance_share <= 1.0:
+        raise ValueError(f"irrelevance_share must be in [0, 1], got {opts.irrelevance_share}")
     report = DatasetReport()
     samples = curate(collect(opts, report), opts, report)
     check_native_calls(opts, samples)
     labels, clusters = cluster_samples(samples, opts.clusters, opts.seed)
     val = split_by_cluster(labels, clusters, opts.val_fraction, opts.seed)
     report.clusters = clusters
+    synthesised = synthesise_irrelevance(samples, labels, opts.irrelevance_share, opts.seed)
+    if synthesised:
+        report.read[SYNTH_SOURCE] += len(synthesised)
+        samples = [*samples, *(s for s, _ in synthesised)]
+        labels = [*labels, *(lab for _, lab in synthesised)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / TRAIN_FILE).open("w", encoding="utf-8") as tr, (out / VALIDATION_FILE).open("w", encoding="utf-8") as va:

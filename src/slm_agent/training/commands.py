@@ -25,6 +25,17 @@ def _clusters(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    """``--irrelevance-share``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] (got {text!r})")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] (got {value})")
+    return value
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from slm_agent.dataset.build import DatasetOptions, build_dataset
 
@@ -33,7 +44,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                           serialization=args.serialization, native_calls=args.native_calls,
                           prompt_layout=args.prompt_layout,
                           val_fraction=args.val_fraction,
-                          clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub)
+                          clusters=args.clusters, seed=args.seed, scrub=not args.no_scrub,
+                          irrelevance_share=args.irrelevance_share)
     try:
         report = build_dataset(opts, args.output)
     except (ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
@@ -218,6 +230,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "chat.prompt_layout (default shared_prefix, as in every shipped profile)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of records (whole clusters) for validation")
     p.add_argument("--clusters", type=_clusters, default=0, help="number of task clusters (0 = about sqrt(n/2))")
+    p.add_argument("--irrelevance-share", type=_share, default=0.0,
+                   help="answers without a call synthesised from the kept calls, as a share of them: a kept "
+                        "question with another task cluster's tools (no tool name in common), replying that no "
+                        "function is relevant (a teacher that always calls logs none; default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-scrub", action="store_true", help="do not replace e-mails, phone numbers, names")
     p.add_argument("--strict", action="store_true", help="exit 2 when any source line could not be read")
