@@ -311,3 +311,18 @@ def test_the_training_loss_is_measured_on_a_bounded_seeded_sample():
     assert loss_sample(rows, 0, seed=0) == rows and loss_sample(rows[:5], 10, seed=0) == rows[:5]
     assert FinetuneOptions(loss_examples=-1).problems() == ["--loss-examples: must be an integer >= 0 (0 = all) "
                                                             "(got -1)"]
+
+
+def test_an_empty_setting_of_the_base_run_compares_as_the_agent_resolves_it(tmp_path):
+    """The study's cells record chat_format "" (the profile's default: chat for Qwen2.5, raw for
+    Gemma 3) and the before/after runs "chat": the same run for Qwen2.5, another for Gemma 3."""
+    from slm_agent.profiles import load_profile
+    from slm_agent.training.evaluate import EvalFormat, base_run_problems, same_run_problems
+
+    fmt = EvalFormat("direct", "bfcl", "chat")
+    base = _run_dir(tmp_path / "qwen", model="qwen2.5-coder-0.5b", chat_format="", strategy="")
+    lora = _run_dir(tmp_path / "qwen-lora", model="qwen2.5-coder-0.5b-lora")
+    qwen, gemma = load_profile("qwen2.5-coder-0.5b"), load_profile("gemma3-270m-q4km")
+    assert base_run_problems(str(base), qwen, fmt, ids="", categories="simple_python", limit=0, concurrency=1) == []
+    assert same_run_problems(base, lora, qwen) == []
+    assert same_run_problems(base, lora, gemma) == ["chat_format ('raw' there, 'chat' now)"]

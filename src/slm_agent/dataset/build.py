@@ -31,7 +31,7 @@ REPORT_FILE = "report.json"
 #: why a source's records are kept (report.json ``kept_because``)
 KEPT_BECAUSE = {"rundir": "passed cases of run directories, failed steps and unparsed replies removed",
                 "toolmind": "ToolMind rows, normalised", "tau2": "tau2 train-split tasks, gold actions executed",
-                "irrelevance": "synthesised: a kept question with another task cluster's tools (no tool name in "
+                SYNTH_SOURCE: "synthesised: a kept question with another task cluster's tools (no tool name in "
                                "common), the reply declines (--irrelevance-share)"}
 WITH_CALLS = "with tool calls"
 ANSWER_ONLY = "answer without a call"

@@ -192,8 +192,24 @@ def copy_cell(run_dir: Path, eval_dir: Path, taken: Sequence[str]) -> Path:
     return cell
 
 
-def _config(run_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("config") or {})
+def _with_defaults(cfg: dict[str, Any], profile: Any) -> dict[str, Any]:
+    """A bench config with the agent's defaults filled in: an empty strategy or serialization is
+    the agent's own setting, an empty chat format resolved as the agent does for ``profile``."""
+    from slm_agent.agent.strategies import resolve_chat_format
+    from slm_agent.settings import AgentSettings
+
+    out = dict(cfg)
+    for key in ("strategy", "serialization"):
+        out[key] = out.get(key) or AgentSettings.model_fields[key].default
+    out["chat_format"] = resolve_chat_format(str(out.get("chat_format") or ""), profile)
+    out["concurrency"] = int(out.get("concurrency") or 1)
+    return out
+
+
+def _config(run_dir: Path, profile: Any) -> dict[str, Any]:
+    """run.json's config, with the agent's defaults filled in (:func:`_with_defaults`)."""
+    cfg = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("config") or {}
+    return _with_defaults(cfg, profile)
 
 
 def base_run_problems(base_run: str, profile: Any, fmt: EvalFormat, *, ids: str, categories: str, limit: int,
@@ -202,36 +218,34 @@ def base_run_problems(base_run: str, profile: Any, fmt: EvalFormat, *, ids: str,
     run the student's profile on the same cases, in the same strategy, serialization, effective
     chat format (raw/chat, as the profile resolves an empty one) and concurrency -- a cell in
     another format or concurrency would make the before/after an unfair comparison."""
-    from slm_agent.agent.strategies import resolve_chat_format
     from slm_agent.bench import rundir
 
     base = Path(base_run)
     name = run_name(base)
     if name != profile.name:
         return [f"--eval-base {base_run}: it runs {name}, not the student {profile.name}"]
-    cfg = _config(base)
-    planned = {"strategy": fmt.strategy or "direct", "serialization": fmt.serialization or "json",
-               "chat_format": resolve_chat_format(fmt.chat_format, profile), "concurrency": concurrency,
+    cfg = _config(base, profile)
+    planned = {**_with_defaults({"strategy": fmt.strategy, "serialization": fmt.serialization,
+                                 "chat_format": fmt.chat_format, "concurrency": concurrency}, profile),
                "ids": [i.strip() for i in ids.split(",") if i.strip()],
                "categories": [c.strip() for c in categories.split(",") if c.strip()], "limit": limit}
-    there = {"strategy": cfg.get("strategy") or "direct", "serialization": cfg.get("serialization") or "json",
-             "chat_format": resolve_chat_format(str(cfg.get("chat_format") or ""), profile),
-             "concurrency": int(cfg.get("concurrency") or 1)}
-    out = [f"--eval-base {base_run}: its {k} is {there[k]!r}, the before/after runs {planned[k]!r}"
+    out = [f"--eval-base {base_run}: its {k} is {cfg[k]!r}, the before/after runs {planned[k]!r}"
            + (" (--eval-concurrency)" if k == "concurrency" else "")
-           for k in there if there[k] != planned[k]]
+           for k in ("strategy", "serialization", "chat_format", "concurrency") if cfg[k] != planned[k]]
     if rundir.case_set(cfg) != rundir.case_set({**cfg, **{k: planned[k] for k in ("ids", "categories", "limit")}}):
         out.append(f"--eval-base {base_run}: it ran {rundir.describe_case_set(cfg)}, the before/after runs "
                    f"{rundir.describe_case_set(planned)}")
     return out
 
 
-def same_run_problems(base: Path, lora: Path) -> list[str]:
+def same_run_problems(base: Path, lora: Path, profile: Any) -> list[str]:
     """Differences between the base cell (from ``--eval-base``) and the adapter's run in anything
-    but the model (rundir's identity and measurement settings, the case set)."""
+    but the model (rundir's identity and measurement settings, the case set; empty settings
+    compared as the agent resolves them, so the study's chat_format "" equals "chat" for a chat
+    profile)."""
     from slm_agent.bench import rundir
 
-    before, now = _config(base), _config(lora)
+    before, now = _config(base, profile), _config(lora, profile)
     before["model"] = now.get("model")
     diffs, _ = rundir.run_differences(before, now)
     return diffs
@@ -282,7 +296,7 @@ def before_after(profile_name: str, out: Path, *, ids: str = "", categories: str
         if code != 0:
             raise TrainingError(f"slm-agent bench --model {model} failed (exit {code}); see {run}/logs")
     if base_run:
-        diffs = same_run_problems(Path(base_run), runs[1])
+        diffs = same_run_problems(Path(base_run), runs[1], profile)
         if diffs:
             raise TrainingError(f"--eval-base {base_run} differs from the adapter's run {runs[1]} in "
                                 + ", ".join(diffs))
