@@ -21,6 +21,10 @@ the held-out set (training/holdout.py: ids and questions); the LAST line is the 
 
     student <name>: base A/N, lora B/N, teacher C/N, McNemar p=<p>, train/eval overlap 0
 
+With several students the headline is the one closest to the goal (LoRA beats base with
+p < 0.05 and closes at least half the gap to the teacher): students meeting it first, then
+the lowest p; every student's line is printed, that one last.
+
 ``slm-agent finetune ... --eval-categories ... --eval-with TEACHER_RUN`` writes such an eval/
 directory (OUTPUT/eval/<profile>, OUTPUT/eval/<profile>-lora and the teacher's copied cell);
 ``--dataset`` names the dataset directory when it is not DIR/dataset.
@@ -108,19 +112,28 @@ def main() -> int:
         test = mcnemar_exact(b, lo)
         secs = {k: statistics.mean(cell["seconds"][c] for c in shared)
                 for k, cell in (("base", base), ("lora", lora), ("teacher", teacher[0]))}
+        n_base, n_lora = sum(b.values()), sum(lo.values())
+        met = goal_met(n_base, n_lora, t, test["p_value"])
         print(f"student {lora['base']}: {len(shared)} shared cases; s/case base {secs['base']:.2f}, "
               f"lora {secs['lora']:.2f}, teacher {secs['teacher']:.2f}; only base passed {test['only_a']}, "
-              f"only lora passed {test['only_b']}")
-        lines.append(f"student {lora['base']}: base {sum(b.values())}/{len(shared)}, lora {sum(lo.values())}/"
-                     f"{len(shared)}, teacher {t}/{len(shared)}, McNemar p={test['p_value']:.4g}, "
-                     f"train/eval overlap {hits}")
+              f"only lora passed {test['only_b']}; goal {'met' if met else 'not met'}")
+        lines.append(((not met, test["p_value"], -(n_lora - n_base)),
+                      f"student {lora['base']}: base {n_base}/{len(shared)}, lora {n_lora}/"
+                      f"{len(shared)}, teacher {t}/{len(shared)}, McNemar p={test['p_value']:.4g}, "
+                      f"train/eval overlap {hits}"))
     if not lines:
         print("no student with a base and a LoRA cell", file=sys.stderr)
         return 1
     print(f"training examples: {n_train}, of them in the held-out set ({STUDY_HOLDOUT}): {hits}")
-    for line in lines:
+    # the student closest to the goal last (the headline)
+    for _, line in sorted(lines, key=lambda kl: kl[0], reverse=True):
         print(line)
     return 0
+
+
+def goal_met(base: int, lora: int, teacher: int, p_value: float) -> bool:
+    """Issue 25's goal: LoRA beats base with p < 0.05 and closes half the gap to the teacher."""
+    return lora > base and p_value < 0.05 and (lora - base) >= (teacher - base) / 2
 
 
 if __name__ == "__main__":

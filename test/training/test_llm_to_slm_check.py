@@ -67,3 +67,21 @@ def test_missing_parts_are_one_line(tmp_path):
     (tmp_path / "eval").mkdir()
     res = _run(tmp_path)
     assert res.returncode == 2 and "expected eval/<cell>/ run directories and dataset/train.jsonl" in res.stderr
+
+
+def test_the_student_closest_to_the_goal_is_the_headline(tmp_path):
+    """Two students: the one whose adapter meets the goal is printed last, whatever the names' order."""
+    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
+    _cell(tmp_path, "a-base", "gemma3-270m-q4km", set(range(6)))
+    _cell(tmp_path, "a-lora", "gemma3-270m-q4km-lora", set(range(5)), adapter=True)
+    _cell(tmp_path, "b-base", "qwen2.5-coder-0.5b", set(range(4)))
+    _cell(tmp_path, "b-lora", "qwen2.5-coder-0.5b-lora", set(range(16)), adapter=True)
+    _dataset(tmp_path, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+                         "meta": {"case_id": "live_simple_1"}}])
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[-1].startswith("student qwen2.5-coder-0.5b: base 4/20, lora 16/20, teacher 18/20"), res.stdout
+    assert lines[-2].startswith("student gemma3-270m-q4km: base 6/20, lora 5/20"), res.stdout
+    assert "student qwen2.5-coder-0.5b: 20 shared cases" in res.stdout and "goal met" in res.stdout
+    assert "student gemma3-270m-q4km: 20 shared cases" in res.stdout and "goal not met" in res.stdout
