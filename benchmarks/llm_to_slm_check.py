@@ -4,7 +4,8 @@
 Layout of the results directory (what ``results/llm-to-slm/`` commits; weights stay out)::
 
     DIR/
-      dataset/train.jsonl [validation.jsonl]   the curated training data (slm-agent dataset)
+      dataset/train.jsonl [validation.jsonl]   the curated training data (slm-agent dataset);
+      [dataset-<variant>/...]                  more datasets (another mix), checked alike
       eval/<cell>/run.json, results.jsonl      evaluation runs on the held-out set, one per
                                                model: the teacher, each student's base and
                                                each student with its LoRA adapter
@@ -94,9 +95,13 @@ def main() -> int:
     if len(teacher) != 1:
         ap.error(f"expected one teacher cell (profile {args.teacher}, no adapter), found {len(teacher)}")
     teacher_passed = teacher[0]["passed"]
-    hits, n_train = overlap(dataset, HoldoutSet.load(STUDY_HOLDOUT))
+    holdout = HoldoutSet.load(STUDY_HOLDOUT)
+    datasets = [dataset] if args.dataset else \
+        [dataset] + sorted(p for p in root.glob("dataset-*") if (p / "train.jsonl").is_file())
+    counts = {d: overlap(d, holdout) for d in datasets}
+    hits, n_train = sum(h for h, _ in counts.values()), sum(n for _, n in counts.values())
     lines = []
-    for lora in (c for c in cells.values() if c["adapter"]):
+    for name, lora in ((n, c) for n, c in cells.items() if c["adapter"]):
         bases = [c for c in cells.values() if not c["adapter"] and c["profile"] == lora["base"]]
         if len(bases) != 1:
             print(f"student {lora['profile']}: no single base cell (profile {lora['base']}); skipped")
@@ -114,7 +119,7 @@ def main() -> int:
                 for k, cell in (("base", base), ("lora", lora), ("teacher", teacher[0]))}
         n_base, n_lora = sum(b.values()), sum(lo.values())
         met = goal_met(n_base, n_lora, t, test["p_value"])
-        print(f"student {lora['base']}: {len(shared)} shared cases; s/case base {secs['base']:.2f}, "
+        print(f"student {lora['base']} ({name}): {len(shared)} shared cases; s/case base {secs['base']:.2f}, "
               f"lora {secs['lora']:.2f}, teacher {secs['teacher']:.2f}; only base passed {test['only_a']}, "
               f"only lora passed {test['only_b']}; goal {'met' if met else 'not met'}")
         lines.append(((not met, test["p_value"], -(n_lora - n_base)),
@@ -124,7 +129,8 @@ def main() -> int:
     if not lines:
         print("no student with a base and a LoRA cell", file=sys.stderr)
         return 1
-    print(f"training examples: {n_train}, of them in the held-out set ({STUDY_HOLDOUT}): {hits}")
+    for d, (h, n) in counts.items():
+        print(f"{d.name}: {n} examples, of them in the held-out set ({STUDY_HOLDOUT}): {h}")
     # the student closest to the goal last (the headline)
     for _, line in sorted(lines, key=lambda kl: kl[0], reverse=True):
         print(line)

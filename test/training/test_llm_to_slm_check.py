@@ -63,6 +63,24 @@ def test_training_data_in_the_held_out_set_is_counted(tmp_path):
     assert res.stdout.strip().splitlines()[-1].endswith("McNemar p=1, train/eval overlap 1"), res.stdout
 
 
+def test_every_dataset_directory_is_checked_for_overlap(tmp_path):
+    """A second mix (dataset-<variant>/) is counted too: a held-out id there is not hidden."""
+    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
+    _cell(tmp_path, "base", "gemma3-270m-q4km", set(range(6)))
+    _cell(tmp_path, "lora", "gemma3-270m-q4km-lora", set(range(6)), adapter=True)
+    clean = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+             "meta": {"case_id": "live_simple_1"}}
+    _dataset(tmp_path, [clean])
+    (tmp_path / "dataset-more").mkdir()
+    (tmp_path / "dataset-more" / "train.jsonl").write_text(
+        json.dumps(clean) + "\n" + json.dumps({**clean, "meta": {"case_id": "multiple_2"}}) + "\n")
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "dataset: 1 examples, of them in the held-out set" in res.stdout, res.stdout
+    assert "dataset-more: 2 examples" in res.stdout, res.stdout
+    assert res.stdout.strip().splitlines()[-1].endswith("train/eval overlap 1"), res.stdout
+
+
 def test_missing_parts_are_one_line(tmp_path):
     (tmp_path / "eval").mkdir()
     res = _run(tmp_path)
@@ -83,5 +101,5 @@ def test_the_student_closest_to_the_goal_is_the_headline(tmp_path):
     lines = res.stdout.strip().splitlines()
     assert lines[-1].startswith("student qwen2.5-coder-0.5b: base 4/20, lora 16/20, teacher 18/20"), res.stdout
     assert lines[-2].startswith("student gemma3-270m-q4km: base 6/20, lora 5/20"), res.stdout
-    assert "student qwen2.5-coder-0.5b: 20 shared cases" in res.stdout and "goal met" in res.stdout
-    assert "student gemma3-270m-q4km: 20 shared cases" in res.stdout and "goal not met" in res.stdout
+    assert "student qwen2.5-coder-0.5b (b-lora): 20 shared cases" in res.stdout and "goal met" in res.stdout
+    assert "student gemma3-270m-q4km (a-lora): 20 shared cases" in res.stdout and "goal not met" in res.stdout
