@@ -23,8 +23,8 @@ the held-out set (training/holdout.py: ids and questions); the LAST line is the 
     student <name>: base A/N, lora B/N, teacher C/N, McNemar p=<p>, train/eval overlap 0
 
 With several students the headline is the one closest to the goal (LoRA beats base with
-p < 0.05 and closes at least half the gap to the teacher): students meeting it first, then
-the lowest p; every student's line is printed, that one last.
+p < 0.05 and closes at least half the gap to the teacher): a student meeting it, else the
+largest gain over its base, then the lowest p; every student's line is printed, that one last.
 
 ``slm-agent finetune ... --eval-categories ... --eval-with TEACHER_RUN`` writes such an eval/
 directory (OUTPUT/eval/<profile>, OUTPUT/eval/<profile>-lora and the teacher's copied cell);
@@ -122,7 +122,7 @@ def main() -> int:
         print(f"student {lora['base']} ({name}): {len(shared)} shared cases; s/case base {secs['base']:.2f}, "
               f"lora {secs['lora']:.2f}, teacher {secs['teacher']:.2f}; only base passed {test['only_a']}, "
               f"only lora passed {test['only_b']}; goal {'met' if met else 'not met'}")
-        lines.append(((not met, test["p_value"], -(n_lora - n_base)),
+        lines.append(((met, n_lora - n_base, -test["p_value"]),
                       f"student {lora['base']}: base {n_base}/{len(shared)}, lora {n_lora}/"
                       f"{len(shared)}, teacher {t}/{len(shared)}, McNemar p={test['p_value']:.4g}, "
                       f"train/eval overlap {hits}"))
@@ -132,7 +132,7 @@ def main() -> int:
     for d, (h, n) in counts.items():
         print(f"{d.name}: {n} examples, of them in the held-out set ({STUDY_HOLDOUT}): {h}")
     # the student closest to the goal last (the headline)
-    for _, line in sorted(lines, key=lambda kl: kl[0], reverse=True):
+    for _, line in sorted(lines, key=lambda kl: kl[0]):
         print(line)
     return 0
 
