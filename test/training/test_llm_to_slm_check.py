@@ -52,12 +52,21 @@ def test_headline_from_records(tmp_path):
     assert "s/case base 0.50, lora 0.50, teacher 2.00" in res.stdout
 
 
+def _no_gain_cells(root: Path) -> None:
+    """Teacher 18/20, student base and LoRA 6/20 each."""
+    _cell(root, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
+    _cell(root, "base", "gemma3-270m-q4km", set(range(6)))
+    _cell(root, "lora", "gemma3-270m-q4km-lora", set(range(6)), adapter=True)
+
+
+def _record(case_id: str) -> dict:
+    return {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+            "meta": {"case_id": case_id}}
+
+
 def test_training_data_in_the_held_out_set_is_counted(tmp_path):
-    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
-    _cell(tmp_path, "base", "gemma3-270m-q4km", set(range(6)))
-    _cell(tmp_path, "lora", "gemma3-270m-q4km-lora", set(range(6)), adapter=True)
-    _dataset(tmp_path, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
-                         "meta": {"case_id": "simple_python_3"}}])
+    _no_gain_cells(tmp_path)
+    _dataset(tmp_path, [_record("simple_python_3")])
     res = _run(tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1].endswith("McNemar p=1, train/eval overlap 1"), res.stdout
@@ -65,15 +74,11 @@ def test_training_data_in_the_held_out_set_is_counted(tmp_path):
 
 def test_every_dataset_directory_is_checked_for_overlap(tmp_path):
     """A second mix (dataset-<variant>/) is counted too: a held-out id there is not hidden."""
-    _cell(tmp_path, "teacher", "qwen2.5-coder-1.5b", set(range(18)))
-    _cell(tmp_path, "base", "gemma3-270m-q4km", set(range(6)))
-    _cell(tmp_path, "lora", "gemma3-270m-q4km-lora", set(range(6)), adapter=True)
-    clean = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
-             "meta": {"case_id": "live_simple_1"}}
-    _dataset(tmp_path, [clean])
+    _no_gain_cells(tmp_path)
+    _dataset(tmp_path, [_record("live_simple_1")])
     (tmp_path / "dataset-more").mkdir()
     (tmp_path / "dataset-more" / "train.jsonl").write_text(
-        json.dumps(clean) + "\n" + json.dumps({**clean, "meta": {"case_id": "multiple_2"}}) + "\n")
+        "".join(json.dumps(_record(c)) + "\n" for c in ("live_simple_1", "multiple_2")))
     res = _run(tmp_path)
     assert res.returncode == 0, res.stderr
     assert "dataset: 1 examples, of them in the held-out set" in res.stdout, res.stdout
@@ -94,8 +99,7 @@ def test_the_student_closest_to_the_goal_is_the_headline(tmp_path):
     _cell(tmp_path, "a-lora", "gemma3-270m-q4km-lora", set(range(5)), adapter=True)
     _cell(tmp_path, "b-base", "qwen2.5-coder-0.5b", set(range(4)))
     _cell(tmp_path, "b-lora", "qwen2.5-coder-0.5b-lora", set(range(16)), adapter=True)
-    _dataset(tmp_path, [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
-                         "meta": {"case_id": "live_simple_1"}}])
+    _dataset(tmp_path, [_record("live_simple_1")])
     res = _run(tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
