@@ -70,3 +70,21 @@ def test_settled_when_covered_or_telemetry_is_stale():
     assert log.settled(5.0, stale_s=2.0)
     log.add(5.0, 1.0, True)
     assert log.covers(5.0) and log.settled(5.0, stale_s=2.0)
+
+
+def test_settled_waits_for_max_gap_when_it_is_longer_than_stale():
+    """A silence shorter than ``max_gap_s`` is a gap the next sample may bridge: waiting
+    must not give up on it (the agent's energy became NaN on a loaded machine)."""
+    clock = Clock()
+    log = PowerLog(max_gap_s=10.0, clock=clock)
+    log.add(4.0, 1.0, True)
+    clock.t += 2.5                                      # past stale_s, inside max_gap_s
+    assert not log.settled(5.0, stale_s=2.0)
+    clock.t += 5.0                                      # 7.5 s of silence: still bridgeable
+    assert not log.settled(5.0, stale_s=2.0)
+    log.add(12.0, 1.0, True)                            # the late sample bridges the gap
+    assert log.settled(5.0, stale_s=2.0) and log.joules(4.0, 5.0) == 1.0
+    log2 = PowerLog(max_gap_s=10.0, clock=clock)
+    log2.add(4.0, 1.0, True)
+    clock.t += 10.5                                     # longer than max_gap_s: stale
+    assert log2.settled(5.0, stale_s=2.0)

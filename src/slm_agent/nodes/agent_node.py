@@ -132,9 +132,9 @@ from slm_agent.settings import AgentSettings
 from slm_agent.telemetry.energy import PowerLog, stamp_seconds
 
 NODE_NAME = AgentSettings.NODE
-#: no power sample for this long (or for ``energy_max_gap_s``, if longer) means "telemetry
-#: is not running": a ~/metrics message stops waiting for its energy.  A shorter silence is
-#: a gap the next sample may still bridge (a loaded machine stalls publishers for seconds).
+#: no power sample for this long (or for ``energy_max_gap_s``, if longer: see
+#: ``PowerLog.settled``) means "telemetry is not running": a ~/metrics message stops
+#: waiting for its energy.
 POWER_STALE_S = 2.0
 #: the RunTask goal/result/cancel services keep every request until it is taken:
 #: rclpy's default (KEEP_LAST 10) silently drops all but the newest 10 of a
@@ -392,7 +392,7 @@ class AgentNode(LifecycleNode):
     def _energy_settled(self, end_s: float) -> bool:
         """True when waiting longer cannot change a window ending at ``end_s``."""
         power = self.power
-        return power is None or power.settled(end_s, max(POWER_STALE_S, power.integrator.max_gap_s))
+        return power is None or power.settled(end_s, POWER_STALE_S)
 
     def energy_j(self, start_ns: int, end_ns: int) -> float:
         power = self.power

@@ -275,8 +275,12 @@ class PowerLog:
 
     def settled(self, end_s: float, stale_s: float) -> bool:
         """Whether waiting longer cannot change a window ending at ``end_s``: it is covered,
-        or no sample arrived for ``stale_s`` seconds (telemetry is not running)."""
-        return self._clock() - self.last_rx > stale_s or self.covers(end_s)
+        or no sample arrived for ``stale_s`` seconds, or for ``max_gap_s`` if that is longer
+        (telemetry is not running).  A shorter silence is a gap the next sample may still
+        bridge -- a loaded machine stalls publishers for seconds -- so giving up on it would
+        turn a measurable window into NaN."""
+        silence = max(stale_s, self.integrator.max_gap_s)
+        return self._clock() - self.last_rx > silence or self.covers(end_s)
 
     def estimate(self, t0_s: float, t1_s: float) -> tuple[float, float]:
         """(joules, or NaN unless measured and complete; covered seconds) over ``[t0_s, t1_s]``."""
