@@ -18,12 +18,15 @@ rclpy's signal handlers: Ctrl-C stays the launching process's
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Optional, Sequence
 
 #: lifecycle_msgs/State id of ``active``
 ACTIVE = 3
 POLL_S = 0.1
+#: a get_state request unanswered this long is given up and asked again
+REASK_S = 5.0
 
 
 class RosGraph:
@@ -59,32 +62,44 @@ class RosGraph:
                 return False
             time.sleep(POLL_S)
 
-    def lifecycle_state(self, node: str, timeout_s: float = 5.0) -> Optional[int]:
-        """The lifecycle state id of ``node`` (``/agent``), None when it did not answer."""
+    def wait_active(self, node: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
+        """``node`` (a lifecycle node) reached ``active`` within ``timeout_s``; False early when
+        ``alive()`` says its process ended.
+
+        One ``get_state`` client lives for the whole wait, and a request is re-sent only
+        after ``REASK_S`` without an answer: a node loading its model cannot answer until
+        configure returns, and a client destroyed before that answer came made the node
+        log "failed to send response (timeout): client will not receive response".
+        The executor waits on the wait set (``spin_once``), not in a busy loop.
+        """
         from lifecycle_msgs.srv import GetState
         from rclpy.executors import SingleThreadedExecutor
 
         client = self.node.create_client(GetState, f"{node}/get_state")
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(self.node)
+        end = time.monotonic() + timeout_s
+        future, asked = None, -math.inf
         try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                return None
-            future = client.call_async(GetState.Request())
-            executor = SingleThreadedExecutor(context=self.context)
-            executor.add_node(self.node)
-            try:
-                executor.spin_until_future_complete(future, timeout_sec=timeout_s)
-            finally:
-                executor.remove_node(self.node)
-                executor.shutdown()
-            res = future.result() if future.done() else None
-            return int(res.current_state.id) if res is not None else None
+            while True:
+                now = time.monotonic()
+                if future is not None and not future.done() and now - asked > REASK_S:
+                    client.remove_pending_request(future)   # a late answer is dropped, not kept
+                    future = None
+                if future is None and client.service_is_ready():
+                    future, asked = client.call_async(GetState.Request()), now
+                executor.spin_once(timeout_sec=POLL_S)
+                if future is not None and future.done():
+                    res = future.result()
+                    if res is not None and int(res.current_state.id) == ACTIVE:
+                        return True
+                    future = None
+                if not alive() or time.monotonic() > end:
+                    return False
         finally:
+            executor.remove_node(self.node)
+            executor.shutdown()
             self.node.destroy_client(client)
-
-    def wait_active(self, node: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
-        """``node`` (a lifecycle node) reached ``active`` within ``timeout_s``; False early when
-        ``alive()`` says its process ended."""
-        return self._until(lambda: self.lifecycle_state(node, timeout_s=1.0) == ACTIVE, timeout_s, alive)
 
     def wait_action_server(self, action: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
         """A ``RunTask`` action server answers at ``action`` (the graph shows all its services)."""
