@@ -221,3 +221,24 @@ def test_accuracy_per_category(tmp_path: Path) -> None:
     with (tmp_path / "out" / "categories.csv").open() as fh:
         assert [(r["category"], r["passed"]) for r in csv.DictReader(fh)] == [("irrelevance", "1"),
                                                                               ("simple_python", "2")]
+
+
+def test_cells_timed_on_different_cpu_builds_are_flagged(tmp_path: Path) -> None:
+    """Cells whose run.json names different llama.cpp CPU builds get a note naming each
+    build's cells; cells of one build (or runs that do not say) get none."""
+    def build(d: Path, variant: str) -> Path:
+        info = json.loads((d / "run.json").read_text())
+        info["llama_cpp_build"] = {"build": {"variant": variant}}
+        info["llama_cpp_threads"] = {"cpus": 2}
+        (d / "run.json").write_text(json.dumps(info))
+        return d
+
+    a = build(_run(tmp_path / "a", "m1", [True, False]), "haswell")
+    b = build(_run(tmp_path / "b", "m2", [True, True]), "zen4")
+    c = build(_run(tmp_path / "c", "m3", [False, True]), "zen4")
+    md = compare([a, b, c], tokens=False).markdown
+    assert "Timed on 2 different CPU builds" in md
+    assert "- llama.cpp haswell, 2 CPUs: `a`" in md and "- llama.cpp zen4, 2 CPUs: `b`, `c`" in md
+    assert "different CPU builds" not in compare([b, c], tokens=False).markdown
+    plain = _run(tmp_path / "d", "m4", [True, True])   # no build recorded: nothing claimed
+    assert "different CPU builds" not in compare([b, plain], tokens=False).markdown

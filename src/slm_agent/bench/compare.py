@@ -87,6 +87,39 @@ class Cell:
         return str(cfg.get(key) or (self.records[0].get(key) if self.records else "") or "")
 
 
+def timing_basis(cell: Cell) -> str:
+    """The CPU build a local llama.cpp cell was timed on ("llama.cpp zen4, 2 CPUs"), "" when
+    its run.json does not say (a server, the gold agent, an older run).
+
+    Why: one llama.cpp wheel per CPU generation (haswell = AVX2, zen4 = AVX-512, ...) is
+    chosen at set-up, and machines of one kind differ in generation.  TTFT and tok/s of
+    cells timed on different builds are not like for like, and greedy outputs can differ
+    too (other kernels, other rounding): a comparison across them must say so.
+    """
+    build = (cell.info.get("llama_cpp_build") or {}).get("build") or {}
+    variant = str(build.get("variant") or "")
+    if not variant:
+        return ""
+    cpus = (cell.info.get("llama_cpp_threads") or {}).get("cpus")
+    return f"llama.cpp {variant}" + (f", {cpus} CPUs" if cpus else "")
+
+
+def timing_basis_note(cells: Sequence[Cell]) -> list[str]:
+    """Markdown lines warning that the cells were timed on more than one CPU build ([] when
+    they all share one, or none says)."""
+    groups: dict[str, list[str]] = {}
+    for c in cells:
+        basis = timing_basis(c)
+        if basis:
+            groups.setdefault(basis, []).append(c.name)
+    if len(groups) < 2:
+        return []
+    lines = [f"**Timed on {len(groups)} different CPU builds**: TTFT, tok/s and seconds compare only within "
+             "one build, and greedy outputs may differ between builds (other kernels, other rounding).", ""]
+    lines += [f"- {basis}: " + ", ".join(f"`{n}`" for n in names) for basis, names in sorted(groups.items())]
+    return lines + [""]
+
+
 def _is_run(p: Path) -> bool:
     return (p / RESULTS_FILE).exists() or find_bag(p) is not None
 
@@ -442,6 +475,7 @@ def render_markdown(cells: list[Cell], rows: list[dict[str, Any]], pairs: list[d
     measured = any(math.isfinite(r["energy_j_per_call"]) for r in rows)
     lines = ["# Comparison report", "", f"{len(cells)} runs: " + ", ".join(f"`{c.path}`" for c in cells) + ".",
              "Accuracy with its 95 % Wilson interval; TTFT, prefill and decode are medians over LLM calls.", ""]
+    lines += timing_basis_note(cells)
     for mode in sorted({r["power_mode"] for r in rows}):
         lines += [f"## Power mode {mode}", ""]
         lines += _table(["Cell", "Model", "TTFT ms", "Prefill tok/s", "Decode tok/s", "Accuracy [95 % CI]"],
