@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from slm_agent.agent.call_formats import BfclFormat, NativeFormat, split_reasoning
+from slm_agent.agent.call_formats import MAX_REASONING_CHARS, BfclFormat, NativeFormat, split_reasoning
 from slm_agent.agent.strategies import get_strategy, make_strategy
 from slm_agent.agent.types import ToolSpec
 
@@ -189,6 +189,11 @@ def test_constrained_grammars_admit_calls_and_text(engine):
     assert _admits(engine, bfcl, "[spotify_play(artist='A', duration=2), get_time()]")
     assert _admits(engine, bfcl, "None of the functions fit.")
     assert not _admits(engine, bfcl, "[spotify_play(singer='A')]")  # not a parameter
+    # a reasoning strategy: one bounded line, then the call list (or text)
+    reflact = make_strategy("reflact", "bfcl", "chat", None, 256).build_request(USER, TOOLS, True)
+    assert _admits(engine, reflact, "Reflection: nothing is done yet.\n[get_time()]")
+    assert _admits(engine, reflact, "Reflection: " + "x" * MAX_REASONING_CHARS + "\n[get_time()]")
+    assert not _admits(engine, reflact, "Reflection: " + "x" * (MAX_REASONING_CHARS + 1))
     native = make_strategy("direct", "native", "chat", None, 256, native_calls="tool_call_tags")
     req = native.build_request(USER, TOOLS, True)
     # the lazily triggered block: what follows <tool_call> must be a call, then </tool_call>

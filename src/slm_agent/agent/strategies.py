@@ -30,7 +30,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
-from slm_agent.agent.call_formats import (MAX_LIST_CALLS, CallFormat, call_format_for, call_schema,
+from slm_agent.agent.call_formats import (MAX_LIST_CALLS, MAX_REASONING_CHARS, CallFormat, call_format_for,
+                                          call_schema,
                                           grammar_args_schema)
 from slm_agent.agent.parsing import parse_tool_calls
 from slm_agent.agent.serializers import Serializer, get_serializer
@@ -41,7 +42,6 @@ CHAT_FORMATS = ("raw", "chat")
 #: system-prompt orders (profile ``chat.prompt_layout``): ``tools_first`` is the
 #: seed's; ``shared_prefix`` puts what every case shares first (see Strategy.system_text)
 PROMPT_LAYOUTS = ("tools_first", "shared_prefix")
-MAX_REASONING_CHARS = 240   # bounds the thought/reflection field under a grammar
 MAX_PARALLEL_CALLS = 4
 
 _FINAL_RE = re.compile(r"Final[ \t]*Answer[ \t]*:[ \t]*(.*)", re.IGNORECASE | re.DOTALL)
