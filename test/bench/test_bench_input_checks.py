@@ -79,6 +79,35 @@ def test_a_cell_that_cannot_start_is_not_called_resumable():
     assert any("status 3" in s and "rerun the same command to resume" in s for s in said)
 
 
+def test_a_finished_cell_whose_directory_was_removed_runs_again(tmp_path):
+    """Deleting a cell's directory is how to rerun it (e.g. after a fix): the grid must not
+    skip it because grid_state.json still lists it as finished."""
+    from slm_agent.bench.grid import GridSpec, run_grid
+
+    spec = GridSpec.parse({"agent": "gold", "strategies": ["direct", "react"], "categories": ["simple_python"],
+                           "limit": 1})
+    ran: list[str] = []
+
+    def run_cell(cell, run_dir: Path) -> int:
+        ran.append(cell.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "results.jsonl").write_text(json.dumps(_rec("simple_python_0", True)) + "\n")
+        return 0
+
+    said: list[str] = []
+    assert run_grid(spec, tmp_path, run_cell, print_fn=said.append) == 0
+    assert len(ran) == 2
+    assert run_grid(spec, tmp_path, run_cell, print_fn=said.append) == 0
+    assert len(ran) == 2                                   # all finished: nothing reruns
+    first = ran[0]
+    import shutil
+    shutil.rmtree(tmp_path / "cells" / first)
+    assert run_grid(spec, tmp_path, run_cell, print_fn=said.append) == 0
+    assert ran[2:] == [first]
+    assert any(first in s and "runs again" in s for s in said)
+    assert sorted(json.loads((tmp_path / "grid_state.json").read_text())["finished"]) == sorted(set(ran))
+
+
 # --------------------------------------------------------------------------- compare / report
 
 def test_compare_and_report_say_how_many_lines_they_skipped(tmp_path):

@@ -4,7 +4,8 @@ A grid file names the axes; every combination is a *cell*, a normal run
 directory ``DIR/cells/<name>`` run by the same code as ``slm-agent bench``
 (:func:`slm_agent.launcher.bench.run_bench`, in-process), so a cell resumes exactly as a
 run directory does (no case lost or repeated after Ctrl-C or ``kill -9``);
-the grid reruns the cells not marked finished in ``DIR/grid_state.json``.
+the grid reruns the cells not marked finished in ``DIR/grid_state.json`` (and those marked
+finished whose directory was removed: deleting a cell's directory is how to rerun it).
 
 A model is loaded once per run of consecutive cells with the same model and
 power mode: the grid starts one agent node (and one telemetry node) and every
@@ -440,8 +441,13 @@ def run_grid(spec: GridSpec, out: Path, run_cell: CellRunner, *, shard: tuple[in
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         state = {}
-    finished = set(state.get("finished", []))
+    # a cell marked finished whose directory was removed (to rerun it, e.g. after a fix) runs again
+    marked = set(state.get("finished", []))
+    finished = {name for name in marked if (out / "cells" / name / RESULTS_FILE).exists()}
     overheads = state.setdefault("cell_overhead_s", {})
+    for name in sorted(marked - finished):
+        overheads.pop(name, None)
+        print_fn(f"grid: cell {name} was finished but its directory is gone: it runs again")
     progress = GridProgress(out, cells, len(scenarios), overheads=list(overheads.values()))
     print_fn(f"grid: {len(cells)} cells" + (f" (shard {shard[0]}/{shard[1]})" if shard != (1, 1) else "")
              + f", {len(scenarios)} cases each; {sum(c.name in finished for c in cells)} finished earlier; "
