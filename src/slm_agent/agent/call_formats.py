@@ -362,5 +362,4 @@ def call_format_for(serialization: str, native_calls: Optional[str]) -> Optional
 
 
 __all__ = ["BfclFormat", "CallFormat", "MAX_LIST_CALLS", "MAX_REASONING_CHARS", "NATIVE_SYNTAXES", "NativeFormat",
-           "Reply",
-           "bfcl_functions", "call_format_for", "call_schema", "grammar_args_schema", "split_reasoning"]
+           "Reply", "bfcl_functions", "call_format_for", "call_schema", "grammar_args_schema", "split_reasoning"]

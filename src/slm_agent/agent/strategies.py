@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from slm_agent.agent.call_formats import (MAX_LIST_CALLS, MAX_REASONING_CHARS, CallFormat, call_format_for,
-                                          call_schema,
-                                          grammar_args_schema)
+                                          call_schema, grammar_args_schema)
 from slm_agent.agent.parsing import parse_tool_calls
 from slm_agent.agent.serializers import Serializer, get_serializer
 from slm_agent.agent.types import FINAL_ANSWER_TOOL, Status, ToolCall, ToolResult, ToolSpec
